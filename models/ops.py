@@ -1,0 +1,87 @@
+"""Shared tensor ops: pixel grids, point sampling, backward warping, resizing, colour and PSNR.
+
+Conventions: images are ``(B, C, H, W)`` floats in [0, 1]; a point ``(x, y)`` is in pixel units of
+the image it samples, with pixel ``i`` covering ``[i, i + 1)`` so its centre is ``i + 0.5``; flows
+are ``(B, 2, H, W)`` displacements ``(dx, dy)`` in pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def pixel_centres(height: int, width: int, scale_y: float = 1.0, scale_x: float = 1.0, *, device=None,
+                  dtype=torch.float32) -> torch.Tensor:
+    """``(H*W, 2)`` (x, y) centres of an H x W grid, mapped by ``scale`` into another grid's units.
+
+    With ``scale = h / H`` the centres of an H x W output land in the pixel units of an h x w input
+    covering the same picture.
+    """
+    ys = (torch.arange(height, device=device, dtype=dtype) + 0.5) * scale_y
+    xs = (torch.arange(width, device=device, dtype=dtype) + 0.5) * scale_x
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=-1)
+
+
+def to_grid(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pixel-unit (x, y) points ``(B, N, 2)`` -> grid_sample coordinates ``(B, 1, N, 2)``."""
+    size = points.new_tensor([width, height])
+    return (points * (2.0 / size) - 1.0).unsqueeze(1)
+
+
+def sample_points(image: torch.Tensor, points: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Sample ``image`` ``(B, C, h, w)`` at pixel-unit points ``(B, N, 2)`` -> ``(B, N, C)``.
+
+    Border padding: points outside repeat the edge (what a backward warp at a frame border wants).
+    """
+    grid = to_grid(points, image.shape[-2], image.shape[-1]).to(image.dtype)
+    out = F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
+    return out[:, :, 0, :].transpose(1, 2)
+
+
+def nearest_centres(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Centre of the pixel containing each point (clamped inside the image), ``(B, N, 2)``."""
+    limit = points.new_tensor([width - 1, height - 1])
+    return torch.minimum(torch.floor(points).clamp(min=0), limit) + 0.5
+
+
+def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``out[p] = image[p + flow[p]]`` with bilinear sampling and border padding."""
+    _, _, h, w = image.shape
+    base = pixel_centres(h, w, device=image.device, dtype=image.dtype)
+    points = base.unsqueeze(0) + flow.flatten(2).transpose(1, 2)
+    return sample_points(image, points).transpose(1, 2).reshape(image.shape[0], -1, h, w)
+
+
+def resize_flow(flow: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resample pixel-unit flows ``(B, 2k, h, w)`` (k stacked (dx, dy) pairs), rescaling them too."""
+    ratio = flow.new_tensor([width / flow.shape[-1], height / flow.shape[-2]])
+    ratio = ratio.repeat(flow.shape[1] // 2).view(1, -1, 1, 1)
+    return F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False) * ratio
+
+
+def resize(image: torch.Tensor, height: int, width: int, mode: str = "bicubic") -> torch.Tensor:
+    """Resize with antialiasing when shrinking (like MATLAB ``imresize``), no clamping."""
+    shrinking = height < image.shape[-2] or width < image.shape[-1]
+    return F.interpolate(image, size=(height, width), mode=mode, align_corners=False,
+                         antialias=shrinking and mode in ("bilinear", "bicubic"))
+
+
+def rgb_to_y(image: torch.Tensor) -> torch.Tensor:
+    """BT.601 studio-range luma in [16/255, 235/255] from RGB in [0, 1], as the STVSR papers use."""
+    weights = image.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1) / 255.0
+    return (image * weights).sum(dim=1, keepdim=True) + 16.0 / 255.0
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR in dB of images in [0, 1] (mean squared error over every element)."""
+    mse = torch.mean((pred.double() - target.double()) ** 2).item()
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Per-pixel-normalised Charbonnier loss: mean of sqrt((pred - target)^2 + eps^2)."""
+    return torch.sqrt((pred - target) ** 2 + eps * eps).mean()

@@ -1,0 +1,106 @@
+"""Model registry and checkpoint format.
+
+A model is built from a spec ``{"name": ..., "args": {...}}``. A checkpoint is two files side by
+side: ``NAME.safetensors`` (weights; the spec is also in its metadata) and ``NAME.json`` (the card:
+spec, training data, command, steps, wall time, metrics, code version). Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+"""Folder of the served checkpoints (``NAME.safetensors`` + ``NAME.json``)."""
+
+_BUILTIN_MODULES = {"videoinr": "models.videoinr.network"}
+"""Model name -> module that registers it, imported on first use (nothing runs at import time)."""
+
+_MODELS: dict[str, type[nn.Module]] = {}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, malformed or does not match its spec."""
+
+
+def register(name: str):
+    """Class decorator: make ``make({"name": name, ...})`` build this class."""
+
+    def decorator(cls):
+        _MODELS[name] = cls
+        return cls
+
+    return decorator
+
+
+def make(spec: dict[str, Any]) -> nn.Module:
+    """Build a model from ``{"name": ..., "args": {...}}``."""
+    name = spec.get("name")
+    if name not in _MODELS and name in _BUILTIN_MODULES:
+        importlib.import_module(_BUILTIN_MODULES[name])
+    if name not in _MODELS:
+        raise CheckpointError(f"make: unknown model {name!r}; known: {sorted(_BUILTIN_MODULES)}")
+    model = _MODELS[name](**spec.get("args", {}))
+    model.spec = {"name": name, "args": dict(spec.get("args", {}))}
+    return model
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """Path of a checkpoint's ``.safetensors`` file from a served name or a path."""
+    path = Path(name_or_path)
+    candidates = [path, path.with_suffix(".safetensors"), CHECKPOINT_DIR / f"{name_or_path}.safetensors"]
+    for candidate in candidates:
+        if candidate.suffix == ".safetensors" and candidate.is_file():
+            return candidate
+    served = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.safetensors"))
+    raise CheckpointError(f"resolve: no checkpoint {str(name_or_path)!r}; served: {served}")
+
+
+def save(model: nn.Module, path: str | Path, card: dict[str, Any]) -> Path:
+    """Write ``path`` (.safetensors) and its JSON card; returns the weights path."""
+    path = Path(path).with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec = model.spec
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"spec": json.dumps(spec)})
+    card = {"name": path.stem, "spec": spec, **card}
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
+def read_card(name_or_path: str | Path) -> dict[str, Any]:
+    """The JSON card of a checkpoint (falls back to the spec in the weights' metadata)."""
+    weights = resolve(name_or_path)
+    card_path = weights.with_suffix(".json")
+    if card_path.is_file():
+        try:
+            return json.loads(card_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"read_card: {card_path} is not JSON: {exc}") from exc
+    with safe_open(str(weights), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "spec" not in metadata:
+        raise CheckpointError(f"read_card: {weights} has no card and no spec metadata")
+    return {"name": weights.stem, "spec": json.loads(metadata["spec"])}
+
+
+def load(
+    name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> nn.Module:
+    """Rebuild a model from its checkpoint, in eval mode on ``device``; the card is ``model.card``."""
+    weights = resolve(name_or_path)
+    card = read_card(weights)
+    model = make(card["spec"])
+    try:
+        model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"load: {weights} does not match its spec: {exc}") from exc
+    model.card = card
+    return model.to(device=device, dtype=dtype).eval()

@@ -1,0 +1,245 @@
+"""Train a VideoINR preset on the cached training set; resumable, seedable, CPU or CUDA.
+
+As in the paper: two input frames of a 9-frame window, a target frame between them at t = k / gap,
+a continuous scale sampled per batch in [1, 4] (low-res patch fixed, high-res crop ``round(p * s)``),
+bicubic-downscaled inputs, random output points, per-pixel-normalised Charbonnier loss, Adam with a
+cosine schedule. Every random draw of step ``i`` comes from a generator seeded by ``(seed, i)``, so
+a resumed run draws exactly what an uninterrupted one would.
+
+``python -m models.videoinr.train --preset videoinr-s --data cache/videoinr --steps 12000``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from models import ops, registry
+from models.videoinr import data
+from models.videoinr.network import PRESETS, describe
+
+GAPS = (2, 4, 8)
+"""Frame distances between the two inputs inside a window (time factors 2x, 4x, 8x)."""
+
+
+@dataclass
+class Batch:
+    """One training batch: inputs, query points (low-res pixels), times, cells and target colours."""
+
+    image0: torch.Tensor  # (B, 3, p, p)
+    image1: torch.Tensor  # (B, 3, p, p)
+    points: torch.Tensor  # (B, N, 2)
+    t: torch.Tensor  # (B,)
+    cell: torch.Tensor  # (B, 2)
+    target: torch.Tensor  # (B, N, 3)
+
+
+def degrade(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """Bicubic (antialiased) downscale to ``size`` and 8-bit quantisation, as a real low-res input."""
+    return torch.round(ops.resize(frames, size, size).clamp(0, 1) * 255) / 255
+
+
+def augment(window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flips, transpose and time reversal of a ``(T, S, S, 3)`` window."""
+    if rng.random() < 0.5:
+        window = window[:, :, ::-1]
+    if rng.random() < 0.5:
+        window = window[:, ::-1]
+    if rng.random() < 0.5:
+        window = window.transpose(0, 2, 1, 3)
+    if rng.random() < 0.5:
+        window = window[::-1]
+    return window
+
+
+def sample_batch(windows: np.ndarray, rng: np.random.Generator, batch: int, lr_patch: int,
+                 n_points: int, max_scale: float = 4.0) -> Batch:
+    """Draw a batch: one scale for the batch, a gap, start, target frame and crop per sample."""
+    size = windows.shape[2]
+    hr = min(size, int(round(lr_patch * rng.uniform(1.0, max_scale))))
+    frames0, frames1, targets, times = [], [], [], []
+    for _ in range(batch):
+        window = augment(windows[rng.integers(len(windows))], rng)
+        gap = int(rng.choice(GAPS))
+        start = rng.integers(0, data.WINDOW - gap)
+        k = rng.integers(0, gap + 1)
+        y, x = rng.integers(0, size - hr + 1, 2)
+        crop = window[:, y:y + hr, x:x + hr]
+        frames0.append(crop[start])
+        frames1.append(crop[start + gap])
+        targets.append(crop[start + k])
+        times.append(k / gap)
+    as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    hr0, hr1, hr_target = as_tensor(frames0), as_tensor(frames1), as_tensor(targets)
+    index = torch.from_numpy(rng.integers(0, hr * hr, (batch, n_points)))
+    target = hr_target.flatten(2).gather(2, index.unsqueeze(1).expand(-1, 3, -1)).transpose(1, 2)
+    ratio = lr_patch / hr
+    points = torch.stack([(index % hr).float() + 0.5, (index // hr).float() + 0.5], -1) * ratio
+    return Batch(degrade(hr0, lr_patch), degrade(hr1, lr_patch), points,
+                 torch.tensor(times, dtype=torch.float32), torch.full((batch, 2), ratio), target)
+
+
+@torch.no_grad()
+def validate(model, windows: np.ndarray, device, scale: int = 4, gap: int = 4) -> dict[str, float]:
+    """Mean RGB PSNR on the in-between frames at ``scale``x space, ``gap``x time, vs bicubic + blend."""
+    model.eval()
+    size = windows.shape[2]
+    lr = size // scale
+    scores, baseline = [], []
+    for window in windows:
+        clip = torch.from_numpy(np.array(window[: gap + 1])).permute(0, 3, 1, 2).float().to(device) / 255
+        low = degrade(clip, lr)
+        state = model.encode_pair(low[:1], low[-1:], model.encode_frame(low[:1]), model.encode_frame(low[-1:]))
+        up0, up1 = ops.resize(low[:1], size, size), ops.resize(low[-1:], size, size)
+        for k in range(1, gap):
+            t = k / gap
+            pred = model.query_frame(state, size, size, t).clamp(0, 1)
+            scores.append(ops.psnr(pred, clip[k:k + 1]))
+            baseline.append(ops.psnr(((1 - t) * up0 + t * up1).clamp(0, 1), clip[k:k + 1]))
+    model.train()
+    return {"val_psnr": float(np.mean(scores)), "val_psnr_bicubic_blend": float(np.mean(baseline))}
+
+
+def save_state(folder: Path, model, optimizer, info: dict) -> None:
+    """Write a resumable training state (safetensors + JSON; nothing pickled)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    optim = optimizer.state_dict()
+    for index, slots in optim["state"].items():
+        for key, value in slots.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    save_file(tensors, str(folder / "state.safetensors.tmp"))
+    (folder / "state.safetensors.tmp").replace(folder / "state.safetensors")
+    (folder / "state.json").write_text(json.dumps({**info, "param_groups": optim["param_groups"]}, indent=2))
+
+
+def load_state(folder: Path, model, optimizer) -> dict:
+    """Restore what ``save_state`` wrote; returns its info (step, elapsed seconds, log)."""
+    tensors = load_file(str(folder / "state.safetensors"))
+    info = json.loads((folder / "state.json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, slot = key.split(".", 2)
+            state.setdefault(int(index), {})[slot] = value
+    optimizer.load_state_dict({"state": state, "param_groups": info.pop("param_groups")})
+    return info
+
+
+def learning_rate(step: int, total: int, peak: float, warmup: int = 200) -> float:
+    """Linear warm-up then cosine decay to 5% of ``peak``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def code_version() -> str:
+    """The git commit of this code (with ``+dirty`` for uncommitted changes), or ``unknown``."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "models"], capture_output=True, text=True).stdout
+        return rev + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a VideoINR preset.")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="videoinr-s")
+    parser.add_argument("--data", type=Path, default=Path("cache/videoinr"), help="built by models.videoinr.data")
+    parser.add_argument("--out", type=Path, help="checkpoint path (default models/checkpoints/PRESET)")
+    parser.add_argument("--work", type=Path, help="resumable state folder (default cache/train/PRESET)")
+    parser.add_argument("--steps", type=int, default=12000)
+    parser.add_argument("--minutes", type=float, default=None, help="stop early after this wall time")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr-patch", type=int, default=32, help="low-res patch side, pixels")
+    parser.add_argument("--points", type=int, default=4096, help="output points per sample")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--log-every", type=int, default=100)
+    parser.add_argument("--val-every", type=int, default=1000)
+    parser.add_argument("--save-every", type=int, default=500)
+    parser.add_argument("--fresh", action="store_true", help="ignore a saved state in --work")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train, logging loss and validation PSNR; write the checkpoint and its card."""
+    args = parse_args(argv)
+    out = args.out or registry.CHECKPOINT_DIR / args.preset
+    work = args.work or Path("cache/train") / args.preset
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    model = registry.make({"name": "videoinr", "args": PRESETS[args.preset]}).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    train, val = data.load_split(args.data, "train"), data.load_split(args.data, "val")[:32]
+    info = {"step": 0, "elapsed_s": 0.0, "log": []}
+    if (work / "state.safetensors").is_file() and not args.fresh:
+        info = load_state(work, model, optimizer)
+        print(f"resumed from {work} at step {info['step']}", flush=True)
+    started, step, running = time.time() - info["elapsed_s"], info["step"], []
+    while step < args.steps:
+        if args.minutes and time.time() - started > args.minutes * 60:
+            print(f"time budget reached at step {step}", flush=True)
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, args.steps, args.lr)
+        batch = sample_batch(train, np.random.default_rng([args.seed, step]), args.batch, args.lr_patch, args.points)
+        pred = model(batch.image0.to(device), batch.image1.to(device), batch.points.to(device),
+                     batch.t.to(device), batch.cell.to(device))
+        loss = ops.charbonnier(pred, batch.target.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running.append(loss.item())
+        step += 1
+        if step % args.log_every == 0:
+            print(f"step {step} loss {np.mean(running):.5f} lr {optimizer.param_groups[0]['lr']:.2e} "
+                  f"{time.time() - started:.0f}s", flush=True)
+            running = []
+        if step % args.val_every == 0 or step == args.steps:
+            metrics = validate(model, val, device)
+            info["log"].append({"step": step, **metrics})
+            print(f"step {step} val {metrics}", flush=True)
+        if step % args.save_every == 0:
+            save_state(work, model, optimizer, {**info, "step": step, "elapsed_s": time.time() - started})
+    metrics = validate(model, val, device)
+    wall = time.time() - started
+    save_state(work, model, optimizer, {**info, "step": step, "elapsed_s": wall})
+    manifest_path = args.data / "manifest.json"
+    card = {
+        "preset": args.preset,
+        "data": json.loads(manifest_path.read_text()) if manifest_path.is_file() else str(args.data),
+        "data_command": "python -m models.videoinr.data --out cache/videoinr",
+        "command": "python -m models.videoinr.train " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "steps": step, "wall_time_s": round(wall, 1), "device": str(device),
+        "machine": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__}, "
+                   f"{torch.get_num_threads()} threads".strip(),
+        "metrics": {**metrics, "validation": "32 held-out windows, 4x space, 4x time, in-between frames, RGB"},
+        "validation_log": info["log"], "cost": describe(args.preset), "code_version": code_version(),
+    }
+    path = registry.save(model.cpu(), out, card)
+    print(f"wrote {path} ({metrics})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

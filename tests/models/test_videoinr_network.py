@@ -1,0 +1,125 @@
+"""VideoINR network: shapes, time consistency, chunking, feature caching, checkpoints, training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models import ops, registry
+from models.videoinr import train
+from models.videoinr.network import PRESETS, VideoINR
+from tests.clips import moving_texture
+
+
+@pytest.fixture(scope="module")
+def random_model() -> VideoINR:
+    torch.manual_seed(0)
+    model = VideoINR(**PRESETS["videoinr-s"]).eval()
+    for p in model.parameters():  # leave the zero-initialised heads non-zero so every path matters
+        p.data.add_(torch.randn_like(p) * 0.02)
+    return model
+
+
+@pytest.fixture(scope="module")
+def shipped() -> VideoINR:
+    return registry.load("videoinr-s")
+
+
+def encode(model, frames):
+    feats = [model.encode_frame(f[None]) for f in frames]
+    return model.encode_pair(frames[:1], frames[1:2], feats[0], feats[1])
+
+
+@pytest.mark.parametrize("scale", [3.5, 1.7, 4.0])
+def test_output_shape_on_odd_input(random_model, scale):
+    frames = torch.rand(2, 3, 17, 23)
+    height, width = round(17 * scale), round(23 * scale)
+    with torch.no_grad():
+        out = random_model.query_frame(encode(random_model, frames), height, width, 0.3)
+    assert out.shape == (1, 3, height, width)
+    assert torch.isfinite(out).all()
+
+
+def test_endpoints_reproduce_their_input_frame(shipped):
+    clip = moving_texture(5, 64, 64, velocity=(2.0, 1.0))
+    low = train.degrade(clip, 16)
+    with torch.no_grad():
+        state = encode(shipped, low[[0, 4]])
+        outs = {t: shipped.query_frame(state, 64, 64, t).clamp(0, 1) for t in (0.0, 0.5, 1.0)}
+    assert ops.psnr(outs[0.0], clip[:1]) > ops.psnr(outs[0.5], clip[:1]) + 1.0
+    assert ops.psnr(outs[1.0], clip[4:5]) > ops.psnr(outs[0.5], clip[4:5]) + 1.0
+
+
+def test_chunked_queries_equal_unchunked(random_model):
+    frames = torch.rand(2, 3, 13, 19)
+    with torch.no_grad():
+        state = encode(random_model, frames)
+        whole = random_model.query_frame(state, 45, 66, 0.4, chunk=10**6)
+        chunked = random_model.query_frame(state, 45, 66, 0.4, chunk=97)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
+
+
+def test_cached_frame_features_equal_recomputed(random_model):
+    frames = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        cached = random_model.encode_frame(frames[1:2])
+        first = random_model.encode_pair(frames[:1], frames[1:2], random_model.encode_frame(frames[:1]), cached)
+        second_cached = random_model.encode_pair(frames[1:2], frames[2:], cached, random_model.encode_frame(frames[2:]))
+        second_fresh = encode(random_model, frames[1:])
+        a = random_model.query_frame(second_cached, 40, 40, 0.5)
+        b = random_model.query_frame(second_fresh, 40, 40, 0.5)
+    assert first.features.shape[1] == 3 * random_model.channels
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_checkpoint_round_trip(random_model, tmp_path):
+    path = registry.save(random_model, tmp_path / "tiny", {"note": "test"})
+    loaded = registry.load(path)
+    assert loaded.card["note"] == "test" and loaded.card["spec"]["name"] == "videoinr"
+    frames = torch.rand(2, 3, 11, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.query_frame(encode(loaded, frames), 30, 30, 0.7),
+                                   random_model.query_frame(encode(random_model, frames), 30, 30, 0.7))
+
+
+def test_checkpoint_with_wrong_weights_is_refused(random_model, tmp_path):
+    path = registry.save(random_model, tmp_path / "tiny", {})
+    card = registry.read_card(path)
+    card["spec"]["args"]["hidden"] = 32
+    path.with_suffix(".json").write_text(__import__("json").dumps(card))
+    with pytest.raises(registry.CheckpointError, match="does not match"):
+        registry.load(path)
+    with pytest.raises(registry.CheckpointError, match="no checkpoint"):
+        registry.load(tmp_path / "missing")
+
+
+def test_training_steps_reduce_loss():
+    torch.manual_seed(0)
+    clip = moving_texture(9, 64, 64, velocity=(1.0, 0.5))
+    windows = (clip.permute(0, 2, 3, 1).numpy()[None] * 255).round().astype(np.uint8)
+    model = VideoINR(**PRESETS["videoinr-s"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batch = train.sample_batch(windows, np.random.default_rng(0), 4, 16, 1024)
+    losses = []
+    for _ in range(40):
+        loss = ops.charbonnier(model(batch.image0, batch.image1, batch.points, batch.t, batch.cell), batch.target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_shipped_checkpoint_beats_bicubic_blend(shipped):
+    clip = moving_texture(5, 96, 96, velocity=(1.5, -1.0), seed=3)
+    low = train.degrade(clip, 24)
+    up0, up1 = ops.resize(low[:1], 96, 96), ops.resize(low[4:], 96, 96)
+    ours, blend = [], []
+    with torch.no_grad():
+        state = encode(shipped, low[[0, 4]])
+        for k in range(1, 4):
+            t = k / 4
+            ours.append(ops.psnr(shipped.query_frame(state, 96, 96, t).clamp(0, 1), clip[k:k + 1]))
+            blend.append(ops.psnr(((1 - t) * up0 + t * up1).clamp(0, 1), clip[k:k + 1]))
+    assert np.mean(ours) > np.mean(blend) + 0.5
