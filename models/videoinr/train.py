@@ -46,9 +46,9 @@ class Batch:
     target: torch.Tensor  # (B, N, 3)
 
 
-def degrade(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """Bicubic (antialiased) downscale to ``size`` and 8-bit quantisation, as a real low-res input."""
-    return torch.round(ops.resize(frames, size, size).clamp(0, 1) * 255) / 255
+def degrade(frames: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
+    """Bicubic (antialiased) downscale and 8-bit quantisation, as a real low-res input."""
+    return torch.round(ops.resize(frames, height, width or height).clamp(0, 1) * 255) / 255
 
 
 def augment(window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -139,12 +139,11 @@ def load_state(folder: Path, model, optimizer) -> dict:
     return info
 
 
-def learning_rate(step: int, total: int, peak: float, warmup: int = 200) -> float:
-    """Linear warm-up then cosine decay to 5% of ``peak``."""
+def learning_rate(step: int, progress: float, peak: float, warmup: int = 200) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 5% of ``peak`` as progress goes 0 -> 1."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def code_version() -> str:
@@ -164,7 +163,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="checkpoint path (default models/checkpoints/PRESET)")
     parser.add_argument("--work", type=Path, help="resumable state folder (default cache/train/PRESET)")
     parser.add_argument("--steps", type=int, default=12000)
-    parser.add_argument("--minutes", type=float, default=None, help="stop early after this wall time")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="wall-time budget: stop after it, and decay the learning rate over it")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr-patch", type=int, default=32, help="low-res patch side, pixels")
     parser.add_argument("--points", type=int, default=4096, help="output points per sample")
@@ -200,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.minutes and time.time() - started > args.minutes * 60:
             print(f"time budget reached at step {step}", flush=True)
             break
+        progress = step / args.steps
+        if args.minutes:  # a time budget: the schedule follows whichever budget is further spent
+            progress = max(progress, (time.time() - started) / (args.minutes * 60))
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr)
+            group["lr"] = learning_rate(step, progress, args.lr)
         batch = sample_batch(train, np.random.default_rng([args.seed, step]), args.batch, args.lr_patch, args.points)
         pred = model(batch.image0.to(device), batch.image1.to(device), batch.points.to(device),
                      batch.t.to(device), batch.cell.to(device))
