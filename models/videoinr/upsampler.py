@@ -1,0 +1,139 @@
+"""Inference with a VideoINR model over whole frames: per-frame encoding once, pairs, tiles, chunks.
+
+Large frames are cut into low-res tiles with a halo of context around each: every tile is encoded
+(and paired) on its own, and answers only the output pixels whose centre falls in its core, so the
+seams vanish once the halo covers the network's receptive field and the motion. Memory is bounded by
+the tile size and the query chunk, not the frame size (what a GPU with 8 GB and a 4K input needs).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from models.videoinr.network import VideoINR
+
+
+@dataclass(frozen=True)
+class UpsampleOptions:
+    """How inference is cut up; none of it changes the result beyond a small tiling tolerance."""
+
+    tile: int = 256
+    """Low-res tile side in pixels; frames at most this large (plus a halo) are not tiled; 0: never tile."""
+    halo: int = 16
+    """Low-res pixels of context read around each tile."""
+    chunk: int = 65536
+    """Output points per MLP batch (bounds the query memory)."""
+
+
+@dataclass
+class Tile:
+    """A low-res tile: its core rows/columns and the crop (core + halo) that is encoded."""
+
+    core: tuple[int, int, int, int]  # y0, y1, x0, x1
+    crop: tuple[int, int, int, int]
+
+
+@dataclass
+class EncodedFrame:
+    """A frame's low-res crops and per-tile features (kept while the frame is in a pair)."""
+
+    size: tuple[int, int]  # low-res (h, w)
+    crops: list[torch.Tensor]
+    features: list[torch.Tensor]
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage (for benchmarks and progress reports)."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, stage: str, started: float, device: torch.device) -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        self.seconds[stage] += time.perf_counter() - started
+
+
+def split(length: int, tile: int) -> list[tuple[int, int]]:
+    """Cut ``[0, length)`` into near-equal parts of at most ``tile``."""
+    parts = 1 if tile <= 0 else max(1, math.ceil(length / tile))
+    edges = [round(i * length / parts) for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def covered(start: int, stop: int, low: int, high: int) -> tuple[int, int]:
+    """Output indices whose centres, mapped into low-res units, fall in ``[start, stop)``."""
+    ratio = high / low
+    return math.ceil(start * ratio - 0.5), math.ceil(stop * ratio - 0.5)
+
+
+class Upsampler:
+    """Render output frames at any size and time between two input frames."""
+
+    def __init__(self, model: VideoINR, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 options: UpsampleOptions | None = None):
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.device, self.dtype = torch.device(device), dtype
+        self.options = options or UpsampleOptions()
+        self.times = StageTimes()
+        self._tiles: dict[tuple[int, int], list[Tile]] = {}
+
+    def tiles(self, height: int, width: int) -> list[Tile]:
+        """The tiling of an input size (computed once per size)."""
+        if (height, width) not in self._tiles:
+            tile, halo = self.options.tile, self.options.halo
+            whole = tile <= 0 or (height <= tile + 2 * halo and width <= tile + 2 * halo)
+            rows = [(0, height)] if whole else split(height, tile)
+            cols = [(0, width)] if whole else split(width, tile)
+            self._tiles[height, width] = [
+                Tile((y0, y1, x0, x1), (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo)))
+                for y0, y1 in rows for x0, x1 in cols]
+        return self._tiles[height, width]
+
+    @torch.no_grad()
+    def encode(self, image: np.ndarray) -> EncodedFrame:
+        """Encode an RGB frame ``(h, w, 3)`` in [0, 1], tile by tile."""
+        started = time.perf_counter()
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, self.dtype).permute(2, 0, 1)[None]
+        crops, feats = [], []
+        for tile in self.tiles(*image.shape[:2]):
+            y0, y1, x0, x1 = tile.crop
+            crop = tensor[:, :, y0:y1, x0:x1]
+            crops.append(crop)
+            feats.append(self.model.encode_frame(crop))
+        self.times.add("encoder", started, self.device)
+        return EncodedFrame(image.shape[:2], crops, feats)
+
+    @torch.no_grad()
+    def render(self, first: EncodedFrame, second: EncodedFrame, times: list[float], height: int,
+               width: int) -> list[np.ndarray]:
+        """Output frames ``(height, width, 3)`` float32 at each time in ``times`` (0 = first, 1 = second)."""
+        low_h, low_w = first.size
+        tiles = self.tiles(low_h, low_w)
+        outputs = [torch.empty(height, width, 3, dtype=torch.float32) for _ in times]
+        for index, tile in enumerate(tiles):
+            started = time.perf_counter()
+            state = self.model.encode_pair(first.crops[index], second.crops[index], first.features[index],
+                                           second.features[index])
+            self.times.add("pair", started, self.device)
+            started = time.perf_counter()
+            y0, y1, x0, x1 = tile.core
+            rows, cols = covered(y0, y1, low_h, height), covered(x0, x1, low_w, width)
+            if rows[1] <= rows[0] or cols[1] <= cols[0]:
+                continue
+            ys = (torch.arange(*rows, device=self.device, dtype=self.dtype) + 0.5) * (low_h / height) - tile.crop[0]
+            xs = (torch.arange(*cols, device=self.device, dtype=self.dtype) + 0.5) * (low_w / width) - tile.crop[2]
+            grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+            points = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], -1)
+            cell = (low_w / width, low_h / height)
+            for out, t in zip(outputs, times):
+                rgb = self.model.query_points(state, points, t, cell, self.options.chunk)[0]
+                out[rows[0]:rows[1], cols[0]:cols[1]] = rgb.view(rows[1] - rows[0], cols[1] - cols[0], 3).float().cpu()
+            self.times.add("queries", started, self.device)
+        return [out.clamp_(0, 1).numpy() for out in outputs]

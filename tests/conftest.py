@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny random VideoINR checkpoint and generated clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import registry
+from models.videoinr.network import VideoINR
+from tests.media import texture_frames, write_clip
+
+TINY = {"channels": 8, "encoder_blocks": 1, "motion_channels": 8, "fusion_blocks": 1, "hidden": 16}
+"""A VideoINR small enough that pipeline tests spend their time on the pipeline."""
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = VideoINR(**TINY)
+    for p in model.parameters():
+        p.data.add_(torch.randn_like(p) * 0.01)
+    return registry.save(model, tmp_path_factory.mktemp("models") / "tiny", {"note": "random, for tests"})
+
+
+@pytest.fixture(scope="session")
+def clip_with_audio(tmp_path_factory) -> Path:
+    """1 s, 30 fps, 64x48 H.264 MP4 with a 440 Hz AAC tone."""
+    return write_clip(tmp_path_factory.mktemp("clips") / "tone.mp4", texture_frames(30, 48, 64), audio=True)
+
+
+@pytest.fixture(scope="session")
+def vfr_odd_mkv(tmp_path_factory) -> Path:
+    """175x97 MKV with variable frame intervals (1/30 s and 1/15 s alternating) and audio."""
+    times, t = [], 0.0
+    for i in range(16):
+        times.append(round(t, 3))
+        t += 1 / 30 if i % 2 else 1 / 15
+    return write_clip(tmp_path_factory.mktemp("clips") / "vfr.mkv", texture_frames(16, 97, 175, seed=1), times=times,
+                      pix_fmt="yuv444p", audio=True)

@@ -1,0 +1,399 @@
+"""Video in and out with PyAV: true timestamps, the source's colour matrix, rotation, audio passthrough.
+
+``VideoReader`` yields display-oriented RGB frames as float32 ``(H, W, 3)`` in [0, 1] with their
+presentation time in seconds, converting YUV with the input's own matrix and range (10-bit kept as
+16-bit before the float conversion). ``VideoWriter`` encodes RGB frames at given times, copies the
+input's audio (and subtitles the container takes) without re-encoding where it can, and renames a
+temporary file onto the output only when everything succeeded.
+
+Colour: untagged inputs are read as BT.709 from 720 lines up and BT.601 below (what players
+assume); outputs are tagged BT.709 from 720 lines up and BT.601 (SMPTE 170M) below, limited range.
+Sizes: 4:2:0 and 4:2:2 formats need even widths (and 4:2:0 even heights); ``even_size`` rounds a
+requested size up, and the model renders that exact size, so nothing is padded or cropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from worker.errors import InputError, NoVideoStreamError, OutputError, ParameterError
+
+log = logging.getLogger(__name__)
+
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+"""Output file extension -> FFmpeg muxer."""
+CODECS = {"h264": "libx264", "libx264": "libx264", "hevc": "libx265", "h265": "libx265", "libx265": "libx265",
+          "av1": "libsvtav1", "libsvtav1": "libsvtav1", "vp9": "libvpx-vp9", "libvpx-vp9": "libvpx-vp9",
+          "ffv1": "ffv1"}
+"""Accepted ``--codec`` names -> FFmpeg encoder."""
+COPYABLE_AUDIO = {"mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"},
+                  "mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"},
+                  "webm": {"opus", "vorbis"}}
+"""Audio codecs each muxer takes as they are (Matroska takes any)."""
+COPYABLE_SUBTITLES = {"mp4": {"mov_text"}, "mov": {"mov_text"}, "webm": {"webvtt"},
+                      "matroska": {"subrip", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle"}}
+"""Subtitle codecs each muxer takes; others are dropped with a warning."""
+DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 31}
+"""CRF used when none is asked for: visually lossless-ish for x264 (18), comparable for the others."""
+TIME_BASE = Fraction(1, 90000)
+"""Output video time base (seconds per tick): exact for 24, 25, 30, 60, 120 and NTSC rates."""
+AUDIO_LEAD = 0.5
+"""Seconds of audio muxed ahead of the last written video frame, for interleaving."""
+FRAGMENTED = "frag_keyframe+empty_moov+default_base_moof"
+"""movflags of a fragmented MP4 that a client can play while it grows."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a reader knows before decoding: display size, rate, duration, colour and other streams."""
+
+    width: int
+    height: int
+    fps: Fraction
+    frames: int | None
+    duration: float
+    start: float
+    rotation: int
+    codec: str
+    pix_fmt: str
+    bit_depth: int
+    audio: list[str] = field(default_factory=list)
+    subtitles: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Frame:
+    """A decoded display-oriented RGB frame ``(H, W, 3)`` float32 in [0, 1] and its time in seconds."""
+
+    image: np.ndarray
+    time: float
+    duration: float | None = None  # seconds it is shown, when the stream says
+
+
+def open_input(path: str | Path) -> av.container.InputContainer:
+    """``av.open`` with a clear InputError for anything FFmpeg cannot read."""
+    if not Path(path).is_file():
+        raise InputError(f"VideoReader: {path} does not exist or is not a file")
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"VideoReader: cannot read {path}: {exc}") from exc
+
+
+def source_colorspace(frame: av.VideoFrame) -> int:
+    """The frame's YUV matrix, or the player convention for untagged frames."""
+    if frame.colorspace not in (2, None):  # 2 = unspecified
+        return frame.colorspace
+    return 1 if frame.height >= 720 else 5  # ITU709 : ITU601
+
+
+class VideoReader:
+    """Decode any input FFmpeg reads into display-oriented RGB frames with their timestamps."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.container = open_input(path)
+        if not self.container.streams.video:
+            self.container.close()
+            raise NoVideoStreamError(f"VideoReader: {path} has no video stream")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.rotation = self._rotation()
+        self.info = self._probe()
+
+    def _probe(self) -> VideoInfo:
+        stream, ctx = self.stream, self.stream.codec_context
+        if not ctx.width or not ctx.height:
+            raise InputError(f"VideoReader: {self.path} has a video stream of unknown size")
+        fps = Fraction(stream.average_rate or stream.guessed_rate or 25)
+        duration = 0.0
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif self.container.duration:
+            duration = self.container.duration / av.time_base
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        rotation = self.rotation
+        width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
+        fmt = ctx.format
+        depth = max((c.bits for c in fmt.components), default=8) if fmt else 8
+        return VideoInfo(width, height, fps, stream.frames or None, duration, start, rotation, ctx.name,
+                         fmt.name if fmt else "unknown", depth,
+                         [s.codec_context.name for s in self.container.streams.audio],
+                         [s.codec_context.name for s in self.container.streams.subtitles])
+
+    def _rotation(self) -> int:
+        """Counter-clockwise display rotation in degrees (a multiple of 90), read off the first frame."""
+        try:
+            first = next(self.container.decode(self.stream))
+        except (StopIteration, av.FFmpegError) as exc:
+            raise InputError(f"VideoReader: {self.path} has no decodable video frame: {exc}") from exc
+        self.container.close()  # start again from the top (more robust than seeking)
+        self.container = open_input(self.path)
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        return int(round((first.rotation or 0) / 90.0)) * 90 % 360
+
+    def frames(self) -> Iterator[Frame]:
+        """Every frame in presentation order; raises InputError on undecodable data."""
+        fmt = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
+        scale = 65535.0 if self.info.bit_depth > 8 else 255.0
+        step = 1.0 / float(self.info.fps)
+        count, last = 0, None
+        try:
+            for frame in self.container.decode(self.stream):
+                rgb = frame.to_ndarray(format=fmt, src_colorspace=source_colorspace(frame),
+                                       src_color_range=frame.color_range or 1, dst_color_range=2)
+                if self.info.rotation:
+                    rgb = np.rot90(rgb, k=self.info.rotation // 90)
+                time = frame.time if frame.time is not None else (last + step if last is not None else 0.0)
+                if last is not None and time <= last:  # broken or duplicate timestamps
+                    time = last + step / 16
+                last = time
+                count += 1
+                shown = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else None
+                yield Frame(np.ascontiguousarray(rgb, dtype=np.float32) / scale, float(time), shown)
+        except av.FFmpegError as exc:
+            raise InputError(f"VideoReader: {self.path} is corrupt after {count} frames: {exc}") from exc
+        if count == 0:
+            raise InputError(f"VideoReader: {self.path} has no decodable video frame")
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Output encoding: codec name (see CODECS), quality, speed preset, pixel format, streaming."""
+
+    codec: str = "h264"
+    crf: int | None = None  # None: the codec's default in DEFAULT_CRF
+    preset: str | None = None
+    pix_fmt: str | None = None
+    fragmented: bool = False
+
+    @property
+    def encoder(self) -> str:
+        if self.codec not in CODECS:
+            raise ParameterError(f"EncodeOptions: unknown codec {self.codec!r}; choose from {sorted(CODECS)}")
+        return CODECS[self.codec]
+
+    def output_pix_fmt(self, high_bit_depth: bool = False) -> str:
+        """The pixel format written: the requested one, else 4:2:0 (10-bit for 10-bit input) or RGB for ffv1."""
+        if self.pix_fmt:
+            return self.pix_fmt
+        if self.encoder == "ffv1":
+            return "gbrp10le" if high_bit_depth else "bgr0"  # this FFmpeg's ffv1 takes 8-bit RGB as bgr0
+        return "yuv420p10le" if high_bit_depth and self.encoder != "libx264" else "yuv420p"
+
+
+def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
+    """Round a size up to what a chroma-subsampled format needs (4:2:0: both even; 4:2:2: width even)."""
+    fmt = av.VideoFormat(pix_fmt, 4, 4)
+    chroma = fmt.components[1] if len(fmt.components) > 1 and not fmt.is_rgb else None
+    wide = (width + 1) // 2 * 2 if chroma is not None and chroma.width < fmt.width else width
+    tall = (height + 1) // 2 * 2 if chroma is not None and chroma.height < fmt.height else height
+    return wide, tall
+
+
+def codec_options(encoder: str, options: EncodeOptions, fps: Fraction) -> dict[str, str]:
+    """Encoder private options for quality and speed."""
+    opts: dict[str, str] = {}
+    if encoder in DEFAULT_CRF:
+        opts["crf"] = str(options.crf if options.crf is not None else DEFAULT_CRF[encoder])
+    if encoder in ("libx264", "libx265"):
+        opts["preset"] = options.preset or "medium"
+    if encoder == "libx265":
+        opts["x265-params"] = "log-level=error"
+    elif encoder == "libsvtav1":
+        opts["preset"] = options.preset or "8"
+    elif encoder == "libvpx-vp9":
+        opts["b"] = "0"
+    if options.fragmented and encoder != "ffv1":
+        opts["g"] = str(max(1, round(float(fps))))  # a keyframe, so a fragment, every second
+    return opts
+
+
+class StreamCopier:
+    """Copies (or, where the muxer refuses the codec, transcodes to AAC) the input's audio, and copies
+    the subtitles the muxer takes, interleaved with the video by time."""
+
+    def __init__(self, source: Path, output: av.container.OutputContainer, muxer: str):
+        self.input = open_input(source)
+        self.output = output
+        self.routes: dict[int, tuple] = {}
+        for stream in self.input.streams.audio:
+            name = stream.codec_context.name
+            if muxer == "matroska" or name in COPYABLE_AUDIO.get(muxer, set()):
+                self.routes[stream.index] = ("copy", output.add_stream_from_template(stream))
+            else:
+                log.warning("audio %s does not fit %s: transcoding to %s", name, muxer,
+                            "opus" if muxer == "webm" else "aac")
+                codec = "libopus" if muxer == "webm" else "aac"
+                rate = 48000 if codec == "libopus" else stream.codec_context.sample_rate
+                out = output.add_stream(codec, rate=rate, layout=stream.codec_context.layout.name)
+                resampler = av.AudioResampler(format=out.codec_context.format.name, layout=out.layout.name,
+                                              rate=rate)
+                self.routes[stream.index] = ("transcode", out, resampler)
+        for stream in self.input.streams.subtitles:
+            name = stream.codec_context.name
+            if name in COPYABLE_SUBTITLES.get(muxer, set()):
+                self.routes[stream.index] = ("copy", output.add_stream_from_template(stream))
+            else:
+                log.warning("subtitles %s do not fit %s: dropped", name, muxer)
+        streams = [s for s in self.input.streams if s.index in self.routes]
+        self.packets = self.input.demux(*streams) if streams else iter(())
+        self.pending = None
+
+    def advance(self, until: float | None) -> None:
+        """Mux packets whose time is before ``until`` seconds (all remaining when None)."""
+        while True:
+            if self.pending is None:
+                self.pending = next(self.packets, None)
+                if self.pending is None:
+                    return
+            packet = self.pending
+            if packet.dts is None:  # demuxer flush packet
+                self.pending = None
+                continue
+            if until is not None and packet.pts is not None and float(packet.pts * packet.time_base) > until:
+                return
+            self.pending = None
+            self._route(packet)
+
+    def _route(self, packet) -> None:
+        route = self.routes[packet.stream.index]
+        if route[0] == "copy":
+            packet.stream = route[1]
+            self.output.mux(packet)
+            return
+        _, out, resampler = route
+        for frame in packet.decode():
+            for resampled in resampler.resample(frame):
+                self.output.mux(out.encode(resampled))
+
+    def finish(self) -> None:
+        """Mux what is left and flush transcoders."""
+        self.advance(None)
+        for route in self.routes.values():
+            if route[0] == "transcode":
+                for resampled in route[2].resample(None):
+                    self.output.mux(route[1].encode(resampled))
+                self.output.mux(route[1].encode(None))
+        self.input.close()
+
+
+class VideoWriter:
+    """Encode RGB frames at given times into OUT, with the source's audio; atomic unless streaming.
+
+    With ``atomic`` the file is written under a temporary name in OUT's folder and renamed onto OUT
+    by ``close()``; ``abort()`` (or an exception inside ``with``) deletes it, so OUT is never half
+    written. Without it (a growing fragmented MP4 that a client streams) OUT is written in place.
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: Fraction, options: EncodeOptions,
+                 audio_from: str | Path | None = None, high_bit_depth: bool = False, atomic: bool = True):
+        self.path = Path(path)
+        muxer = CONTAINERS.get(self.path.suffix.lower())
+        if muxer is None:
+            raise OutputError(f"VideoWriter: unsupported output extension {self.path.suffix!r}; "
+                              f"use one of {sorted(CONTAINERS)}")
+        if options.fragmented and muxer not in ("mp4", "mov"):
+            raise ParameterError("VideoWriter: fragmented output needs an .mp4 or .mov file")
+        encoder, self.pix_fmt = options.encoder, options.output_pix_fmt(high_bit_depth)
+        if (width, height) != even_size(width, height, self.pix_fmt):
+            raise ParameterError(f"VideoWriter: {self.pix_fmt} needs an even size, got {width}x{height}")
+        self.target = self.path
+        if atomic:
+            if not self.path.parent.is_dir():
+                raise OutputError(f"VideoWriter: folder {self.path.parent} does not exist")
+            try:
+                handle, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
+                                                dir=self.path.parent)
+            except OSError as exc:
+                raise OutputError(f"VideoWriter: cannot write to {self.path.parent}: {exc}") from exc
+            os.close(handle)
+            self.path = Path(name)
+        self.atomic = atomic
+        try:
+            container_options = {"movflags": FRAGMENTED} if options.fragmented else {}
+            self.container = av.open(str(self.path), "w", format=muxer, options=container_options)
+            self.stream = self.container.add_stream(encoder, rate=fps, options=codec_options(encoder, options, fps))
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            self._remove()
+            raise OutputError(f"VideoWriter: cannot open {self.target}: {exc}") from exc
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, self.pix_fmt
+        self.stream.time_base = self.stream.codec_context.time_base = TIME_BASE
+        self.high_bit_depth = high_bit_depth
+        self.rgb_format = "rgb48le" if high_bit_depth else "rgb24"
+        self.matrix = 1 if height >= 720 else 6  # BT.709 : SMPTE 170M (BT.601)
+        if not av.VideoFormat(self.pix_fmt).is_rgb:
+            ctx = self.stream.codec_context
+            ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = self.matrix, self.matrix, self.matrix, 1
+        self.copier = StreamCopier(Path(audio_from), self.container, muxer) if audio_from else None
+        self.last_pts = None
+
+    def write(self, image: np.ndarray, time: float) -> None:
+        """Encode one RGB frame ``(H, W, 3)`` float in [0, 1] shown at ``time`` seconds."""
+        peak = 65535 if self.high_bit_depth else 255
+        dtype = np.uint16 if self.high_bit_depth else np.uint8
+        pixels = np.clip(np.rint(image * peak), 0, peak).astype(dtype)
+        frame = av.VideoFrame.from_ndarray(pixels, format=self.rgb_format)
+        if av.VideoFormat(self.pix_fmt).is_rgb:
+            frame = frame.reformat(format=self.pix_fmt)
+        else:
+            frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=1,
+                                   interpolation="BICUBIC")
+        pts = round(time / TIME_BASE)
+        frame.pts = pts if self.last_pts is None or pts > self.last_pts else self.last_pts + 1
+        self.last_pts, frame.time_base = frame.pts, TIME_BASE
+        self.container.mux(self.stream.encode(frame))
+        if self.copier:
+            self.copier.advance(time + AUDIO_LEAD)
+
+    def close(self) -> Path:
+        """Flush everything and put the file at its final path."""
+        try:
+            self.container.mux(self.stream.encode(None))
+            if self.copier:
+                self.copier.finish()
+            self.container.close()
+        except (av.FFmpegError, OSError) as exc:
+            self.abort()
+            raise OutputError(f"VideoWriter: cannot finish {self.target}: {exc}") from exc
+        if self.atomic:
+            os.replace(self.path, self.target)
+        return self.target
+
+    def abort(self) -> None:
+        """Stop and delete what was written."""
+        try:
+            self.container.close()
+        except (av.FFmpegError, OSError, AttributeError):
+            pass
+        self._remove()
+
+    def _remove(self) -> None:
+        if self.path.exists():
+            self.path.unlink()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, *rest) -> None:
+        if exc_type is not None:
+            self.abort()

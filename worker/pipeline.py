@@ -1,0 +1,266 @@
+"""Frames in -> VideoINR -> frames out: output times, scene cuts, tiles, overlapped stages.
+
+Decoding, inference and encoding run in three threads joined by bounded queues, so the GPU (or the
+CPU cores torch uses) is never waiting on the encoder and memory stays bounded. Output frame ``n``
+is shown at ``start + n / fps`` for every such time before the input's end (last frame time plus its
+duration), so the output lasts as long as the input, and each is made from the two input frames
+around it by timestamp (variable frame rate works). Across a scene cut nothing is blended or warped:
+a time there takes the nearer frame alone.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from models import registry
+from models.videoinr.upsampler import Upsampler, UpsampleOptions
+from worker.errors import CancelledError, ParameterError, VinrError
+from worker.media import EncodeOptions, Frame, VideoInfo, VideoReader, VideoWriter, even_size
+from worker.runtime import ModelCache, choose_device, choose_dtype
+from worker.scenes import SceneCutDetector
+
+MAX_SCALE = 8.0
+"""Largest spatial factor accepted (the shipped models are trained on [1, 4])."""
+MAX_FPS = 1000.0
+"""Largest output frame rate accepted, frames per second."""
+QUEUE_FRAMES = 4
+"""Frames each inter-stage queue holds (bounds memory at large sizes)."""
+
+
+@dataclass(frozen=True)
+class UpsampleRequest:
+    """What to make of a video; plain data, so a queued job can carry it as JSON."""
+
+    scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    time_factor: float | None = None
+    model: str = "videoinr-s"
+    device: str = "auto"
+    half: bool = False
+    tile: int = 256
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """The output's size and rate, fixed before the first frame."""
+
+    width: int
+    height: int
+    fps: Fraction
+    frames: int  # estimate from the container's duration (exact for constant-rate input)
+
+
+@dataclass
+class UpsampleResult:
+    """What a finished run made, and how long each stage took (seconds; stages overlap)."""
+
+    output: Path
+    plan: OutputPlan
+    frames: int
+    seconds: float
+    stages: dict[str, float]
+
+
+def plan_output(info: VideoInfo, request: UpsampleRequest) -> OutputPlan:
+    """Check the request against the input and fix the output size (made even where needed) and rate."""
+    if request.width or request.height:
+        if any(v is not None and v <= 0 for v in (request.width, request.height)):
+            raise ParameterError("plan_output: width and height must be positive")
+        width = request.width or round(info.width * request.height / info.height)
+        height = request.height or round(info.height * request.width / info.width)
+    else:
+        scale = 1.0 if request.scale is None else request.scale
+        if not 1.0 <= scale <= MAX_SCALE:
+            raise ParameterError(f"plan_output: scale must be between 1 and {MAX_SCALE:g}, got {scale:g}")
+        width, height = round(info.width * scale), round(info.height * scale)
+    if max(width / info.width, height / info.height) > MAX_SCALE:
+        raise ParameterError(f"plan_output: {width}x{height} is more than {MAX_SCALE:g}x the input")
+    if request.fps is not None and request.time_factor is not None:
+        raise ParameterError("plan_output: give fps or time_factor, not both")
+    if request.fps is not None:
+        fps = Fraction(request.fps).limit_denominator(1001)
+    else:
+        fps = info.fps * Fraction(request.time_factor or 1).limit_denominator(1000)
+    if not 0 < fps <= MAX_FPS:
+        raise ParameterError(f"plan_output: fps must be in (0, {MAX_FPS:g}], got {float(fps):g}")
+    width, height = even_size(width, height, request.encode.output_pix_fmt(info.bit_depth > 8))
+    return OutputPlan(width, height, fps, max(1, round(info.duration * fps)))
+
+
+def load_upsampler(request: UpsampleRequest, cache: ModelCache | None = None) -> Upsampler:
+    """The request's model on its device, wrapped for whole-frame inference."""
+    device = choose_device(request.device)
+    dtype = choose_dtype(device, request.half)
+    try:
+        model = (cache or ModelCache()).get(request.model, device, dtype)
+    except registry.CheckpointError as exc:
+        raise ParameterError(str(exc)) from exc
+    return Upsampler(model, device, dtype, UpsampleOptions(tile=request.tile))
+
+
+class Stage(threading.Thread):
+    """A pipeline thread that keeps its exception for the main thread to raise."""
+
+    def __init__(self, target: Callable[[], None], name: str):
+        super().__init__(name=name, daemon=True)
+        self.work, self.error, self.seconds = target, None, 0.0
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        try:
+            self.work()
+        except BaseException as exc:  # handed to the main thread
+            self.error = exc
+        self.seconds = time.perf_counter() - started
+
+
+def put(q: queue.Queue, item, stop: threading.Event) -> None:
+    """Blocking put that gives up when the pipeline is stopping."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def get(q: queue.Queue, stage: Stage):
+    """Blocking get that notices a dead producer."""
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if not stage.is_alive():
+                if stage.error:
+                    raise stage.error
+                return None
+
+
+def close_queue(q: queue.Queue) -> None:
+    """Drop what a queue holds and leave the end-of-stream marker for its consumer."""
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            break
+    q.put_nowait(None)
+
+
+class Renderer:
+    """The inference stage: turns the input frame sequence into output frames at the output times."""
+
+    def __init__(self, upsampler: Upsampler, plan: OutputPlan, emit: Callable[[object, float], None]):
+        self.upsampler, self.plan, self.emit = upsampler, plan, emit
+        self.detector = SceneCutDetector()
+        self.start: float | None = None
+        self.index = 0  # next output frame
+
+    def time_of(self, index: int) -> float:
+        return self.start + index / float(self.plan.fps)
+
+    def pending_before(self, end: float) -> list[float]:
+        """Output times not yet made that fall before ``end``; advances the counter."""
+        times = []
+        while self.time_of(self.index) < end - 1e-9:
+            times.append(self.time_of(self.index))
+            self.index += 1
+        return times
+
+    def alone(self, encoded, times: list[float]) -> None:
+        """Frames at ``times`` that show one input frame (a cut, or past the last frame)."""
+        if times:
+            image = self.upsampler.render(encoded, encoded, [0.0], self.plan.height, self.plan.width)[0]
+            for t in times:
+                self.emit(image, t)
+
+    def run(self, frames: Callable[[], Frame | None]) -> None:
+        previous, previous_code, last_step = None, None, None
+        while (frame := frames()) is not None:
+            code = self.upsampler.encode(frame.image)
+            cut = self.detector.push(frame.image)
+            if previous is None:
+                self.start = frame.time
+            else:
+                span = frame.time - previous.time
+                times = self.pending_before(frame.time)
+                if cut:
+                    self.alone(previous_code, [t for t in times if t < previous.time + span / 2])
+                    self.alone(code, [t for t in times if t >= previous.time + span / 2])
+                elif times:
+                    rel = [(t - previous.time) / span for t in times]
+                    for image, t in zip(self.upsampler.render(previous_code, code, rel, self.plan.height,
+                                                              self.plan.width), times):
+                        self.emit(image, t)
+                last_step = span
+            previous, previous_code = frame, code
+        if previous is None:
+            raise VinrError("Renderer: the input has no frames")
+        duration = previous.duration or last_step or 1.0 / float(self.plan.fps)
+        self.alone(previous_code, self.pending_before(previous.time + duration))
+
+
+def run_upsample(source: str | Path, output: str | Path, request: UpsampleRequest,
+                 progress: Callable[[int, int], None] | None = None, should_stop: Callable[[], bool] | None = None,
+                 upsampler: Upsampler | None = None, atomic: bool = True) -> UpsampleResult:
+    """Upsample ``source`` into ``output``; OUT is complete or absent (atomic), never half written."""
+    started = time.perf_counter()
+    with VideoReader(source) as reader:
+        plan = plan_output(reader.info, request)
+        upsampler = upsampler or load_upsampler(request)
+        writer = VideoWriter(output, plan.width, plan.height, plan.fps, request.encode, audio_from=source,
+                             high_bit_depth=reader.info.bit_depth > 8, atomic=atomic)
+        stop = threading.Event()
+        decoded: queue.Queue = queue.Queue(QUEUE_FRAMES)
+        rendered: queue.Queue = queue.Queue(QUEUE_FRAMES)
+        written = [0]
+
+        def decode() -> None:
+            for frame in reader.frames():
+                put(decoded, frame, stop)
+                if stop.is_set():
+                    return
+
+        def encode() -> None:
+            while (item := rendered.get()) is not None:
+                writer.write(*item)
+                written[0] += 1
+                if progress:
+                    progress(written[0], max(plan.frames, written[0]))
+
+        def emit(image, t: float) -> None:
+            if should_stop and should_stop():
+                raise CancelledError("run_upsample: cancelled")
+            if not encoder.is_alive():
+                raise encoder.error or VinrError("run_upsample: the encoder stopped")
+            put(rendered, (image, t), stop)
+
+        decoder, encoder = Stage(decode, "decode"), Stage(encode, "encode")
+        decoder.start()
+        encoder.start()
+        try:
+            Renderer(upsampler, plan, emit).run(lambda: get(decoded, decoder))
+            put(rendered, None, stop)
+            encoder.join()
+            if encoder.error:
+                raise encoder.error
+            path = writer.close()
+        except BaseException:
+            stop.set()
+            close_queue(rendered)
+            encoder.join(timeout=5)
+            writer.abort()
+            raise
+        finally:
+            stop.set()
+            decoder.join(timeout=5)
+    stages = {"decode": decoder.seconds, **upsampler.times.seconds, "encode": encoder.seconds}
+    return UpsampleResult(path, plan, written[0], time.perf_counter() - started, stages)
