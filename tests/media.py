@@ -58,8 +58,7 @@ def write_clip(path: Path, frames: np.ndarray, times: list[float] | None = None,
         tone = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono") if audio else None
         for image, t in zip(frames, times):
             frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if high_bit_depth else "rgb24")
-            if colorspace is not None:
-                frame = frame.reformat(format=pix_fmt, dst_colorspace=colorspace, dst_color_range=1)
+            frame = frame.reformat(format=pix_fmt, dst_colorspace=colorspace, dst_color_range=1 if colorspace else None)
             frame.pts, frame.time_base = int(round(t * 1000)), Fraction(1, 1000)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

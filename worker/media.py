@@ -44,6 +44,8 @@ COPYABLE_SUBTITLES = {"mp4": {"mov_text"}, "mov": {"mov_text"}, "webm": {"webvtt
 """Subtitle codecs each muxer takes; others are dropped with a warning."""
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 31}
 """CRF used when none is asked for: visually lossless-ish for x264 (18), comparable for the others."""
+MIN_X265_SIDE = 64
+"""Smallest libx265 frame side, pixels: smaller frames corrupt its heap in the bundled build (seen here)."""
 TIME_BASE = Fraction(1, 90000)
 """Output video time base (seconds per tick): exact for 24, 25, 30, 60, 120 and NTSC rates."""
 AUDIO_LEAD = 0.5
@@ -77,6 +79,18 @@ class Frame:
     image: np.ndarray
     time: float
     duration: float | None = None  # seconds it is shown, when the stream says
+
+
+STANDARD_RATES = [Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30),
+                  Fraction(48), Fraction(50), Fraction(60000, 1001), Fraction(60), Fraction(120), Fraction(144),
+                  Fraction(240)]
+"""Frame rates an average rate within 0.2% of is taken to be (timestamp rounding blurs them)."""
+
+
+def snap_rate(rate: Fraction) -> Fraction:
+    """The standard rate nearest ``rate`` when within 0.2%, else ``rate`` itself."""
+    nearest = min(STANDARD_RATES, key=lambda r: abs(r - rate))
+    return nearest if abs(nearest - rate) <= rate * Fraction(2, 1000) else rate
 
 
 def open_input(path: str | Path) -> av.container.InputContainer:
@@ -114,7 +128,7 @@ class VideoReader:
         stream, ctx = self.stream, self.stream.codec_context
         if not ctx.width or not ctx.height:
             raise InputError(f"VideoReader: {self.path} has a video stream of unknown size")
-        fps = Fraction(stream.average_rate or stream.guessed_rate or 25)
+        fps = snap_rate(Fraction(stream.average_rate or stream.guessed_rate or 25))
         duration = 0.0
         if stream.duration and stream.time_base:
             duration = float(stream.duration * stream.time_base)
@@ -317,6 +331,9 @@ class VideoWriter:
         encoder, self.pix_fmt = options.encoder, options.output_pix_fmt(high_bit_depth)
         if (width, height) != even_size(width, height, self.pix_fmt):
             raise ParameterError(f"VideoWriter: {self.pix_fmt} needs an even size, got {width}x{height}")
+        if encoder == "libx265" and min(width, height) < MIN_X265_SIDE:
+            raise ParameterError(f"VideoWriter: libx265 needs at least {MIN_X265_SIDE}x{MIN_X265_SIDE} pixels, got "
+                                 f"{width}x{height}; use another codec for smaller outputs")
         self.target = self.path
         if atomic:
             if not self.path.parent.is_dir():

@@ -2,9 +2,9 @@
 
 Decoding, inference and encoding run in three threads joined by bounded queues, so the GPU (or the
 CPU cores torch uses) is never waiting on the encoder and memory stays bounded. Output frame ``n``
-is shown at ``start + n / fps`` for every such time before the input's end (last frame time plus its
-duration), so the output lasts as long as the input, and each is made from the two input frames
-around it by timestamp (variable frame rate works). Across a scene cut nothing is blended or warped:
+is shown at ``start + n / fps``, ``round(duration * fps)`` frames in all (the input's duration runs
+from its first frame to the end of its last), so the output lasts as long as the input, and each is made from the two input frames
+around it by timestamp (variable frame rate works); the last ones hold the last input frame. Across a scene cut nothing is blended or warped:
 a time there takes the nearer frame alone.
 """
 
@@ -205,7 +205,8 @@ class Renderer:
         if previous is None:
             raise VinrError("Renderer: the input has no frames")
         duration = previous.duration or last_step or 1.0 / float(self.plan.fps)
-        self.alone(previous_code, self.pending_before(previous.time + duration))
+        # round(input duration * fps) frames in all: the output lasts as long as the input, within half a frame
+        self.alone(previous_code, self.pending_before(previous.time + duration - 0.5 / float(self.plan.fps)))
 
 
 def run_upsample(source: str | Path, output: str | Path, request: UpsampleRequest,

@@ -17,16 +17,18 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 
 
 class SceneCutDetector:
-    """FFmpeg ``scdet``'s rule on thumbnails: with MAFD the mean absolute frame difference in percent,
-    ``score = min(MAFD, |MAFD - previous MAFD|)``; a cut when the score passes ``threshold``.
+    """A cut is a jump in MAFD (mean absolute frame difference of luma thumbnails, in percent).
 
-    The second term keeps steady fast motion (high but constant MAFD) from counting as cuts.
+    A cut when ``MAFD >= min_change`` and ``MAFD >= ratio *`` the mean MAFD of the last few frame
+    pairs that were not cuts. Like FFmpeg ``scdet`` (``min(MAFD, |MAFD - previous|)``) it ignores steady fast motion,
+    whose MAFD is high but constant; the ratio also catches low-contrast cuts that a fixed
+    threshold misses.
     """
 
-    def __init__(self, threshold: float = 10.0):
-        self.threshold = threshold
+    def __init__(self, min_change: float = 5.0, ratio: float = 2.5, history: int = 4):
+        self.min_change, self.ratio, self.history = min_change, ratio, history
         self.previous: np.ndarray | None = None
-        self.previous_mafd = 0.0
+        self.recent: list[float] = []
 
     def push(self, image: np.ndarray) -> bool:
         """Feed the next frame; True when there is a cut between the previous frame and this one."""
@@ -34,7 +36,10 @@ class SceneCutDetector:
         cut = False
         if self.previous is not None and self.previous.shape == thumb.shape:
             mafd = float(np.abs(thumb - self.previous).mean() * 100.0)
-            cut = min(mafd, abs(mafd - self.previous_mafd)) > self.threshold
-            self.previous_mafd = mafd
+            # with no history yet (the first pair), only a change ratio times min_change counts
+            baseline = np.mean(self.recent) if self.recent else self.min_change
+            cut = mafd >= self.min_change and mafd >= self.ratio * baseline
+            if not cut:
+                self.recent = (self.recent + [mafd])[-self.history:]
         self.previous = thumb
         return cut
