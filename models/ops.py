@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 
 
-def pixel_centres(height: int, width: int, scale_y: float = 1.0, scale_x: float = 1.0, *, device=None,
-                  dtype=torch.float32) -> torch.Tensor:
+def pixel_centres(
+    height: int, width: int, scale_y: float = 1.0, scale_x: float = 1.0, *, device=None, dtype=torch.float32
+) -> torch.Tensor:
     """``(H*W, 2)`` (x, y) centres of an H x W grid, mapped by ``scale`` into another grid's units.
 
     With ``scale = h / H`` the centres of an H x W output land in the pixel units of an h x w input
@@ -66,8 +67,13 @@ def resize_flow(flow: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def resize(image: torch.Tensor, height: int, width: int, mode: str = "bicubic") -> torch.Tensor:
     """Resize with antialiasing when shrinking (like MATLAB ``imresize``), no clamping."""
     shrinking = height < image.shape[-2] or width < image.shape[-1]
-    return F.interpolate(image, size=(height, width), mode=mode, align_corners=False,
-                         antialias=shrinking and mode in ("bilinear", "bicubic"))
+    return F.interpolate(
+        image,
+        size=(height, width),
+        mode=mode,
+        align_corners=False,
+        antialias=shrinking and mode in ("bilinear", "bicubic"),
+    )
 
 
 def rgb_to_y(image: torch.Tensor) -> torch.Tensor:

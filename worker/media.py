@@ -31,16 +31,31 @@ log = logging.getLogger(__name__)
 
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 """Output file extension -> FFmpeg muxer."""
-CODECS = {"h264": "libx264", "libx264": "libx264", "hevc": "libx265", "h265": "libx265", "libx265": "libx265",
-          "av1": "libsvtav1", "libsvtav1": "libsvtav1", "vp9": "libvpx-vp9", "libvpx-vp9": "libvpx-vp9",
-          "ffv1": "ffv1"}
+CODECS = {
+    "h264": "libx264",
+    "libx264": "libx264",
+    "hevc": "libx265",
+    "h265": "libx265",
+    "libx265": "libx265",
+    "av1": "libsvtav1",
+    "libsvtav1": "libsvtav1",
+    "vp9": "libvpx-vp9",
+    "libvpx-vp9": "libvpx-vp9",
+    "ffv1": "ffv1",
+}
 """Accepted ``--codec`` names -> FFmpeg encoder."""
-COPYABLE_AUDIO = {"mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"},
-                  "mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"},
-                  "webm": {"opus", "vorbis"}}
+COPYABLE_AUDIO = {
+    "mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"},
+    "mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"},
+    "webm": {"opus", "vorbis"},
+}
 """Audio codecs each muxer takes as they are (Matroska takes any)."""
-COPYABLE_SUBTITLES = {"mp4": {"mov_text"}, "mov": {"mov_text"}, "webm": {"webvtt"},
-                      "matroska": {"subrip", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle"}}
+COPYABLE_SUBTITLES = {
+    "mp4": {"mov_text"},
+    "mov": {"mov_text"},
+    "webm": {"webvtt"},
+    "matroska": {"subrip", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle"},
+}
 """Subtitle codecs each muxer takes; others are dropped with a warning."""
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 31}
 """CRF used when none is asked for: visually lossless-ish for x264 (18), comparable for the others."""
@@ -81,9 +96,20 @@ class Frame:
     duration: float | None = None  # seconds it is shown, when the stream says
 
 
-STANDARD_RATES = [Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30),
-                  Fraction(48), Fraction(50), Fraction(60000, 1001), Fraction(60), Fraction(120), Fraction(144),
-                  Fraction(240)]
+STANDARD_RATES = [
+    Fraction(24000, 1001),
+    Fraction(24),
+    Fraction(25),
+    Fraction(30000, 1001),
+    Fraction(30),
+    Fraction(48),
+    Fraction(50),
+    Fraction(60000, 1001),
+    Fraction(60),
+    Fraction(120),
+    Fraction(144),
+    Fraction(240),
+]
 """Frame rates an average rate within 0.2% of is taken to be (timestamp rounding blurs them)."""
 
 
@@ -139,10 +165,20 @@ class VideoReader:
         width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
         fmt = ctx.format
         depth = max((c.bits for c in fmt.components), default=8) if fmt else 8
-        return VideoInfo(width, height, fps, stream.frames or None, duration, start, rotation, ctx.name,
-                         fmt.name if fmt else "unknown", depth,
-                         [s.codec_context.name for s in self.container.streams.audio],
-                         [s.codec_context.name for s in self.container.streams.subtitles])
+        return VideoInfo(
+            width,
+            height,
+            fps,
+            stream.frames or None,
+            duration,
+            start,
+            rotation,
+            ctx.name,
+            fmt.name if fmt else "unknown",
+            depth,
+            [s.codec_context.name for s in self.container.streams.audio],
+            [s.codec_context.name for s in self.container.streams.subtitles],
+        )
 
     def _rotation(self) -> int:
         """Counter-clockwise display rotation in degrees (a multiple of 90), read off the first frame."""
@@ -164,8 +200,12 @@ class VideoReader:
         count, last = 0, None
         try:
             for frame in self.container.decode(self.stream):
-                rgb = frame.to_ndarray(format=fmt, src_colorspace=source_colorspace(frame),
-                                       src_color_range=frame.color_range or 1, dst_color_range=2)
+                rgb = frame.to_ndarray(
+                    format=fmt,
+                    src_colorspace=source_colorspace(frame),
+                    src_color_range=frame.color_range or 1,
+                    dst_color_range=2,
+                )
                 if self.info.rotation:
                     rgb = np.rot90(rgb, k=self.info.rotation // 90)
                 time = frame.time if frame.time is not None else (last + step if last is not None else 0.0)
@@ -255,13 +295,13 @@ class StreamCopier:
             if muxer == "matroska" or name in COPYABLE_AUDIO.get(muxer, set()):
                 self.routes[stream.index] = ("copy", output.add_stream_from_template(stream))
             else:
-                log.warning("audio %s does not fit %s: transcoding to %s", name, muxer,
-                            "opus" if muxer == "webm" else "aac")
+                log.warning(
+                    "audio %s does not fit %s: transcoding to %s", name, muxer, "opus" if muxer == "webm" else "aac"
+                )
                 codec = "libopus" if muxer == "webm" else "aac"
                 rate = 48000 if codec == "libopus" else stream.codec_context.sample_rate
                 out = output.add_stream(codec, rate=rate, layout=stream.codec_context.layout.name)
-                resampler = av.AudioResampler(format=out.codec_context.format.name, layout=out.layout.name,
-                                              rate=rate)
+                resampler = av.AudioResampler(format=out.codec_context.format.name, layout=out.layout.name, rate=rate)
                 self.routes[stream.index] = ("transcode", out, resampler)
         for stream in self.input.streams.subtitles:
             name = stream.codec_context.name
@@ -319,28 +359,41 @@ class VideoWriter:
     written. Without it (a growing fragmented MP4 that a client streams) OUT is written in place.
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: Fraction, options: EncodeOptions,
-                 audio_from: str | Path | None = None, high_bit_depth: bool = False, atomic: bool = True):
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        fps: Fraction,
+        options: EncodeOptions,
+        audio_from: str | Path | None = None,
+        high_bit_depth: bool = False,
+        atomic: bool = True,
+    ):
         self.path = Path(path)
         muxer = CONTAINERS.get(self.path.suffix.lower())
         if muxer is None:
-            raise OutputError(f"VideoWriter: unsupported output extension {self.path.suffix!r}; "
-                              f"use one of {sorted(CONTAINERS)}")
+            raise OutputError(
+                f"VideoWriter: unsupported output extension {self.path.suffix!r}; use one of {sorted(CONTAINERS)}"
+            )
         if options.fragmented and muxer not in ("mp4", "mov"):
             raise ParameterError("VideoWriter: fragmented output needs an .mp4 or .mov file")
         encoder, self.pix_fmt = options.encoder, options.output_pix_fmt(high_bit_depth)
         if (width, height) != even_size(width, height, self.pix_fmt):
             raise ParameterError(f"VideoWriter: {self.pix_fmt} needs an even size, got {width}x{height}")
         if encoder == "libx265" and min(width, height) < MIN_X265_SIDE:
-            raise ParameterError(f"VideoWriter: libx265 needs at least {MIN_X265_SIDE}x{MIN_X265_SIDE} pixels, got "
-                                 f"{width}x{height}; use another codec for smaller outputs")
+            raise ParameterError(
+                f"VideoWriter: libx265 needs at least {MIN_X265_SIDE}x{MIN_X265_SIDE} pixels, got "
+                f"{width}x{height}; use another codec for smaller outputs"
+            )
         self.target = self.path
         if atomic:
             if not self.path.parent.is_dir():
                 raise OutputError(f"VideoWriter: folder {self.path.parent} does not exist")
             try:
-                handle, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
-                                                dir=self.path.parent)
+                handle, name = tempfile.mkstemp(
+                    prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}", dir=self.path.parent
+                )
             except OSError as exc:
                 raise OutputError(f"VideoWriter: cannot write to {self.path.parent}: {exc}") from exc
             os.close(handle)
@@ -360,7 +413,8 @@ class VideoWriter:
         self.matrix = 1 if height >= 720 else 6  # BT.709 : SMPTE 170M (BT.601)
         if not av.VideoFormat(self.pix_fmt).is_rgb:
             ctx = self.stream.codec_context
-            ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = self.matrix, self.matrix, self.matrix, 1
+            ctx.colorspace = ctx.color_primaries = ctx.color_trc = self.matrix
+            ctx.color_range = 1  # limited (MPEG)
         self.copier = StreamCopier(Path(audio_from), self.container, muxer) if audio_from else None
         self.last_pts = None
 
@@ -373,8 +427,9 @@ class VideoWriter:
         if av.VideoFormat(self.pix_fmt).is_rgb:
             frame = frame.reformat(format=self.pix_fmt)
         else:
-            frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=1,
-                                   interpolation="BICUBIC")
+            frame = frame.reformat(
+                format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=1, interpolation="BICUBIC"
+            )
         pts = round(time / TIME_BASE)
         frame.pts = pts if self.last_pts is None or pts > self.last_pts else self.last_pts + 1
         self.last_pts, frame.time_base = frame.pts, TIME_BASE

@@ -3,9 +3,10 @@
 Decoding, inference and encoding run in three threads joined by bounded queues, so the GPU (or the
 CPU cores torch uses) is never waiting on the encoder and memory stays bounded. Output frame ``n``
 is shown at ``start + n / fps``, ``round(duration * fps)`` frames in all (the input's duration runs
-from its first frame to the end of its last), so the output lasts as long as the input, and each is made from the two input frames
-around it by timestamp (variable frame rate works); the last ones hold the last input frame. Across a scene cut nothing is blended or warped:
-a time there takes the nearer frame alone.
+from its first frame to the end of its last), so the output lasts as long as the input. Each is made
+from the two input frames around it by timestamp (variable frame rate works); the last ones hold the
+last input frame. Across a scene cut nothing is blended or warped: a time there takes the nearer
+frame alone.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from models import registry
-from models.videoinr.upsampler import Upsampler, UpsampleOptions
+from models.videoinr.upsampler import UpsampleOptions, Upsampler
 from worker.errors import CancelledError, ParameterError, VinrError
 from worker.media import EncodeOptions, Frame, VideoInfo, VideoReader, VideoWriter, even_size
 from worker.runtime import ModelCache, choose_device, choose_dtype
@@ -141,7 +142,7 @@ def get(q: queue.Queue, stage: Stage):
         except queue.Empty:
             if not stage.is_alive():
                 if stage.error:
-                    raise stage.error
+                    raise stage.error from None
                 return None
 
 
@@ -197,8 +198,9 @@ class Renderer:
                     self.alone(code, [t for t in times if t >= previous.time + span / 2])
                 elif times:
                     rel = [(t - previous.time) / span for t in times]
-                    for image, t in zip(self.upsampler.render(previous_code, code, rel, self.plan.height,
-                                                              self.plan.width), times):
+                    for image, t in zip(
+                        self.upsampler.render(previous_code, code, rel, self.plan.height, self.plan.width), times
+                    ):
                         self.emit(image, t)
                 last_step = span
             previous, previous_code = frame, code
@@ -209,16 +211,30 @@ class Renderer:
         self.alone(previous_code, self.pending_before(previous.time + duration - 0.5 / float(self.plan.fps)))
 
 
-def run_upsample(source: str | Path, output: str | Path, request: UpsampleRequest,
-                 progress: Callable[[int, int], None] | None = None, should_stop: Callable[[], bool] | None = None,
-                 upsampler: Upsampler | None = None, atomic: bool = True) -> UpsampleResult:
+def run_upsample(
+    source: str | Path,
+    output: str | Path,
+    request: UpsampleRequest,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    upsampler: Upsampler | None = None,
+    atomic: bool = True,
+) -> UpsampleResult:
     """Upsample ``source`` into ``output``; OUT is complete or absent (atomic), never half written."""
     started = time.perf_counter()
     with VideoReader(source) as reader:
         plan = plan_output(reader.info, request)
         upsampler = upsampler or load_upsampler(request)
-        writer = VideoWriter(output, plan.width, plan.height, plan.fps, request.encode, audio_from=source,
-                             high_bit_depth=reader.info.bit_depth > 8, atomic=atomic)
+        writer = VideoWriter(
+            output,
+            plan.width,
+            plan.height,
+            plan.fps,
+            request.encode,
+            audio_from=source,
+            high_bit_depth=reader.info.bit_depth > 8,
+            atomic=atomic,
+        )
         stop = threading.Event()
         decoded: queue.Queue = queue.Queue(QUEUE_FRAMES)
         rendered: queue.Queue = queue.Queue(QUEUE_FRAMES)

@@ -40,6 +40,6 @@ class SceneCutDetector:
             baseline = np.mean(self.recent) if self.recent else self.min_change
             cut = mafd >= self.min_change and mafd >= self.ratio * baseline
             if not cut:
-                self.recent = (self.recent + [mafd])[-self.history:]
+                self.recent = (self.recent + [mafd])[-self.history :]
         self.previous = thumb
         return cut

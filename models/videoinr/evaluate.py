@@ -63,7 +63,7 @@ def run_model(model, low: torch.Tensor, k: int, height: int, width: int) -> torc
     feats = [model.encode_frame(frame[None]) for frame in low]
     out = []
     for i in range(len(low) - 1):
-        state = model.encode_pair(low[i:i + 1], low[i + 1:i + 2], feats[i], feats[i + 1])
+        state = model.encode_pair(low[i : i + 1], low[i + 1 : i + 2], feats[i], feats[i + 1])
         steps = range(k + 1) if i == len(low) - 2 else range(k)
         out += [model.query_frame(state, height, width, j / k)[0] for j in steps]
     return torch.stack(out)
@@ -81,9 +81,12 @@ def lanczos_minterpolate(low: torch.Tensor, k: int, height: int, width: int) -> 
     graph = av.filter.Graph()
     rate = 30
     source = graph.add_buffer(width=low.shape[-1], height=low.shape[-2], format="rgb24", time_base=Fraction(1, rate))
-    chain = [graph.add("scale", f"{width}:{height}:flags=lanczos"),
-             graph.add("minterpolate", f"fps={rate * k}:{MINTERPOLATE}"), graph.add("format", "rgb24"),
-             graph.add("buffersink")]
+    chain = [
+        graph.add("scale", f"{width}:{height}:flags=lanczos"),
+        graph.add("minterpolate", f"fps={rate * k}:{MINTERPOLATE}"),
+        graph.add("format", "rgb24"),
+        graph.add("buffersink"),
+    ]
     source.link_to(chain[0])
     for a, b in zip(chain[:-1], chain[1:]):
         a.link_to(b)
@@ -117,8 +120,12 @@ def scores(pred: torch.Tensor, truth: torch.Tensor, k: int) -> dict[str, float]:
     y = [ops.psnr(ops.rgb_to_y(p[None]), ops.rgb_to_y(t[None])) for p, t in zip(pred, truth)]
     rgb = [ops.psnr(p[None], t[None]) for p, t in zip(pred, truth)]
     between = [i for i in range(len(truth)) if i % k]
-    return {"y_all": float(np.mean(y)), "y_between": float(np.mean([y[i] for i in between])),
-            "rgb_all": float(np.mean(rgb)), "rgb_between": float(np.mean([rgb[i] for i in between]))}
+    return {
+        "y_all": float(np.mean(y)),
+        "y_between": float(np.mean([y[i] for i in between])),
+        "rgb_all": float(np.mean(rgb)),
+        "rgb_between": float(np.mean([rgb[i] for i in between])),
+    }
 
 
 def evaluate(model, clip: torch.Tensor, scale: float, k: int) -> dict[str, dict[str, float]]:
@@ -130,20 +137,27 @@ def evaluate(model, clip: torch.Tensor, scale: float, k: int) -> dict[str, dict[
     started = time.time()
     ours = run_model(model, low, k, height, width)
     seconds = time.time() - started
-    results = {"model": scores(ours, truth, k), "bicubic+blend": scores(bicubic_blend(low, k, height, width), truth, k),
-               "lanczos+minterpolate": scores(lanczos_minterpolate(low, k, height, width), truth, k)}
+    results = {
+        "model": scores(ours, truth, k),
+        "bicubic+blend": scores(bicubic_blend(low, k, height, width), truth, k),
+        "lanczos+minterpolate": scores(lanczos_minterpolate(low, k, height, width), truth, k),
+    }
     results["model"]["seconds_per_frame"] = seconds / len(truth)
     return results
 
 
 def table(rows: list[tuple[float, int, dict]]) -> str:
     """Markdown table: one row per (scale, k, method)."""
-    lines = ["| scale | time | method | Y-PSNR all | Y-PSNR between | RGB PSNR all | RGB PSNR between |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| scale | time | method | Y-PSNR all | Y-PSNR between | RGB PSNR all | RGB PSNR between |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for scale, k, results in rows:
         for method, s in results.items():
-            lines.append(f"| {scale:g}x | {k}x | {method} | {s['y_all']:.2f} | {s['y_between']:.2f} | "
-                         f"{s['rgb_all']:.2f} | {s['rgb_between']:.2f} |")
+            lines.append(
+                f"| {scale:g}x | {k}x | {method} | {s['y_all']:.2f} | {s['y_between']:.2f} | "
+                f"{s['rgb_all']:.2f} | {s['rgb_between']:.2f} |"
+            )
     return "\n".join(lines)
 
 

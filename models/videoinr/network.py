@@ -43,10 +43,8 @@ from models import ops
 from models.registry import register
 
 PRESETS: dict[str, dict] = {
-    "videoinr-s": {"channels": 32, "encoder_blocks": 4, "motion_channels": 32, "fusion_blocks": 1,
-                   "hidden": 64},
-    "videoinr-m": {"channels": 64, "encoder_blocks": 16, "motion_channels": 96, "fusion_blocks": 6,
-                   "hidden": 192},
+    "videoinr-s": {"channels": 32, "encoder_blocks": 4, "motion_channels": 32, "fusion_blocks": 1, "hidden": 64},
+    "videoinr-m": {"channels": 64, "encoder_blocks": 16, "motion_channels": 96, "fusion_blocks": 6, "hidden": 192},
 }
 """Named constructor arguments; ``videoinr-s`` trains on 2 CPU cores, ``videoinr-m`` is for GPUs."""
 
@@ -65,8 +63,9 @@ class ResBlock(nn.Module):
 
 def conv_stack(in_channels: int, channels: int, blocks: int) -> nn.Sequential:
     """3x3 conv to ``channels`` then ``blocks`` residual blocks."""
-    return nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1), nn.LeakyReLU(0.1),
-                         *[ResBlock(channels) for _ in range(blocks)])
+    return nn.Sequential(
+        nn.Conv2d(in_channels, channels, 3, padding=1), nn.LeakyReLU(0.1), *[ResBlock(channels) for _ in range(blocks)]
+    )
 
 
 class Sine(nn.Module):
@@ -109,9 +108,13 @@ class MotionEstimator(nn.Module):
         self.levels = levels
         self.refiners = nn.ModuleList()
         for _ in range(levels):
-            head = nn.Sequential(nn.Conv2d(4 * channels + 4, width, 3, padding=1), nn.LeakyReLU(0.1),
-                                 nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.1),
-                                 nn.Conv2d(width, 4, 3, padding=1))
+            head = nn.Sequential(
+                nn.Conv2d(4 * channels + 4, width, 3, padding=1),
+                nn.LeakyReLU(0.1),
+                nn.Conv2d(width, width, 3, padding=1),
+                nn.LeakyReLU(0.1),
+                nn.Conv2d(width, 4, 3, padding=1),
+            )
             nn.init.zeros_(head[-1].weight)
             nn.init.zeros_(head[-1].bias)
             self.refiners.append(head)
@@ -149,13 +152,28 @@ class PairState:
 class VideoINR(nn.Module):
     """VideoINR (Chen et al., CVPR 2022) with flow-based alignment; see the module docstring."""
 
-    def __init__(self, channels: int = 32, encoder_blocks: int = 4, motion_channels: int = 32,
-                 fusion_blocks: int = 1, hidden: int = 64, activation: str = "gelu"):
+    def __init__(
+        self,
+        channels: int = 32,
+        encoder_blocks: int = 4,
+        motion_channels: int = 32,
+        fusion_blocks: int = 1,
+        hidden: int = 64,
+        activation: str = "gelu",
+    ):
         super().__init__()
         c, h = channels, hidden
-        self.spec = {"name": "videoinr", "args": {"channels": channels, "encoder_blocks": encoder_blocks,
-                     "motion_channels": motion_channels, "fusion_blocks": fusion_blocks, "hidden": hidden,
-                     "activation": activation}}
+        self.spec = {
+            "name": "videoinr",
+            "args": {
+                "channels": channels,
+                "encoder_blocks": encoder_blocks,
+                "motion_channels": motion_channels,
+                "fusion_blocks": fusion_blocks,
+                "hidden": hidden,
+                "activation": activation,
+            },
+        }
         self.channels = c
         self.encoder = conv_stack(3, c, encoder_blocks)
         self.motion = MotionEstimator(c, motion_channels)
@@ -169,18 +187,17 @@ class VideoINR(nn.Module):
         """Per-frame features ``(B, C, h, w)`` of an RGB frame ``(B, 3, h, w)`` in [0, 1]."""
         return self.encoder(image - 0.5)
 
-    def encode_pair(self, image0: torch.Tensor, image1: torch.Tensor, feat0: torch.Tensor,
-                    feat1: torch.Tensor) -> PairState:
+    def encode_pair(
+        self, image0: torch.Tensor, image1: torch.Tensor, feat0: torch.Tensor, feat1: torch.Tensor
+    ) -> PairState:
         """Align and fuse two frames' features (the encoder stage shared by all queries)."""
         flows = self.motion(feat0, feat1)
         aligned0 = feat0 + self.align[0](torch.cat([feat0, ops.backward_warp(feat1, flows[:, :2])], 1))
         aligned1 = feat1 + self.align[1](torch.cat([feat1, ops.backward_warp(feat0, flows[:, 2:])], 1))
         middle = self.fuse(torch.cat([aligned0, aligned1], 1))
-        return PairState(torch.cat([image0, image1], 1), torch.cat([aligned0, middle, aligned1], 1),
-                         flows)
+        return PairState(torch.cat([image0, image1], 1), torch.cat([aligned0, middle, aligned1], 1), flows)
 
-    def query(self, state: PairState, points: torch.Tensor, t: torch.Tensor,
-              cell: torch.Tensor) -> torch.Tensor:
+    def query(self, state: PairState, points: torch.Tensor, t: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """RGB ``(B, N, 3)`` at low-res pixel-unit points ``(B, N, 2)``, times ``t`` ``(B,)`` in [0, 1].
 
         ``cell`` ``(B, 2)`` is the output pixel's (width, height) in low-res pixels (1 / scale).
@@ -201,7 +218,7 @@ class VideoINR(nn.Module):
         point1 = points + (1 - tt) * (prior[..., 0:2] + motion[..., 2:4])
 
         both = torch.stack([point0, point1], 1).flatten(0, 1)  # (2B, N, 2)
-        feats = torch.stack([state.features[:, :c], state.features[:, 2 * c:]], 1).flatten(0, 1)
+        feats = torch.stack([state.features[:, :c], state.features[:, 2 * c :]], 1).flatten(0, 1)
         rgbs = torch.stack([state.images[:, :3], state.images[:, 3:]], 1).flatten(0, 1)
         warped_feat = ops.sample_points(feats, both).view(batch, 2, n, c)
         warped_rgb = ops.sample_points(rgbs, both, "bicubic").view(batch, 2, n, 3)
@@ -209,32 +226,35 @@ class VideoINR(nn.Module):
         vis = torch.sigmoid(motion[..., 4:6])
         weight0, weight1 = (1 - tt) * vis[..., :1], tt * vis[..., 1:]
         base = (weight0 * warped_rgb[:, 0] + weight1 * warped_rgb[:, 1]) / (weight0 + weight1).clamp_min(1e-6)
-        decoder_in = [z, warped_feat[:, 0], warped_feat[:, 1], warped_rgb[:, 0] - 0.5,
-                      warped_rgb[:, 1] - 0.5, tt]
+        decoder_in = [z, warped_feat[:, 0], warped_feat[:, 1], warped_rgb[:, 0] - 0.5, warped_rgb[:, 1] - 0.5, tt]
         return base + self.decoder(torch.cat(decoder_in, -1))
 
-    def query_frame(self, state: PairState, height: int, width: int, t: float,
-                    chunk: int = 65536) -> torch.Tensor:
+    def query_frame(self, state: PairState, height: int, width: int, t: float, chunk: int = 65536) -> torch.Tensor:
         """The whole ``(B, 3, height, width)`` output frame at time ``t``, ``chunk`` points at a time."""
         h, w = state.size
-        points = ops.pixel_centres(height, width, h / height, w / width, device=state.images.device,
-                                   dtype=state.images.dtype)
-        return self.query_points(state, points, t, (w / width, h / height), chunk).transpose(1, 2).reshape(
-            state.images.shape[0], 3, height, width)
+        points = ops.pixel_centres(
+            height, width, h / height, w / width, device=state.images.device, dtype=state.images.dtype
+        )
+        return (
+            self.query_points(state, points, t, (w / width, h / height), chunk)
+            .transpose(1, 2)
+            .reshape(state.images.shape[0], 3, height, width)
+        )
 
-    def query_points(self, state: PairState, points: torch.Tensor, t: float, cell: tuple[float, float],
-                     chunk: int = 65536) -> torch.Tensor:
+    def query_points(
+        self, state: PairState, points: torch.Tensor, t: float, cell: tuple[float, float], chunk: int = 65536
+    ) -> torch.Tensor:
         """RGB ``(B, N, 3)`` at the same points ``(N, 2)`` for every batch item, in chunks."""
         batch = state.images.shape[0]
         like = state.images
         times = like.new_full((batch,), float(t))
         cells = like.new_tensor(cell).expand(batch, 2)
-        out = [self.query(state, part.unsqueeze(0).expand(batch, -1, -1), times, cells)
-               for part in points.split(chunk)]
+        out = [self.query(state, part.unsqueeze(0).expand(batch, -1, -1), times, cells) for part in points.split(chunk)]
         return torch.cat(out, 1)
 
-    def forward(self, image0: torch.Tensor, image1: torch.Tensor, points: torch.Tensor,
-                t: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, image0: torch.Tensor, image1: torch.Tensor, points: torch.Tensor, t: torch.Tensor, cell: torch.Tensor
+    ) -> torch.Tensor:
         """Training entry: encode both frames and query ``points`` ``(B, N, 2)`` at ``t`` ``(B,)``."""
         state = self.encode_pair(image0, image1, self.encode_frame(image0), self.encode_frame(image1))
         return self.query(state, points, t, cell)
@@ -263,8 +283,11 @@ def count_macs(model: VideoINR, lr_size: int = 32, scale: float = 4.0) -> dict[s
         per_query = totals["value"]
     for handle in handles:
         handle.remove()
-    return {"encoder_per_lr_pixel": per_frame / lr_size**2, "pair_per_lr_pixel": per_pair / lr_size**2,
-            "queries_per_output_pixel": per_query / out_size**2}
+    return {
+        "encoder_per_lr_pixel": per_frame / lr_size**2,
+        "pair_per_lr_pixel": per_pair / lr_size**2,
+        "queries_per_output_pixel": per_query / out_size**2,
+    }
 
 
 def describe(preset: str) -> dict[str, float]:
@@ -280,10 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for preset in args.preset or sorted(PRESETS):
         info = describe(preset)
-        print(f"{preset}: {info['parameters'] / 1e6:.3f}M parameters; "
-              f"encoder {info['encoder_per_lr_pixel'] / 1e3:.1f}K MAC per input pixel per frame, "
-              f"pair {info['pair_per_lr_pixel'] / 1e3:.1f}K MAC per input pixel per pair, "
-              f"queries {info['queries_per_output_pixel'] / 1e3:.1f}K MAC per output pixel")
+        print(
+            f"{preset}: {info['parameters'] / 1e6:.3f}M parameters; "
+            f"encoder {info['encoder_per_lr_pixel'] / 1e3:.1f}K MAC per input pixel per frame, "
+            f"pair {info['pair_per_lr_pixel'] / 1e3:.1f}K MAC per input pixel per pair, "
+            f"queries {info['queries_per_output_pixel'] / 1e3:.1f}K MAC per output pixel"
+        )
     return 0
 
 

@@ -64,8 +64,9 @@ def augment(window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return window
 
 
-def sample_batch(windows: np.ndarray, rng: np.random.Generator, batch: int, lr_patch: int,
-                 n_points: int, max_scale: float = 4.0) -> Batch:
+def sample_batch(
+    windows: np.ndarray, rng: np.random.Generator, batch: int, lr_patch: int, n_points: int, max_scale: float = 4.0
+) -> Batch:
     """Draw a batch: one scale for the batch, a gap, start, target frame and crop per sample."""
     size = windows.shape[2]
     hr = min(size, int(round(lr_patch * rng.uniform(1.0, max_scale))))
@@ -76,7 +77,7 @@ def sample_batch(windows: np.ndarray, rng: np.random.Generator, batch: int, lr_p
         start = rng.integers(0, data.WINDOW - gap)
         k = rng.integers(0, gap + 1)
         y, x = rng.integers(0, size - hr + 1, 2)
-        crop = window[:, y:y + hr, x:x + hr]
+        crop = window[:, y : y + hr, x : x + hr]
         frames0.append(crop[start])
         frames1.append(crop[start + gap])
         targets.append(crop[start + k])
@@ -87,8 +88,14 @@ def sample_batch(windows: np.ndarray, rng: np.random.Generator, batch: int, lr_p
     target = hr_target.flatten(2).gather(2, index.unsqueeze(1).expand(-1, 3, -1)).transpose(1, 2)
     ratio = lr_patch / hr
     points = torch.stack([(index % hr).float() + 0.5, (index // hr).float() + 0.5], -1) * ratio
-    return Batch(degrade(hr0, lr_patch), degrade(hr1, lr_patch), points,
-                 torch.tensor(times, dtype=torch.float32), torch.full((batch, 2), ratio), target)
+    return Batch(
+        degrade(hr0, lr_patch),
+        degrade(hr1, lr_patch),
+        points,
+        torch.tensor(times, dtype=torch.float32),
+        torch.full((batch, 2), ratio),
+        target,
+    )
 
 
 @torch.no_grad()
@@ -106,8 +113,8 @@ def validate(model, windows: np.ndarray, device, scale: int = 4, gap: int = 4) -
         for k in range(1, gap):
             t = k / gap
             pred = model.query_frame(state, size, size, t).clamp(0, 1)
-            scores.append(ops.psnr(pred, clip[k:k + 1]))
-            baseline.append(ops.psnr(((1 - t) * up0 + t * up1).clamp(0, 1), clip[k:k + 1]))
+            scores.append(ops.psnr(pred, clip[k : k + 1]))
+            baseline.append(ops.psnr(((1 - t) * up0 + t * up1).clamp(0, 1), clip[k : k + 1]))
     model.train()
     return {"val_psnr": float(np.mean(scores)), "val_psnr_bicubic_blend": float(np.mean(baseline))}
 
@@ -163,8 +170,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="checkpoint path (default models/checkpoints/PRESET)")
     parser.add_argument("--work", type=Path, help="resumable state folder (default cache/train/PRESET)")
     parser.add_argument("--steps", type=int, default=12000)
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="wall-time budget: stop after it, and decay the learning rate over it")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="wall-time budget: stop after it, and decay the learning rate over it",
+    )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr-patch", type=int, default=32, help="low-res patch side, pixels")
     parser.add_argument("--points", type=int, default=4096, help="output points per sample")
@@ -206,8 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, progress, args.lr)
         batch = sample_batch(train, np.random.default_rng([args.seed, step]), args.batch, args.lr_patch, args.points)
-        pred = model(batch.image0.to(device), batch.image1.to(device), batch.points.to(device),
-                     batch.t.to(device), batch.cell.to(device))
+        pred = model(
+            batch.image0.to(device),
+            batch.image1.to(device),
+            batch.points.to(device),
+            batch.t.to(device),
+            batch.cell.to(device),
+        )
         loss = ops.charbonnier(pred, batch.target.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -215,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         running.append(loss.item())
         step += 1
         if step % args.log_every == 0:
-            print(f"step {step} loss {np.mean(running):.5f} lr {optimizer.param_groups[0]['lr']:.2e} "
-                  f"{time.time() - started:.0f}s", flush=True)
+            print(
+                f"step {step} loss {np.mean(running):.5f} lr {optimizer.param_groups[0]['lr']:.2e} "
+                f"{time.time() - started:.0f}s",
+                flush=True,
+            )
             running = []
         if step % args.val_every == 0 or step == args.steps:
             metrics = validate(model, val, device)
@@ -233,11 +252,15 @@ def main(argv: list[str] | None = None) -> int:
         "data": json.loads(manifest_path.read_text()) if manifest_path.is_file() else str(args.data),
         "data_command": "python -m models.videoinr.data --out cache/videoinr",
         "command": "python -m models.videoinr.train " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "steps": step, "wall_time_s": round(wall, 1), "device": str(device),
+        "steps": step,
+        "wall_time_s": round(wall, 1),
+        "device": str(device),
         "machine": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads".strip(),
+        f"{torch.get_num_threads()} threads".strip(),
         "metrics": {**metrics, "validation": "32 held-out windows, 4x space, 4x time, in-between frames, RGB"},
-        "validation_log": info["log"], "cost": describe(args.preset), "code_version": code_version(),
+        "validation_log": info["log"],
+        "cost": describe(args.preset),
+        "code_version": code_version(),
     }
     path = registry.save(model.cpu(), out, card)
     print(f"wrote {path} ({metrics})", flush=True)

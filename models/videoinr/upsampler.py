@@ -76,8 +76,13 @@ def covered(start: int, stop: int, low: int, high: int) -> tuple[int, int]:
 class Upsampler:
     """Render output frames at any size and time between two input frames."""
 
-    def __init__(self, model: VideoINR, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 options: UpsampleOptions | None = None):
+    def __init__(
+        self,
+        model: VideoINR,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        options: UpsampleOptions | None = None,
+    ):
         self.model = model.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = torch.device(device), dtype
         self.options = options or UpsampleOptions()
@@ -92,8 +97,13 @@ class Upsampler:
             rows = [(0, height)] if whole else split(height, tile)
             cols = [(0, width)] if whole else split(width, tile)
             self._tiles[height, width] = [
-                Tile((y0, y1, x0, x1), (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo)))
-                for y0, y1 in rows for x0, x1 in cols]
+                Tile(
+                    (y0, y1, x0, x1),
+                    (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo)),
+                )
+                for y0, y1 in rows
+                for x0, x1 in cols
+            ]
         return self._tiles[height, width]
 
     @torch.no_grad()
@@ -111,16 +121,18 @@ class Upsampler:
         return EncodedFrame(image.shape[:2], crops, feats)
 
     @torch.no_grad()
-    def render(self, first: EncodedFrame, second: EncodedFrame, times: list[float], height: int,
-               width: int) -> list[np.ndarray]:
+    def render(
+        self, first: EncodedFrame, second: EncodedFrame, times: list[float], height: int, width: int
+    ) -> list[np.ndarray]:
         """Output frames ``(height, width, 3)`` float32 at each time in ``times`` (0 = first, 1 = second)."""
         low_h, low_w = first.size
         tiles = self.tiles(low_h, low_w)
         outputs = [torch.empty(height, width, 3, dtype=torch.float32) for _ in times]
         for index, tile in enumerate(tiles):
             started = time.perf_counter()
-            state = self.model.encode_pair(first.crops[index], second.crops[index], first.features[index],
-                                           second.features[index])
+            state = self.model.encode_pair(
+                first.crops[index], second.crops[index], first.features[index], second.features[index]
+            )
             self.times.add("pair", started, self.device)
             started = time.perf_counter()
             y0, y1, x0, x1 = tile.core
@@ -134,6 +146,8 @@ class Upsampler:
             cell = (low_w / width, low_h / height)
             for out, t in zip(outputs, times):
                 rgb = self.model.query_points(state, points, t, cell, self.options.chunk)[0]
-                out[rows[0]:rows[1], cols[0]:cols[1]] = rgb.view(rows[1] - rows[0], cols[1] - cols[0], 3).float().cpu()
+                out[rows[0] : rows[1], cols[0] : cols[1]] = (
+                    rgb.view(rows[1] - rows[0], cols[1] - cols[0], 3).float().cpu()
+                )
             self.times.add("queries", started, self.device)
         return [out.clamp_(0, 1).numpy() for out in outputs]

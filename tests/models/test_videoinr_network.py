@@ -79,8 +79,10 @@ def test_checkpoint_round_trip(random_model, tmp_path):
     assert loaded.card["note"] == "test" and loaded.card["spec"]["name"] == "videoinr"
     frames = torch.rand(2, 3, 11, 12)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.query_frame(encode(loaded, frames), 30, 30, 0.7),
-                                   random_model.query_frame(encode(random_model, frames), 30, 30, 0.7))
+        torch.testing.assert_close(
+            loaded.query_frame(encode(loaded, frames), 30, 30, 0.7),
+            random_model.query_frame(encode(random_model, frames), 30, 30, 0.7),
+        )
 
 
 def test_checkpoint_with_wrong_weights_is_refused(random_model, tmp_path):
@@ -120,6 +122,6 @@ def test_shipped_checkpoint_beats_bicubic_blend(shipped):
         state = encode(shipped, low[[0, 4]])
         for k in range(1, 4):
             t = k / 4
-            ours.append(ops.psnr(shipped.query_frame(state, 96, 96, t).clamp(0, 1), clip[k:k + 1]))
-            blend.append(ops.psnr(((1 - t) * up0 + t * up1).clamp(0, 1), clip[k:k + 1]))
+            ours.append(ops.psnr(shipped.query_frame(state, 96, 96, t).clamp(0, 1), clip[k : k + 1]))
+            blend.append(ops.psnr(((1 - t) * up0 + t * up1).clamp(0, 1), clip[k : k + 1]))
     assert np.mean(ours) > np.mean(blend) + 0.5

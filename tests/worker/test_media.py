@@ -39,7 +39,7 @@ def test_reader_honours_rotation(tmp_path):
 
 
 def test_reader_keeps_ten_bit_precision(tmp_path):
-    ramp = np.linspace(0, 65535 * 0.25, 256 * 8).astype(np.uint16)[None, :256 * 8]
+    ramp = np.linspace(0, 65535 * 0.25, 256 * 8).astype(np.uint16)[None, : 256 * 8]
     frames = np.broadcast_to(ramp[..., None], (2, 16, ramp.shape[1], 3)).copy()
     path = write_clip(tmp_path / "ten.mkv", frames, codec="ffv1", pix_fmt="yuv444p10le", high_bit_depth=True)
     with VideoReader(path) as reader:

@@ -20,7 +20,8 @@ def request(model, **kwargs) -> UpsampleRequest:
 def probe(path):
     with av.open(str(path)) as container:
         video = container.streams.video[0]
-        return video.codec_context.width, video.codec_context.height, [s.codec_context.name for s in container.streams.audio]
+        audio = [s.codec_context.name for s in container.streams.audio]
+        return video.codec_context.width, video.codec_context.height, audio
 
 
 def test_mp4_with_audio(tmp_path, clip_with_audio, tiny_model_path):
@@ -82,7 +83,7 @@ def test_rotated_input_comes_out_upright(tmp_path, tiny_model_path):
 
 
 def test_ten_bit_input_to_ten_bit_hevc(tmp_path, tiny_model_path):
-    frames = (texture_frames(4, 32, 48).astype(np.uint16) * 257)
+    frames = texture_frames(4, 32, 48).astype(np.uint16) * 257
     clip = write_clip(tmp_path / "ten.mkv", frames, codec="ffv1", pix_fmt="yuv420p10le", high_bit_depth=True)
     out = tmp_path / "out.mp4"
     run_upsample(clip, out, request(tiny_model_path, scale=2, encode=EncodeOptions(codec="hevc", preset="ultrafast")))

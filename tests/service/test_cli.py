@@ -1,0 +1,120 @@
+"""``vinr`` on the command line: outputs, exit codes, one-line errors, no half-written files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from service.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_upsample_writes_the_requested_video(tmp_path, capsys, clip_with_audio, tiny_model_path):
+    out = tmp_path / "out.mp4"
+    code, stdout, _ = run(
+        capsys,
+        "upsample",
+        clip_with_audio,
+        "-o",
+        out,
+        "--scale",
+        1.5,
+        "--time-factor",
+        2,
+        "--model",
+        tiny_model_path,
+        "--device",
+        "cpu",
+        "--preset",
+        "ultrafast",
+        "--quiet",
+    )
+    assert code == 0 and stdout == ""
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == (96, 72)
+        assert sum(1 for _ in container.decode(video)) == 60
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]  # no temporary file left
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_damaged_input_fails_cleanly(tmp_path, capsys, clip_with_audio, tiny_model_path, damage):
+    data = clip_with_audio.read_bytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\xde\xad" * 2000 if damage == "garbage" else data[: len(data) // 3])
+    out = tmp_path / "out.mp4"
+    code, _, err = run(capsys, "upsample", bad, "-o", out, "--model", tiny_model_path, "--quiet")
+    assert code == 3
+    assert err.startswith("vinr: error: VideoReader:") and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4"]
+
+
+def test_exit_codes(tmp_path, capsys, clip_with_audio, tiny_model_path):
+    common = ["--model", tiny_model_path, "--quiet"]
+    assert run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "a.mp4", "--scale", 0.2, *common)[0] == 2
+    assert run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "a.mp4", "--fps", 0, *common)[0] == 2
+    assert run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "a.mp4", "--model", "nope", "--quiet")[0] == 2
+    assert run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "no" / "a.mp4", *common)[0] == 5
+    assert run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "a.txt", *common)[0] == 5
+    assert run(capsys, "upsample", tmp_path / "missing.mp4", "-o", tmp_path / "a.mp4", *common)[0] == 3
+    existing = tmp_path / "exists.mp4"
+    existing.write_bytes(b"keep me")
+    assert run(capsys, "upsample", clip_with_audio, "-o", existing, *common)[0] == 5
+    assert existing.read_bytes() == b"keep me"
+    with av.open(str(clip_with_audio)) as src, av.open(str(tmp_path / "tone.m4a"), "w", format="mp4") as dst:
+        out = dst.add_stream_from_template(src.streams.audio[0])
+        for packet in src.demux(src.streams.audio[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    code, _, err = run(capsys, "upsample", tmp_path / "tone.m4a", "-o", tmp_path / "a.mp4", *common)
+    assert code == 4 and "no video stream" in err
+    assert not (tmp_path / "a.mp4").exists()
+
+
+def test_info_prints_the_header(capsys, clip_with_audio):
+    code, out, _ = run(capsys, "info", clip_with_audio)
+    assert code == 0
+    assert "width: 64" in out and "height: 48" in out and "audio: ['aac']" in out
+
+
+def test_readme_command_on_the_bundled_sample(tmp_path):
+    """The README's first command, with the shipped checkpoint, as a real process."""
+    out = tmp_path / "bikes_2x.mp4"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "upsample",
+            str(ROOT / "samples" / "bikes.mp4"),
+            "-o",
+            str(out),
+            "--scale",
+            "2",
+            "--time-factor",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == (400, 168)
+        assert sum(1 for _ in container.decode(video)) == 100
+        assert len(container.streams.audio) == 1
