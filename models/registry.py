@@ -52,15 +52,20 @@ def make(spec: dict[str, Any]) -> nn.Module:
     return model
 
 
-def resolve(name_or_path: str | Path) -> Path:
-    """Path of a checkpoint's ``.safetensors`` file from a served name or a path."""
+def served(search: tuple[Path, ...] = ()) -> list[str]:
+    """Names of the checkpoints in the bundled folder and in ``search`` folders."""
+    return sorted({p.stem for folder in (CHECKPOINT_DIR, *search) for p in Path(folder).glob("*.safetensors")})
+
+
+def resolve(name_or_path: str | Path, search: tuple[Path, ...] = ()) -> Path:
+    """Path of a checkpoint's ``.safetensors`` file from a path, or a name served here or in ``search``."""
     path = Path(name_or_path)
-    candidates = [path, path.with_suffix(".safetensors"), CHECKPOINT_DIR / f"{name_or_path}.safetensors"]
+    candidates = [path, path.with_suffix(".safetensors")]
+    candidates += [Path(folder) / f"{name_or_path}.safetensors" for folder in (*search, CHECKPOINT_DIR)]
     for candidate in candidates:
         if candidate.suffix == ".safetensors" and candidate.is_file():
             return candidate
-    served = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.safetensors"))
-    raise CheckpointError(f"resolve: no checkpoint {str(name_or_path)!r}; served: {served}")
+    raise CheckpointError(f"resolve: no checkpoint {str(name_or_path)!r}; served: {served(search)}")
 
 
 def save(model: nn.Module, path: str | Path, card: dict[str, Any]) -> Path:

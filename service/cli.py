@@ -1,4 +1,4 @@
-"""The ``vinr`` command line: ``vinr upsample IN -o OUT ...`` and ``vinr info FILE``.
+"""The ``vinr`` command line: ``upsample``, ``info``, ``serve`` (HTTP gateway) and ``worker`` (RQ).
 
 Exit codes: 0 done, 1 unexpected failure, 2 bad parameters, 3 unreadable input, 4 no video stream,
 5 output not writable, 130 interrupted.
@@ -105,6 +105,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP gateway (with an in-process worker unless VINR_REDIS_URL is set)."""
+    import uvicorn
+
+    from service.main import create_app
+
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run an RQ worker for the queue in VINR_REDIS_URL (one per GPU)."""
+    import os
+
+    from service.settings import Settings
+    from worker.process import run_worker
+
+    if args.device:
+        os.environ["VINR_DEVICE"] = args.device
+    run_worker(Settings(), args.queues, burst=args.burst)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vinr", description="Neural video upsampling and decoding.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--quiet", action="store_true", help="no progress bar")
     add_encode_options(up)
     up.set_defaults(run=cmd_upsample)
+
+    serve = sub.add_parser("serve", help=cmd_serve.__doc__, description=cmd_serve.__doc__)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=cmd_serve)
+
+    work = sub.add_parser("worker", help=cmd_worker.__doc__, description=cmd_worker.__doc__)
+    work.add_argument("--device", help="auto, cpu or cuda:N (default: VINR_DEVICE or auto)")
+    work.add_argument("--queues", nargs="+", help="queues to listen on (default: VINR_QUEUE)")
+    work.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    work.set_defaults(run=cmd_worker)
 
     info = sub.add_parser("info", help=cmd_info.__doc__, description=cmd_info.__doc__)
     info.add_argument("file")

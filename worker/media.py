@@ -400,7 +400,8 @@ class VideoWriter:
             self.path = Path(name)
         self.atomic = atomic
         try:
-            container_options = {"movflags": FRAGMENTED} if options.fragmented else {}
+            # flush_packets: each fragment reaches the file (and a streaming client) as soon as it is muxed
+            container_options = {"movflags": FRAGMENTED, "flush_packets": "1"} if options.fragmented else {}
             self.container = av.open(str(self.path), "w", format=muxer, options=container_options)
             self.stream = self.container.add_stream(encoder, rate=fps, options=codec_options(encoder, options, fps))
         except (av.FFmpegError, OSError, ValueError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -42,11 +43,12 @@ def choose_dtype(device: torch.device, half: bool) -> torch.dtype:
 class ModelCache:
     """Loaded models kept for the life of a process, keyed by weights checksum, device and dtype."""
 
-    def __init__(self):
+    def __init__(self, search: tuple[Path, ...] = ()):
+        self.search = tuple(search)
         self._models: dict[tuple[str, str, torch.dtype], nn.Module] = {}
 
     def get(self, name: str, device: torch.device, dtype: torch.dtype) -> nn.Module:
-        path = registry.resolve(name)
+        path = registry.resolve(name, self.search)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         key = (digest, str(device), dtype)
         if key not in self._models:

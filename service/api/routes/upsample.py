@@ -1,0 +1,129 @@
+"""``POST /upsample``: a video in, a job (or the streamed result) out."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from models import registry
+from service.api.deps import BackendDep, OwnerDep, SettingsDep
+from service.api.routes.jobs import job_out, job_state, result_stream
+from service.schemas import JobOut, Problem
+from service.settings import Settings
+from service.storage import JobFiles, UploadMissing, UploadTooLarge, new_job_id, receive_upload
+from worker.errors import VinrError
+from worker.jobs import upsample_request
+from worker.media import VideoReader
+from worker.pipeline import plan_output
+
+router = APIRouter(tags=["upsample"])
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+"""Served model names (paths are never accepted over HTTP)."""
+
+
+def check_budget(path, params: dict, settings: Settings) -> None:
+    """Probe the upload and check the planned output against the configured limits (VinrError if not)."""
+    request = upsample_request(params, "cpu")
+    request.encode.encoder  # noqa: B018 - raises ParameterError for an unknown codec
+    with VideoReader(path) as reader:
+        info = reader.info
+    if info.duration > settings.max_input_seconds:
+        raise VinrError(
+            f"the input lasts {info.duration:.1f} s; VINR_MAX_INPUT_SECONDS is {settings.max_input_seconds:g}"
+        )
+    plan = plan_output(info, request)
+    pixels = plan.width * plan.height
+    if pixels > settings.max_output_pixels:
+        raise VinrError(
+            f"an output frame of {plan.width}x{plan.height} passes VINR_MAX_OUTPUT_PIXELS "
+            f"({settings.max_output_pixels})"
+        )
+    if plan.frames > settings.max_output_frames:
+        raise VinrError(f"{plan.frames} output frames pass VINR_MAX_OUTPUT_FRAMES ({settings.max_output_frames})")
+    if plan.frames * pixels > settings.max_output_work:
+        raise VinrError(
+            f"{plan.frames} frames of {plan.width}x{plan.height} pass VINR_MAX_OUTPUT_WORK "
+            f"({settings.max_output_work:g} frame-pixels)"
+        )
+
+
+@router.post(
+    "/upsample",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        200: {"content": {"video/mp4": {}}, "description": "with Accept: video/mp4 or wait=true"},
+        401: {"model": Problem},
+        413: {"model": Problem},
+        422: {"model": Problem},
+    },
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+            "required": True,
+            "description": "the video, as multipart field `file` or as the raw body",
+        }
+    },
+)
+async def upsample(
+    request: Request,
+    settings: SettingsDep,
+    backend: BackendDep,
+    owner: OwnerDep,
+    scale: Annotated[float | None, Query(description="spatial factor in [1, 8], e.g. 3.5")] = None,
+    width: Annotated[int | None, Query(gt=0)] = None,
+    height: Annotated[int | None, Query(gt=0)] = None,
+    fps: Annotated[float | None, Query(gt=0, description="output frame rate, e.g. 120")] = None,
+    time_factor: Annotated[float | None, Query(gt=0, description="output rate as a multiple of the input's")] = None,
+    model: Annotated[str, Query(description="a served model name")] = "videoinr-s",
+    codec: Annotated[Literal["h264", "hevc", "av1", "vp9"], Query()] = "h264",
+    crf: Annotated[int | None, Query(ge=0, le=63)] = None,
+    wait: Annotated[bool, Query(description="stream the result back in this response")] = False,
+    accept: Annotated[str | None, Header()] = None,
+):
+    """Upload a video to upsample: 202 with the job, or the fragmented MP4 as it is made."""
+    search = (settings.models_dir,) if settings.models_dir else ()
+    if not MODEL_NAME.match(model) or model not in registry.served(search):
+        raise HTTPException(422, f"unknown model {model!r}; served: {registry.served(search)}")
+    params = {
+        "scale": scale,
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "time_factor": time_factor,
+        "model": model,
+        "codec": codec,
+        "crf": crf,
+    }
+    files = JobFiles(settings.data_dir, new_job_id())
+    await run_in_threadpool(files.create, {"kind": "upsample", "owner": owner, "params": params})
+    try:
+        await receive_upload(request, files.input, settings.max_upload_bytes)
+        await run_in_threadpool(check_budget, files.input, params, settings)
+    except UploadTooLarge as exc:
+        files.delete()
+        raise HTTPException(413, f"upload too large: {exc} (VINR_MAX_UPLOAD_BYTES)") from exc
+    except (UploadMissing, VinrError) as exc:
+        files.delete()
+        raise HTTPException(422, str(exc)) from exc
+    except BaseException:
+        files.delete()
+        raise
+    await run_in_threadpool(backend.enqueue, files.id, "upsample", str(files.dir), params)
+    if wait or (accept and "video/mp4" in accept):
+        return result_stream(files, backend, settings.job_timeout)
+    body = job_out(files, await job_state(backend, files.id))
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": f"/jobs/{files.id}"})

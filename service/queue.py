@@ -1,0 +1,219 @@
+"""Enqueue, inspect and cancel jobs: over RQ (``VINR_REDIS_URL``) or in-process (embedded mode).
+
+Both backends run the same job functions (``worker.jobs``) and describe jobs with ``JobState``.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from service.settings import Settings
+from worker.errors import CancelledError
+from worker.jobs import JOB_FUNCTIONS, JobContext, upsample_job
+from worker.process import CANCEL_TTL, cancel_key
+from worker.runtime import ModelCache
+
+TERMINAL = ("finished", "failed", "canceled")
+"""States a job never leaves."""
+
+
+@dataclass
+class JobState:
+    """What the gateway knows of a job."""
+
+    state: str  # queued, started, finished, failed, canceled
+    progress: dict = field(default_factory=dict)
+    error: str | None = None
+    result: dict | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+
+def error_line(exc_string: str | None) -> str:
+    """The last line of a traceback, without the exception's module path."""
+    if not exc_string:
+        return "the job failed"
+    line = exc_string.strip().splitlines()[-1]
+    if "AbandonedJobError" in line:
+        return "the worker running this job died (no retries left)"
+    kind, _, message = line.partition(": ")
+    return message or kind
+
+
+class RQBackend:
+    """Jobs on a Redis queue, run by ``vinr worker`` processes anywhere."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.redis = Redis.from_url(settings.redis_url)
+        self.queue = Queue(settings.queue, connection=self.redis, serializer=JSONSerializer)
+
+    def enqueue(self, job_id: str, kind: str, job_dir: str, params: dict) -> None:
+        s = self.settings
+        # no RQ Retry: a job that fails on its input would fail again; only a dead worker's job is retried
+        self.queue.enqueue(
+            JOB_FUNCTIONS[kind],
+            args=(job_dir, params),
+            job_id=job_id,
+            job_timeout=s.job_timeout,
+            result_ttl=s.result_ttl,
+            failure_ttl=s.failure_ttl,
+            description=kind,
+        )
+
+    def recover(self) -> None:
+        """Abandoned jobs (their worker stopped heartbeating) back to the queue, ``retries`` times, else failed."""
+        StartedJobRegistry(queue=self.queue).cleanup()
+        failed = self.queue.failed_job_registry
+        for job_id in failed.get_job_ids():
+            try:
+                job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
+            except NoSuchJobError:
+                continue
+            result = job.latest_result()
+            abandoned = result is not None and "AbandonedJobError" in (result.exc_string or "")
+            if abandoned and job.meta.get("abandoned", 0) < self.settings.retries:
+                job.meta["abandoned"] = job.meta.get("abandoned", 0) + 1
+                job.save_meta()
+                failed.requeue(job_id)
+
+    def state(self, job_id: str) -> JobState | None:
+        self.recover()
+        try:
+            job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return None
+        status = job.get_status(refresh=True)
+        state = {
+            JobStatus.QUEUED: "queued",
+            JobStatus.DEFERRED: "queued",
+            JobStatus.SCHEDULED: "queued",
+            JobStatus.STARTED: "started",
+            JobStatus.FINISHED: "finished",
+            JobStatus.FAILED: "failed",
+            JobStatus.STOPPED: "canceled",
+            JobStatus.CANCELED: "canceled",
+        }.get(status, "queued")
+        progress = job.get_meta(refresh=False).get("progress", {})
+        if self.redis.exists(cancel_key(job_id)):
+            return JobState("canceled", progress, "cancelled by request")
+        if state == "failed":
+            result = job.latest_result()
+            return JobState(state, progress, error_line(result.exc_string if result else job.exc_info))
+        return JobState(state, progress, result=job.return_value() if state == "finished" else None)
+
+    def cancel(self, job_id: str) -> None:
+        self.redis.set(cancel_key(job_id), 1, ex=CANCEL_TTL)
+        try:
+            job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return
+        if job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+            job.cancel()
+
+    def ready(self) -> tuple[bool, str]:
+        try:
+            self.redis.ping()
+        except RedisError as exc:
+            return False, f"redis unreachable: {exc}"
+        workers = Worker.count(queue=self.queue)
+        return workers > 0, f"{workers} worker(s) on queue {self.queue.name!r}"
+
+    def metrics(self) -> dict:
+        started = StartedJobRegistry(queue=self.queue)
+        fps = 0.0
+        for job_id in started.get_job_ids():
+            try:
+                job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
+                fps += job.meta.get("progress", {}).get("fps") or 0.0
+            except NoSuchJobError:
+                continue
+        return {
+            "queued": self.queue.count,
+            "started": started.count,
+            "finished": self.queue.finished_job_registry.count,
+            "failed": self.queue.failed_job_registry.count,
+            "canceled": self.queue.canceled_job_registry.count,
+            "fps": fps,
+            "workers": Worker.count(queue=self.queue),
+        }
+
+
+class EmbeddedBackend:
+    """Jobs run one at a time by a thread of the gateway process; state kept in memory."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.models = ModelCache((settings.models_dir,) if settings.models_dir else ())
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vinr-job")
+        self.jobs: dict[str, JobState] = {}
+        self.stops: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+
+    def enqueue(self, job_id: str, kind: str, job_dir: str, params: dict) -> None:
+        with self.lock:
+            self.jobs[job_id] = JobState("queued")
+            self.stops[job_id] = threading.Event()
+        self.pool.submit(self._run, job_id, kind, job_dir, params)
+
+    def _run(self, job_id: str, kind: str, job_dir: str, params: dict) -> None:
+        job, stop = self.jobs[job_id], self.stops[job_id]
+        if stop.is_set():
+            return
+        job.state = "started"
+
+        def report(progress: dict) -> None:
+            job.progress = progress
+
+        context = JobContext(report, stop.is_set, self.models, self.settings.device)
+        try:
+            job.result = {"upsample": upsample_job}[kind](job_dir, params, context)
+            job.state = "finished"
+        except CancelledError:
+            job.state, job.error = "canceled", "cancelled by request"
+        except Exception as exc:  # reported to the client, like RQ's failed registry
+            job.state, job.error = "failed", str(exc) or type(exc).__name__
+
+    def state(self, job_id: str) -> JobState | None:
+        return self.jobs.get(job_id)
+
+    def cancel(self, job_id: str) -> None:
+        with self.lock:
+            if job_id in self.stops:
+                self.stops[job_id].set()
+            job = self.jobs.get(job_id)
+            if job is not None and job.state == "queued":
+                job.state, job.error = "canceled", "cancelled by request"
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "embedded worker"
+
+    def metrics(self) -> dict:
+        counts = {s: 0 for s in ("queued", "started", *TERMINAL)}
+        fps = 0.0
+        for job in list(self.jobs.values()):
+            counts[job.state] += 1
+            fps += job.progress.get("fps") or 0.0 if job.state == "started" else 0.0
+        return {**counts, "fps": fps, "workers": 1}
+
+    def close(self) -> None:
+        for stop in self.stops.values():
+            stop.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def make_backend(settings: Settings) -> RQBackend | EmbeddedBackend:
+    """RQ when ``VINR_REDIS_URL`` is set, else embedded."""
+    return RQBackend(settings) if settings.redis_url else EmbeddedBackend(settings)

@@ -1,0 +1,49 @@
+"""One settings class, read from ``VINR_*`` environment variables; shared by gateway and workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Sizes in bytes, durations in seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="VINR_")
+
+    redis_url: str | None = None
+    """Redis for the RQ queue; unset: ``vinr serve`` runs jobs in-process (embedded mode)."""
+    queue: str = "vinr"
+    """RQ queue name the gateway enqueues to and workers listen on."""
+    data_dir: Path = Path("vinr-data")
+    """Job folders (uploads and results); shared by gateway and workers."""
+    models_dir: Path | None = None
+    """Extra folder of checkpoints served by name, besides the bundled ones."""
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated API keys; empty: no authentication. A job is visible only to its creator's key."""
+    max_upload_bytes: int = 2 * 1024**3
+    max_input_seconds: float = 3600.0
+    max_output_pixels: int = 7680 * 4320
+    """Largest output frame (width x height)."""
+    max_output_frames: int = 500_000
+    max_output_work: float = 2e11
+    """Largest output frames x pixels per frame of one job."""
+    job_timeout: int = 6 * 3600
+    result_ttl: int = 24 * 3600
+    """How long finished jobs and their files are kept."""
+    failure_ttl: int = 24 * 3600
+    retries: int = 1
+    """Times a job whose worker died is tried again."""
+    heartbeat_ttl: int = 20
+    """Seconds after which a running job whose worker stopped heartbeating counts as abandoned."""
+    device: str = "auto"
+    """Device workers run models on (``auto``, ``cpu``, ``cuda:N``)."""
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def split_keys(cls, value):
+        """``"a, b"`` -> ``["a", "b"]``."""
+        return [k.strip() for k in value.split(",") if k.strip()] if isinstance(value, str) else value

@@ -1,0 +1,127 @@
+"""A real gateway (uvicorn on a free port), real Redis and real ``vinr worker`` processes.
+
+Redis: ``VINR_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``); the tests flush only that
+database. Point it elsewhere to run them against another Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from redis import Redis
+
+from service.main import create_app
+from service.settings import Settings
+
+REDIS_URL = os.environ.get("VINR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_db() -> Iterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except Exception as exc:  # a clear reason instead of a wall of connection errors
+        pytest.fail(f"no Redis at {REDIS_URL} (set VINR_TEST_REDIS_URL): {exc}")
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory, tiny_model_path) -> Path:
+    folder = tmp_path_factory.mktemp("served")
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_model_path.with_suffix(suffix), folder / f"tiny{suffix}")
+    return folder
+
+
+@pytest.fixture
+def queue_name() -> str:
+    """A queue of this test's own, so no worker takes another test's jobs."""
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def serve(tmp_path, models_dir, queue_name) -> Iterator[Callable[..., httpx.Client]]:
+    """Start gateways with given settings; each answers real HTTP on its own port."""
+    servers = []
+
+    def start(**overrides) -> httpx.Client:
+        overrides.setdefault("queue", queue_name)
+        settings = Settings(data_dir=tmp_path / "data", models_dir=models_dir, device="cpu", **overrides)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "gateway did not start"
+            time.sleep(0.05)
+        servers.append((server, thread))
+        return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def worker(tmp_path, models_dir, redis_db, queue_name) -> Iterator[Callable[[], subprocess.Popen]]:
+    """Start ``vinr worker`` processes on the test Redis; they are killed at the end."""
+    procs = []
+
+    def start(heartbeat_ttl: int = 20) -> subprocess.Popen:
+        env = {
+            **os.environ,
+            "VINR_REDIS_URL": REDIS_URL,
+            "VINR_DATA_DIR": str(tmp_path / "data"),
+            "VINR_MODELS_DIR": str(models_dir),
+            "VINR_DEVICE": "cpu",
+            "VINR_HEARTBEAT_TTL": str(heartbeat_ttl),
+            "VINR_QUEUE": queue_name,
+        }
+        log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def wait_for(check: Callable[[], object], timeout: float = 60, interval: float = 0.2):
+    """Poll ``check`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s")

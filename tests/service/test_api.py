@@ -1,0 +1,175 @@
+"""The HTTP API end to end: real HTTP, real Redis, real worker processes, real video files."""
+
+from __future__ import annotations
+
+import signal
+
+import av
+import pytest
+
+from tests.media import texture_frames, write_clip
+from tests.service.conftest import REDIS_URL, wait_for
+
+JOB_STATES = ("queued", "started", "finished", "failed", "canceled")
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """4 s at 30 fps, 64x48: long enough to be caught while running."""
+    return write_clip(tmp_path_factory.mktemp("long") / "long.mp4", texture_frames(120, 48, 64), audio=True)
+
+
+def post_video(client, path, params, **kwargs):
+    with open(path, "rb") as handle:
+        return client.post("/upsample", params=params, files={"file": ("in.mp4", handle, "video/mp4")}, **kwargs)
+
+
+def finished(client, job_id):
+    body = client.get(f"/jobs/{job_id}").json()
+    return body if body["state"] in ("finished", "failed", "canceled") else None
+
+
+def check_upload_to_result(client, clip, tmp_path):
+    response = post_video(client, clip, {"scale": 2, "fps": 60, "model": "tiny"})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/jobs/{job['id']}" and job["state"] in JOB_STATES
+    body = wait_for(lambda: finished(client, job["id"]))
+    assert body["state"] == "finished", body
+    assert body["progress"]["frames_done"] == body["progress"]["frames_total"] == 60
+    result = client.get(f"/jobs/{job['id']}/result")
+    assert result.status_code == 200 and result.headers["content-type"] == "video/mp4"
+    out = tmp_path / "result.mp4"
+    out.write_bytes(result.content)
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == (128, 96)
+        assert sum(1 for _ in container.decode(video)) == 60
+    ranged = client.get(f"/jobs/{job['id']}/result", headers={"Range": "bytes=0-99"})
+    assert ranged.status_code == 206 and ranged.content == result.content[:100]
+    return job["id"]
+
+
+def test_upload_progress_result_over_rq(serve, worker, clip_with_audio, tmp_path):
+    worker()
+    client = serve(redis_url=REDIS_URL)
+    wait_for(lambda: client.get("/readyz").status_code == 200, timeout=60)
+    job_id = check_upload_to_result(client, clip_with_audio, tmp_path)
+    events = client.get(f"/jobs/{job_id}/events").text
+    assert "event: progress" in events and events.rstrip().endswith('data: {"state": "finished"}')
+    metrics = client.get("/metrics").text
+    assert 'vinr_jobs{state="finished"} 1' in metrics and "vinr_workers 1" in metrics
+
+
+def test_upload_progress_result_embedded(serve, clip_with_audio, tmp_path):
+    client = serve()
+    assert client.get("/readyz").json()["status"] == "ok"
+    check_upload_to_result(client, clip_with_audio, tmp_path)
+
+
+def test_streamed_result_starts_before_the_job_ends(serve, worker, long_clip):
+    worker()
+    client = serve(redis_url=REDIS_URL)
+    with (
+        open(long_clip, "rb") as handle,
+        client.stream(
+            "POST",
+            "/upsample",
+            params={"scale": 4, "time_factor": 4, "model": "tiny"},
+            files={"file": ("in.mp4", handle, "video/mp4")},
+            headers={"Accept": "video/mp4"},
+        ) as response,
+    ):
+        assert response.status_code == 200 and response.headers["content-type"] == "video/mp4"
+        job_id = response.headers["x-job-id"]
+        chunks = response.iter_bytes()
+        first = next(chunks)
+        state = client.get(f"/jobs/{job_id}").json()["state"]
+        assert first and state in ("queued", "started")
+        rest = b"".join(chunks)
+    assert first[4:8] == b"ftyp" and len(first) + len(rest) > 1000
+    assert finished(client, job_id)["state"] == "finished"
+
+
+def test_delete_stops_a_running_job(serve, worker, long_clip, redis_db):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    worker()
+    client = serve(redis_url=REDIS_URL)
+    job_id = post_video(client, long_clip, {"scale": 4, "time_factor": 4, "model": "tiny"}).json()["id"]
+    wait_for(lambda: client.get(f"/jobs/{job_id}").json()["progress"]["frames_done"] > 0)
+    assert client.delete(f"/jobs/{job_id}").status_code == 204
+    assert client.get(f"/jobs/{job_id}").status_code == 404
+    job = Job.fetch(job_id, connection=redis_db, serializer=JSONSerializer)
+    wait_for(lambda: job.get_status(refresh=True) == "failed", timeout=15)
+    assert "cancelled" in job.latest_result().exc_string, job.latest_result().exc_string[-800:]
+
+
+def test_killed_worker_job_is_retried_then_finishes(serve, worker, long_clip):
+    first = worker(heartbeat_ttl=3)
+    client = serve(redis_url=REDIS_URL, retries=1)
+    job_id = post_video(client, long_clip, {"scale": 2, "time_factor": 2, "model": "tiny"}).json()["id"]
+    wait_for(lambda: client.get(f"/jobs/{job_id}").json()["state"] == "started")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    wait_for(lambda: client.get(f"/jobs/{job_id}").json()["state"] == "queued", timeout=30)  # abandoned -> retried
+    worker(heartbeat_ttl=3)
+    assert wait_for(lambda: finished(client, job_id), timeout=120)["state"] == "finished"
+
+
+def test_killed_worker_job_without_retries_fails_clearly(serve, worker, long_clip):
+    first = worker(heartbeat_ttl=3)
+    client = serve(redis_url=REDIS_URL, retries=0)
+    job_id = post_video(client, long_clip, {"scale": 2, "time_factor": 2, "model": "tiny"}).json()["id"]
+    wait_for(lambda: client.get(f"/jobs/{job_id}").json()["state"] == "started")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    body = wait_for(lambda: finished(client, job_id), timeout=30)
+    assert body["state"] == "failed" and "worker" in body["error"] and "died" in body["error"]
+
+
+def test_limits_and_errors(serve, clip_with_audio, tmp_path):
+    client = serve(max_upload_bytes=1000, max_output_frames=50)
+    too_big = post_video(client, clip_with_audio, {"scale": 2, "model": "tiny"})
+    assert too_big.status_code == 413 and "VINR_MAX_UPLOAD_BYTES" in too_big.json()["detail"]
+    client = serve(max_output_frames=50)
+    frames = post_video(client, clip_with_audio, {"fps": 120, "model": "tiny"})
+    assert frames.status_code == 422 and "VINR_MAX_OUTPUT_FRAMES" in frames.json()["detail"]
+    scale = post_video(client, clip_with_audio, {"scale": 30, "model": "tiny"})
+    assert scale.status_code == 422 and "scale" in scale.json()["detail"]
+    model = post_video(client, clip_with_audio, {"model": "../etc/passwd"})
+    assert model.status_code == 422 and "unknown model" in model.json()["detail"]
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video" * 100)
+    bad = post_video(client, garbage, {"model": "tiny"})
+    assert bad.status_code == 422 and "cannot read" in bad.json()["detail"]
+    assert client.post("/upsample", params={"model": "tiny"}).status_code == 422  # no video at all
+    assert client.get("/jobs/" + "A" * 22).status_code == 404
+    assert client.get("/jobs/..%2F..%2Fetc").status_code == 404
+    assert client.post("/decode", content=b"NOTNRFF0" + b"\0" * 100).status_code == 415
+    assert not list((tmp_path / "data" / "jobs").iterdir())  # refused uploads leave nothing behind
+
+
+def test_raw_body_upload_and_api_keys(serve, clip_with_audio):
+    client = serve(api_keys=["key-one", "key-two"])
+    assert client.get("/jobs/" + "A" * 22).status_code == 401
+    one, two = {"Authorization": "Bearer key-one"}, {"X-API-Key": "key-two"}
+    response = client.post("/upsample", params={"model": "tiny"}, content=clip_with_audio.read_bytes(), headers=one)
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+    assert client.get(f"/jobs/{job_id}", headers=one).status_code == 200
+    assert client.get(f"/jobs/{job_id}", headers=two).status_code == 404
+    assert client.delete(f"/jobs/{job_id}", headers=two).status_code == 404
+    assert client.get(f"/jobs/{job_id}", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_openapi_documents_every_model(serve):
+    schema = serve().get("/openapi.json").json()
+    assert {"JobOut", "Problem", "Progress", "Health"} <= set(schema["components"]["schemas"])
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            assert operation.get("description") or operation.get("summary"), (path, method)
+            assert operation["responses"], (path, method)
+    body = schema["paths"]["/upsample"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/octet-stream"} <= set(body)

@@ -1,0 +1,100 @@
+"""Job functions: ids, paths and plain parameters in, files out. RQ runs them; so does embedded mode.
+
+``upsample_job`` reads ``JOB_DIR/input`` and writes ``JOB_DIR/result.mp4`` as a fragmented MP4 that
+grows while the job runs (the gateway streams it); a failed or cancelled job deletes it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.media import EncodeOptions
+from worker.pipeline import UpsampleRequest, load_upsampler, run_upsample
+from worker.runtime import ModelCache
+
+PROGRESS_INTERVAL = 0.5
+"""Seconds between progress reports (each is a Redis write under RQ)."""
+
+
+@dataclass
+class JobContext:
+    """How a running job reports progress and learns it was cancelled."""
+
+    report: Callable[[dict], None]
+    should_stop: Callable[[], bool]
+    models: ModelCache
+    device: str = "auto"
+
+
+def upsample_request(params: dict, device: str) -> UpsampleRequest:
+    """The pipeline request for a job's plain parameters (output always a fragmented MP4)."""
+    encode = EncodeOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
+    return UpsampleRequest(
+        scale=params.get("scale"),
+        width=params.get("width"),
+        height=params.get("height"),
+        fps=params.get("fps"),
+        time_factor=params.get("time_factor"),
+        model=params.get("model") or "videoinr-s",
+        device=device,
+        encode=encode,
+    )
+
+
+def progress_reporter(report: Callable[[dict], None]) -> Callable[[int, int], None]:
+    """Turn (frames done, total) calls into throttled reports with speed and ETA."""
+    started, last = time.monotonic(), [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_INTERVAL and done < total:
+            return
+        last[0] = now
+        fps = done / max(now - started, 1e-9)
+        report(
+            {
+                "frames_done": done,
+                "frames_total": total,
+                "fps": round(fps, 3),
+                "eta_s": round((total - done) / fps, 1) if fps > 0 else None,
+            }
+        )
+
+    return progress
+
+
+def upsample_job(job_dir: str, params: dict, context: JobContext) -> dict:
+    """Upsample ``job_dir/input`` into ``job_dir/result.mp4``; returns a summary."""
+    folder = Path(job_dir)
+    request = upsample_request(params, context.device)
+    upsampler = load_upsampler(request, context.models)
+    result = run_upsample(
+        folder / "input",
+        folder / "result.mp4",
+        request,
+        progress=progress_reporter(context.report),
+        should_stop=context.should_stop,
+        upsampler=upsampler,
+        atomic=False,
+    )
+    return {
+        "frames": result.frames,
+        "width": result.plan.width,
+        "height": result.plan.height,
+        "fps": float(result.plan.fps),
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def rq_upsample(job_dir: str, params: dict) -> dict:
+    """The RQ entry point: progress in ``job.meta``, cancellation by a Redis flag."""
+    from worker.process import rq_context
+
+    return upsample_job(job_dir, params, rq_context())
+
+
+JOB_FUNCTIONS = {"upsample": "worker.jobs.rq_upsample"}
+"""Job kind -> the dotted path RQ imports (plain strings: the queue never pickles functions)."""
