@@ -26,11 +26,11 @@ POLL = 0.25
 """Seconds between looks at a growing result file."""
 
 
-class UploadTooLarge(Exception):
+class UploadTooLargeError(Exception):
     """The upload passed the configured size limit."""
 
 
-class UploadMissing(Exception):
+class UploadMissingError(Exception):
     """No file in the request."""
 
 
@@ -74,11 +74,11 @@ async def receive_upload(request: Request, path: Path, limit: int) -> int:
     """Stream the request's video (multipart field ``file`` or the raw body) to ``path``; returns bytes.
 
     Nothing is held whole in memory or spooled elsewhere; past ``limit`` bytes it stops with
-    UploadTooLarge and removes what it wrote.
+    UploadTooLargeError and removes what it wrote.
     """
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise UploadTooLarge(f"the upload is {int(declared)} bytes; the limit is {limit}")
+        raise UploadTooLargeError(f"the upload is {int(declared)} bytes; the limit is {limit}")
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     written = 0
     with path.open("wb") as sink:
@@ -87,13 +87,13 @@ async def receive_upload(request: Request, path: Path, limit: int) -> int:
             nonlocal written
             written += len(data)
             if written > limit:
-                raise UploadTooLarge(f"the upload passed the limit of {limit} bytes")
+                raise UploadTooLargeError(f"the upload passed the limit of {limit} bytes")
             sink.write(data)
 
         try:
             if content_type == b"multipart/form-data":
                 if not await receive_multipart(request, params.get(b"boundary", b""), write):
-                    raise UploadMissing("no multipart field named 'file'")
+                    raise UploadMissingError("no multipart field named 'file'")
             else:
                 async for chunk in request.stream():
                     write(chunk)
@@ -103,7 +103,7 @@ async def receive_upload(request: Request, path: Path, limit: int) -> int:
             raise
     if written == 0:
         path.unlink(missing_ok=True)
-        raise UploadMissing("the request has no video: send it as the body or as the multipart field 'file'")
+        raise UploadMissingError("the request has no video: send it as the body or as the multipart field 'file'")
     return written
 
 

@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import OwnerDep, SettingsDep
 from service.schemas import JobOut, Problem
-from service.storage import JobFiles, UploadMissing, UploadTooLarge, new_job_id, receive_upload
+from service.storage import JobFiles, UploadMissingError, UploadTooLargeError, new_job_id, receive_upload
 
 router = APIRouter(tags=["decode"])
 KNOWN_FORMATS: dict[bytes, str] = {}
@@ -34,10 +34,10 @@ async def decode(request: Request, settings: SettingsDep, owner: OwnerDep):
         await receive_upload(request, files.input, settings.max_upload_bytes)
         with files.input.open("rb") as handle:
             magic = handle.read(8)
-    except UploadTooLarge as exc:
+    except UploadTooLargeError as exc:
         files.delete()
         raise HTTPException(413, f"upload too large: {exc} (VINR_MAX_UPLOAD_BYTES)") from exc
-    except UploadMissing as exc:
+    except UploadMissingError as exc:
         files.delete()
         raise HTTPException(422, str(exc)) from exc
     files.delete()

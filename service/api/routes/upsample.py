@@ -14,7 +14,7 @@ from service.api.deps import BackendDep, OwnerDep, SettingsDep
 from service.api.routes.jobs import job_out, job_state, result_stream
 from service.schemas import JobOut, Problem
 from service.settings import Settings
-from service.storage import JobFiles, UploadMissing, UploadTooLarge, new_job_id, receive_upload
+from service.storage import JobFiles, UploadMissingError, UploadTooLargeError, new_job_id, receive_upload
 from worker.errors import VinrError
 from worker.jobs import upsample_request
 from worker.media import VideoReader
@@ -113,10 +113,10 @@ async def upsample(
     try:
         await receive_upload(request, files.input, settings.max_upload_bytes)
         await run_in_threadpool(check_budget, files.input, params, settings)
-    except UploadTooLarge as exc:
+    except UploadTooLargeError as exc:
         files.delete()
         raise HTTPException(413, f"upload too large: {exc} (VINR_MAX_UPLOAD_BYTES)") from exc
-    except (UploadMissing, VinrError) as exc:
+    except (UploadMissingError, VinrError) as exc:
         files.delete()
         raise HTTPException(422, str(exc)) from exc
     except BaseException:
