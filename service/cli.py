@@ -1,4 +1,4 @@
-"""The ``vinr`` command line: ``upsample``, ``info``, ``serve`` (HTTP gateway) and ``worker`` (RQ).
+"""The ``vinr`` command line: ``upsample``, ``encode``, ``decode``, ``info``, ``serve`` and ``worker``.
 
 Exit codes: 0 done, 1 unexpected failure, 2 bad parameters, 3 unreadable input, 4 no video stream,
 5 output not writable, 130 interrupted.
@@ -13,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from worker.errors import OutputError, VinrError
+import numpy as np
+
+from worker.errors import InputError, OutputError, ParameterError, VinrError
 from worker.media import CODECS, EncodeOptions, VideoReader
 from worker.pipeline import UpsampleRequest, run_upsample
 
@@ -27,7 +29,7 @@ class ProgressBar:
         self.shown_at, self.shown_decile = 0.0, -1
         self.tty = stream.isatty()
 
-    def update(self, done: int, total: int) -> None:
+    def update(self, done: int, total: int, extra: str = "") -> None:
         now = time.monotonic()
         decile = 10 * done // max(total, 1)
         if self.tty and now - self.shown_at < 0.2 and done < total:
@@ -37,10 +39,11 @@ class ProgressBar:
         self.shown_at, self.shown_decile = now, decile
         speed = done / max(now - self.started, 1e-9)
         eta = (total - done) / speed if speed > 0 else 0
+        unit = "steps" if extra else "frames"
         line = (
-            f"{self.label} {done}/{total} frames {100 * done / max(total, 1):3.0f}% "
-            f"{speed:.2f} fps ETA {int(eta) // 60}:{int(eta) % 60:02d}"
-        )
+            f"{self.label} {done}/{total} {unit} {100 * done / max(total, 1):3.0f}% "
+            f"{speed:.2f}/s ETA {int(eta) // 60}:{int(eta) % 60:02d} {extra}"
+        ).rstrip()
         self.stream.write(("\r" + line) if self.tty else line + "\n")
         self.stream.flush()
 
@@ -97,8 +100,77 @@ def cmd_upsample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    """Encode a video into a neural bitstream (.nrff)."""
+    from models.bitstream.container import BitstreamError
+    from models.nrff.fit import FitOptions, fit
+    from worker.runtime import choose_device
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise OutputError(f"encode: {output} exists; pass --overwrite to replace it")
+    if not output.parent.is_dir():
+        raise OutputError(f"encode: folder {output.parent} does not exist")
+    if not 0 < args.bpp <= 8:
+        raise ParameterError(f"encode: --bpp must be in (0, 8], got {args.bpp:g}")
+    with VideoReader(args.input) as reader:
+        fps = reader.info.fps
+        frames = np.stack([(f.image * 255 + 0.5).astype(np.uint8) for f in reader.frames()])
+    bar = None if args.quiet else ProgressBar("encode")
+
+    def report(p: dict) -> None:
+        if bar:
+            bar.update(p["step"], p["steps"], f"loss {p['loss']:.5f} PSNR {p['psnr']:.2f} dB")
+
+    options = FitOptions(bpp=args.bpp, minutes=args.minutes, steps=args.steps)
+    try:
+        data = fit(frames, fps, options, device=choose_device(args.device), progress=report)
+    except BitstreamError as exc:
+        raise ParameterError(f"encode: {exc}") from exc
+    if bar:
+        bar.finish()
+    tmp = output.with_name(f".{output.name}.partial")
+    tmp.write_bytes(data)
+    tmp.replace(output)
+    if not args.quiet:
+        bpp = 8 * len(data) / (frames.shape[0] * frames.shape[1] * frames.shape[2])
+        print(f"wrote {output}: {len(data)} bytes, {bpp:.4f} bpp, {frames.shape[0]} frames")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    """Decode a neural bitstream (.nrff) into a video."""
+    from worker.decoding import run_decode
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise OutputError(f"decode: {output} exists; pass --overwrite to replace it")
+    bar = None if args.quiet else ProgressBar("decode")
+    result = run_decode(args.input, output, args.frames, encode_options(args), progress=bar.update if bar else None)
+    if bar:
+        bar.finish()
+    if not args.quiet:
+        print(f"wrote {result.output}: {result.width}x{result.height}, {result.frames} frames")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print what a video file holds."""
+    """Print what a video or a neural bitstream holds."""
+    with open(args.file, "rb") as handle:
+        magic = handle.read(4)
+    if magic == b"VINR":
+        from models.bitstream.container import BitstreamError, parse
+        from worker.decoding import read_bitstream
+
+        try:
+            stream = parse(read_bitstream(args.file))
+        except BitstreamError as exc:
+            raise InputError(f"info: {args.file}: {exc}") from exc
+        for key, value in dataclasses.asdict(stream.header).items():
+            print(f"{key}: {value}")
+        for tag, payload in stream.sections.items():
+            print(f"section {tag}: {len(payload)} bytes")
+        return 0
     with VideoReader(args.file) as reader:
         for key, value in dataclasses.asdict(reader.info).items():
             print(f"{key}: {value}")
@@ -161,6 +233,27 @@ def build_parser() -> argparse.ArgumentParser:
     work.add_argument("--queues", nargs="+", help="queues to listen on (default: VINR_QUEUE)")
     work.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     work.set_defaults(run=cmd_worker)
+
+    enc = sub.add_parser("encode", help=cmd_encode.__doc__, description=cmd_encode.__doc__)
+    enc.add_argument("input")
+    enc.add_argument("-o", "--output", required=True, help="output bitstream (.nrff)")
+    enc.add_argument("--codec", default="nrff", choices=["nrff"], help="neural codec")
+    enc.add_argument("--bpp", type=float, default=0.1, help="target bits per pixel of the whole video")
+    enc.add_argument("--minutes", type=float, default=2.0, help="fitting time budget")
+    enc.add_argument("--steps", type=int, default=3000, help="most fitting steps")
+    enc.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    enc.add_argument("--overwrite", action="store_true")
+    enc.add_argument("--quiet", action="store_true")
+    enc.set_defaults(run=cmd_encode)
+
+    dec = sub.add_parser("decode", help=cmd_decode.__doc__, description=cmd_decode.__doc__)
+    dec.add_argument("input")
+    dec.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .mov, .webm)")
+    dec.add_argument("--frames", help="frame range START:STOP (half-open), e.g. 10:20")
+    dec.add_argument("--overwrite", action="store_true")
+    dec.add_argument("--quiet", action="store_true")
+    add_encode_options(dec)
+    dec.set_defaults(run=cmd_decode)
 
     info = sub.add_parser("info", help=cmd_info.__doc__, description=cmd_info.__doc__)
     info.add_argument("file")

@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 
 from service.settings import Settings
 from worker.errors import CancelledError
-from worker.jobs import JOB_FUNCTIONS, JobContext, upsample_job
+from worker.jobs import JOB_FUNCTIONS, JOBS, JobContext
 from worker.process import CANCEL_TTL, cancel_key
 from worker.runtime import ModelCache
 
@@ -179,7 +179,7 @@ class EmbeddedBackend:
 
         context = JobContext(report, stop.is_set, self.models, self.settings.device)
         try:
-            job.result = {"upsample": upsample_job}[kind](job_dir, params, context)
+            job.result = JOBS[kind](job_dir, params, context)
             job.state = "finished"
         except CancelledError:
             job.state, job.error = "canceled", "cancelled by request"

@@ -44,3 +44,16 @@ def vfr_odd_mkv(tmp_path_factory) -> Path:
         pix_fmt="yuv444p",
         audio=True,
     )
+
+
+@pytest.fixture(scope="session")
+def nrff_clip():
+    """16 frames of a moving 64x80 texture, and their NRFF bitstream (fitted once per session)."""
+    from fractions import Fraction
+
+    from models.nrff.fit import FitOptions, fit
+    from tests.media import texture_frames
+
+    frames = texture_frames(16, 64, 80, seed=7)
+    data = fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=200, minutes=None, gop=8))
+    return frames, data

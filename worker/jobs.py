@@ -89,6 +89,36 @@ def upsample_job(job_dir: str, params: dict, context: JobContext) -> dict:
     }
 
 
+def decode_job(job_dir: str, params: dict, context: JobContext) -> dict:
+    """Decode the bitstream ``job_dir/input`` into ``job_dir/result.mp4``; returns a summary."""
+    from worker.decoding import run_decode
+
+    folder = Path(job_dir)
+    encode = EncodeOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
+    result = run_decode(
+        folder / "input",
+        folder / "result.mp4",
+        params.get("frames"),
+        encode,
+        progress=progress_reporter(context.report),
+        should_stop=context.should_stop,
+        atomic=False,
+    )
+    return {
+        "frames": result.frames,
+        "width": result.width,
+        "height": result.height,
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def rq_decode(job_dir: str, params: dict) -> dict:
+    """The RQ entry point of ``decode_job``."""
+    from worker.process import rq_context
+
+    return decode_job(job_dir, params, rq_context())
+
+
 def rq_upsample(job_dir: str, params: dict) -> dict:
     """The RQ entry point: progress in ``job.meta``, cancellation by a Redis flag."""
     from worker.process import rq_context
@@ -96,5 +126,8 @@ def rq_upsample(job_dir: str, params: dict) -> dict:
     return upsample_job(job_dir, params, rq_context())
 
 
-JOB_FUNCTIONS = {"upsample": "worker.jobs.rq_upsample"}
+JOB_FUNCTIONS = {"upsample": "worker.jobs.rq_upsample", "decode": "worker.jobs.rq_decode"}
 """Job kind -> the dotted path RQ imports (plain strings: the queue never pickles functions)."""
+
+JOBS = {"upsample": upsample_job, "decode": decode_job}
+"""Job kind -> the function an embedded worker calls."""

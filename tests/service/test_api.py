@@ -173,3 +173,20 @@ def test_openapi_documents_every_model(serve):
             assert operation["responses"], (path, method)
     body = schema["paths"]["/upsample"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/octet-stream"} <= set(body)
+
+
+def test_decode_endpoint_returns_the_chosen_frames(serve, nrff_clip, tmp_path):
+    _, stream = nrff_clip
+    client = serve()
+    response = client.post("/decode", params={"frames": "0:8"}, content=stream)
+    assert response.status_code == 202, response.text
+    body = wait_for(lambda: finished(client, response.json()["id"]))
+    assert body["state"] == "finished", body
+    out = tmp_path / "decoded.mp4"
+    out.write_bytes(client.get(f"/jobs/{body['id']}/result").content)
+    with av.open(str(out)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 8 and (frames[0].width, frames[0].height) == (80, 64)
+    broken = client.post("/decode", content=stream[:-5])
+    assert broken.status_code == 422 and "malformed bitstream" in broken.json()["detail"]
+    assert client.post("/decode", params={"frames": "5:99"}, content=stream).status_code == 422

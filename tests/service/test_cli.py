@@ -118,3 +118,26 @@ def test_readme_command_on_the_bundled_sample(tmp_path):
         assert (video.codec_context.width, video.codec_context.height) == (400, 168)
         assert sum(1 for _ in container.decode(video)) == 100
         assert len(container.streams.audio) == 1
+
+
+def test_encode_info_decode_commands(tmp_path, capsys):
+    from tests.media import texture_frames, write_clip
+
+    clip = write_clip(tmp_path / "in.mp4", texture_frames(12, 64, 80), pix_fmt="yuv444p")
+    stream = tmp_path / "clip.nrff"
+    code, out, _ = run(capsys, "encode", clip, "-o", stream, "--bpp", 0.5, "--steps", 60, "--device", "cpu")
+    assert code == 0 and "bpp" in out and stream.is_file()
+    code, out, _ = run(capsys, "info", stream)
+    assert code == 0 and "codec: nrff" in out and "frames: 12" in out and "section WGTS" in out
+    video = tmp_path / "out.mkv"
+    code, _, _ = run(capsys, "decode", stream, "-o", video, "--frames", "2:6", "--codec", "ffv1", "--quiet")
+    assert code == 0
+    with av.open(str(video)) as container:
+        frames = [f for f in container.decode(video=0)]
+    assert len(frames) == 4 and (frames[0].width, frames[0].height) == (80, 64)
+    bad = tmp_path / "bad.nrff"
+    bad.write_bytes(stream.read_bytes()[:-10])
+    code, _, err = run(capsys, "decode", bad, "-o", tmp_path / "bad.mp4", "--quiet")
+    assert code == 3 and ("truncated" in err or "claims" in err)
+    assert not (tmp_path / "bad.mp4").exists()
+    assert run(capsys, "decode", stream, "-o", tmp_path / "r.mp4", "--frames", "9:40", "--quiet")[0] == 2

@@ -1,51 +1,74 @@
-"""``POST /decode``: a neural video bitstream in (its header validated first)."""
+"""``POST /decode``: a neural video bitstream in (its header checked before queueing), a video out."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
-from starlette.concurrency import run_in_threadpool
+import re
+from typing import Annotated, Literal
 
-from service.api.deps import OwnerDep, SettingsDep
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+
+from models.bitstream import container
+from service.api.deps import BackendDep, OwnerDep, SettingsDep
+from service.api.submit import submit, upload_body, wants_stream
 from service.schemas import JobOut, Problem
-from service.storage import JobFiles, UploadMissingError, UploadTooLargeError, new_job_id, receive_upload
+from worker.decoding import parse_range
 
 router = APIRouter(tags=["decode"])
-KNOWN_FORMATS: dict[bytes, str] = {}
-"""Bitstream magic -> job kind. Empty until the NRFF / D-NeRV codecs land: every upload gets 415."""
+DECODERS = {"nrff"}
+"""Codecs this server decodes (D-NeRV is recognised by the container but not decoded yet)."""
+FRAMES = re.compile(r"^\d*:\d*$")
+
+
+def check_bitstream(path, frames: str | None) -> container.Header:
+    """Parse the upload's container (header limits, every section's CRC); HTTPException if unfit."""
+    data = path.read_bytes()
+    if data[:4] != container.MAGIC:
+        raise HTTPException(415, "unsupported format: not a vinr bitstream (magic 'VINR')")
+    try:
+        header = container.parse(data).header
+    except container.BitstreamError as exc:
+        raise HTTPException(422, f"malformed bitstream: {exc}") from exc
+    if header.codec not in DECODERS:
+        raise HTTPException(415, f"unsupported codec {header.codec!r}; this server decodes {sorted(DECODERS)}")
+    parse_range(frames, header.frames)  # ParameterError: 422
+    return header
 
 
 @router.post(
     "/decode",
     status_code=202,
     response_model=JobOut,
-    responses={413: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem}},
-    openapi_extra={
-        "requestBody": {
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-            "required": True,
-        }
+    responses={
+        200: {"content": {"video/mp4": {}}, "description": "with Accept: video/mp4 or wait=true"},
+        401: {"model": Problem},
+        413: {"model": Problem},
+        415: {"model": Problem},
+        422: {"model": Problem},
     },
+    openapi_extra=upload_body("the bitstream"),
 )
-async def decode(request: Request, settings: SettingsDep, owner: OwnerDep):
-    """Upload a neural video bitstream to decode into a video."""
-    files = JobFiles(settings.data_dir, new_job_id())
-    await run_in_threadpool(files.create, {"kind": "decode", "owner": owner, "params": {}})
-    try:
-        await receive_upload(request, files.input, settings.max_upload_bytes)
-        with files.input.open("rb") as handle:
-            magic = handle.read(8)
-    except UploadTooLargeError as exc:
-        files.delete()
-        raise HTTPException(413, f"upload too large: {exc} (VINR_MAX_UPLOAD_BYTES)") from exc
-    except UploadMissingError as exc:
-        files.delete()
-        raise HTTPException(422, str(exc)) from exc
-    files.delete()
-    kind = next((k for m, k in KNOWN_FORMATS.items() if magic.startswith(m)), None)
-    if kind is None:
-        raise HTTPException(
-            415,
-            "unsupported bitstream format: this server decodes no neural bitstream "
-            "format yet (NRFF and D-NeRV are planned)",
-        )
-    raise HTTPException(501, f"decoding {kind} is not implemented")  # unreachable until a format is added
+async def decode(
+    request: Request,
+    settings: SettingsDep,
+    backend: BackendDep,
+    owner: OwnerDep,
+    frames: Annotated[str | None, Query(description="frame range START:STOP (half-open)")] = None,
+    codec: Annotated[Literal["h264", "hevc", "av1", "vp9"], Query()] = "h264",
+    crf: Annotated[int | None, Query(ge=0, le=63)] = None,
+    wait: Annotated[bool, Query(description="stream the result back in this response")] = False,
+    accept: Annotated[str | None, Header()] = None,
+):
+    """Upload a neural video bitstream (.nrff) to decode: 202 with the job, or the MP4 as it is made."""
+    if frames is not None and not FRAMES.match(frames):
+        raise HTTPException(422, f"frames must be START:STOP, got {frames!r}")
+    params = {"frames": frames, "codec": codec, "crf": crf}
+    return await submit(
+        request,
+        settings,
+        backend,
+        owner,
+        "decode",
+        params,
+        lambda path: check_bitstream(path, frames),
+        wants_stream(wait, accept),
+    )

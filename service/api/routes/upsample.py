@@ -6,15 +6,12 @@ import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from models import registry
 from service.api.deps import BackendDep, OwnerDep, SettingsDep
-from service.api.routes.jobs import job_out, job_state, result_stream
+from service.api.submit import submit, upload_body, wants_stream
 from service.schemas import JobOut, Problem
 from service.settings import Settings
-from service.storage import JobFiles, UploadMissingError, UploadTooLargeError, new_job_id, receive_upload
 from worker.errors import VinrError
 from worker.jobs import upsample_request
 from worker.media import VideoReader
@@ -61,22 +58,7 @@ def check_budget(path, params: dict, settings: Settings) -> None:
         413: {"model": Problem},
         422: {"model": Problem},
     },
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"file": {"type": "string", "format": "binary"}},
-                        "required": ["file"],
-                    }
-                },
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            },
-            "required": True,
-            "description": "the video, as multipart field `file` or as the raw body",
-        }
-    },
+    openapi_extra=upload_body("the video"),
 )
 async def upsample(
     request: Request,
@@ -108,22 +90,13 @@ async def upsample(
         "codec": codec,
         "crf": crf,
     }
-    files = JobFiles(settings.data_dir, new_job_id())
-    await run_in_threadpool(files.create, {"kind": "upsample", "owner": owner, "params": params})
-    try:
-        await receive_upload(request, files.input, settings.max_upload_bytes)
-        await run_in_threadpool(check_budget, files.input, params, settings)
-    except UploadTooLargeError as exc:
-        files.delete()
-        raise HTTPException(413, f"upload too large: {exc} (VINR_MAX_UPLOAD_BYTES)") from exc
-    except (UploadMissingError, VinrError) as exc:
-        files.delete()
-        raise HTTPException(422, str(exc)) from exc
-    except BaseException:
-        files.delete()
-        raise
-    await run_in_threadpool(backend.enqueue, files.id, "upsample", str(files.dir), params)
-    if wait or (accept and "video/mp4" in accept):
-        return result_stream(files, backend, settings.job_timeout)
-    body = job_out(files, await job_state(backend, files.id))
-    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": f"/jobs/{files.id}"})
+    return await submit(
+        request,
+        settings,
+        backend,
+        owner,
+        "upsample",
+        params,
+        lambda path: check_budget(path, params, settings),
+        wants_stream(wait, accept),
+    )

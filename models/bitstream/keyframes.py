@@ -1,0 +1,84 @@
+"""Keyframes as an intra-only image codec that PyAV provides (HEVC intra via libx265, AV1 via SVT-AV1).
+
+Payload: ``u8 codec (1 = HEVC, 2 = AV1) | u8 quality | u16 count | elementary stream`` (HEVC Annex B,
+AV1 in IVF). Frames are padded (edge pixels repeated) to at least ``MIN_SIDE`` and to even sizes,
+coded as 4:2:0 BT.709 limited range, and cropped back on decoding. The decoder must produce
+exactly ``count`` frames of the expected size, or the payload is refused.
+
+HEVC intra is the default: on carphone's keyframes it gives the best quality per byte of the two at
+the rates we use (``python -m models.nrff.evaluate`` measures it; see docs/codec.md).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import av
+import numpy as np
+
+from models.bitstream.container import BitstreamError
+
+CODECS = {1: ("libx265", "hevc", "hevc"), 2: ("libsvtav1", "ivf", "libdav1d")}
+"""id -> (encoder, container format, decoder)."""
+NAMES = {"hevc": 1, "av1": 2}
+MIN_SIDE = 64
+"""Smallest side coded, pixels (libx265 corrupts its heap below this in the bundled build)."""
+HEADER = struct.Struct("<BBH")
+
+
+def padded_size(width: int, height: int) -> tuple[int, int]:
+    return max(MIN_SIDE, width + width % 2), max(MIN_SIDE, height + height % 2)
+
+
+def encode(frames: list[np.ndarray], codec: str = "hevc", quality: int = 28) -> bytes:
+    """Intra-code RGB uint8 frames ``(H, W, 3)``; ``quality`` is the CRF (lower is better)."""
+    codec_id = NAMES[codec]
+    encoder, fmt, _ = CODECS[codec_id]
+    height, width = frames[0].shape[:2]
+    pad_w, pad_h = padded_size(width, height)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=fmt) as container:
+        options = {"crf": str(quality)}
+        if encoder == "libx265":
+            options["x265-params"] = "log-level=error:keyint=1:min-keyint=1"
+        else:
+            options.update({"preset": "6", "svtav1-params": "keyint=1"})
+        stream = container.add_stream(encoder, rate=25, options=options)
+        stream.width, stream.height, stream.pix_fmt = pad_w, pad_h, "yuv420p"
+        ctx = stream.codec_context
+        ctx.colorspace = ctx.color_primaries = ctx.color_trc = 1
+        ctx.color_range = 1
+        for index, image in enumerate(frames):
+            padded = np.pad(image, ((0, pad_h - height), (0, pad_w - width), (0, 0)), mode="edge")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(padded), format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace=1, dst_color_range=1)
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return HEADER.pack(codec_id, quality, len(frames)) + buffer.getvalue()
+
+
+def decode(payload: bytes, width: int, height: int, max_frames: int) -> list[np.ndarray]:
+    """Decode keyframes; refuses anything that is not exactly ``count`` frames of the padded size."""
+    if len(payload) < HEADER.size:
+        raise BitstreamError("keyframes.decode: truncated")
+    codec_id, _, count = HEADER.unpack_from(payload)
+    if codec_id not in CODECS or not 1 <= count <= max_frames:
+        raise BitstreamError(f"keyframes.decode: codec {codec_id} or count {count} is invalid")
+    _, fmt, decoder = CODECS[codec_id]
+    pad_w, pad_h = padded_size(width, height)
+    frames = []
+    try:
+        with av.open(io.BytesIO(payload[HEADER.size :]), format=fmt) as container:
+            stream = container.streams.video[0]
+            for frame in container.decode(stream):
+                if (frame.width, frame.height) != (pad_w, pad_h) or len(frames) >= count:
+                    raise BitstreamError("keyframes.decode: frame size or count does not match the header")
+                rgb = frame.to_ndarray(format="rgb24", src_colorspace=1, src_color_range=1, dst_color_range=2)
+                frames.append(rgb[:height, :width].copy())
+    except (av.FFmpegError, IndexError, ValueError) as exc:
+        raise BitstreamError(f"keyframes.decode: cannot decode: {exc}") from exc
+    if len(frames) != count:
+        raise BitstreamError(f"keyframes.decode: {len(frames)} frames decoded, {count} declared")
+    return frames

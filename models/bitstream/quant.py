@@ -1,0 +1,78 @@
+"""Per-channel uniform quantisation of weight tensors, and packing a state dict into bytes.
+
+Each tensor is seen as rows (its first axis: output channels); each row gets its own offset and
+step (stored as float16), and its values become integers in [0, 2^bits - 1]. All tensors' integers
+go through one entropy-coded stream. Shapes are never read from the stream: the caller passes the
+shapes its model has, so nothing in a file can make the decoder allocate beyond them.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from models.bitstream import entropy
+from models.bitstream.container import BitstreamError
+
+
+def quantize(values: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of ``values`` -> (integers, per-row offsets, per-row steps); offsets/steps as float16."""
+
+    rows = values.reshape(rows_of(values.shape), -1).astype(np.float32)
+    low = rows.min(axis=1).astype(np.float16)
+    high = rows.max(axis=1)
+    step = ((high - low.astype(np.float32)) / (2**bits - 1)).astype(np.float16)
+    safe = np.where(step.astype(np.float32) > 0, step.astype(np.float32), 1.0)
+    q = np.clip(np.round((rows - low.astype(np.float32)[:, None]) / safe[:, None]), 0, 2**bits - 1)
+    return q.astype(np.int64), low, step
+
+
+def dequantize(q: np.ndarray, low: np.ndarray, step: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    rows = q.reshape(low.shape[0], -1) * step.astype(np.float32)[:, None] + low.astype(np.float32)[:, None]
+    return rows.reshape(shape).astype(np.float32)
+
+
+def rows_of(shape: tuple[int, ...]) -> int:
+    """Quantiser rows of a tensor: output channels of a weight; a bias or scalar is one row."""
+    return shape[0] if len(shape) > 1 else 1
+
+
+def pack_state(state: dict[str, np.ndarray], bits: int) -> bytes:
+    """``u8 bits | u32 P | P bytes of float16 offsets+steps | entropy-coded integers``, names sorted."""
+    params, symbols = [], []
+    for name in sorted(state):
+        q, low, step = quantize(state[name], bits)
+        params += [low.astype("<f2").tobytes(), step.astype("<f2").tobytes()]
+        symbols.append(q.ravel())
+    blob = b"".join(params)
+    return struct.pack("<BI", bits, len(blob)) + blob + entropy.encode(np.concatenate(symbols))
+
+
+def unpack_state(payload: bytes, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Inverse of ``pack_state`` for a model whose tensor shapes are ``shapes``."""
+    if len(payload) < 5:
+        raise BitstreamError("unpack_state: truncated")
+    bits, size = struct.unpack_from("<BI", payload)
+    if not 2 <= bits <= 16:
+        raise BitstreamError(f"unpack_state: {bits}-bit weights are not supported")
+    names = sorted(shapes)
+    expected = sum(4 * rows_of(shapes[n]) for n in names)
+    if size != expected or len(payload) < 5 + size:
+        raise BitstreamError(f"unpack_state: quantiser table of {size} bytes, expected {expected}")
+    total = sum(int(np.prod(shapes[n], dtype=np.int64)) for n in names)
+    symbols, _ = entropy.decode(payload[5 + size :], max_symbols=total)
+    if symbols.size != total or (symbols.size and (symbols.min() < 0 or symbols.max() >= 2**bits)):
+        raise BitstreamError("unpack_state: weight symbols do not match the model")
+    out, offset, start = {}, 5, 0
+    for name in names:
+        shape, rows = shapes[name], rows_of(shapes[name])
+        low = np.frombuffer(payload, "<f2", rows, offset)
+        step = np.frombuffer(payload, "<f2", rows, offset + 2 * rows)
+        offset += 4 * rows
+        count = int(np.prod(shape, dtype=np.int64))
+        values = dequantize(symbols[start : start + count], low, step, shape)
+        if not np.isfinite(values).all():
+            raise BitstreamError(f"unpack_state: {name} decodes to non-finite values")
+        out[name], start = values, start + count
+    return out

@@ -1,0 +1,137 @@
+"""The NRFF encoder: fit the flow/residual field to a video and write a ``.nrff`` bitstream.
+
+Rate control toward ``bpp`` (bits per pixel of the whole video): keyframes get about half the bits
+(their CRF is searched), the network's width is the largest whose 8-bit weights fit the other half.
+Keyframes are coded first and the network is fitted to the *decoded* keyframes, so the decoder's
+references are exactly what the encoder saw. Training as in the paper: Adam 1e-3 with a cosine
+schedule, a random subset of rows and columns of a few frames per step, MSE.
+
+Sections: ``CONF`` (JSON: gop, width, depth, frequencies), ``KEYF`` (keyframes, see
+``models/bitstream/keyframes.py``), ``WGTS`` (weights, see ``models/bitstream/quant.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from models.bitstream import container, keyframes, quant
+from models.nrff.network import NRFF, keyframe_indices, render
+
+WEIGHT_BITS = 8
+"""Bits per quantised weight."""
+BITS_PER_WEIGHT = 7.0
+"""Expected entropy-coded bits per 8-bit weight (for choosing the width)."""
+KEYFRAME_SHARE = 0.5
+"""Share of the bit budget given to keyframes."""
+KEYFRAME_CRFS = tuple(range(20, 56, 3))
+"""CRFs tried for the keyframes."""
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """What the encoder aims for and how long it may take."""
+
+    bpp: float = 0.1
+    minutes: float | None = 2.0
+    steps: int = 2000
+    gop: int = 15
+    depth: int = 3
+    frequencies: int = 8
+    keyframe_codec: str = "av1"
+    lr: float = 1e-3
+    seed: int = 0
+
+
+def to_tensor(frames: np.ndarray, device) -> torch.Tensor:
+    """``(T, H, W, 3)`` uint8 -> ``(T, 3, H, W)`` float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255
+
+
+def code_keyframes(frames: np.ndarray, indices: list[int], budget_bits: float, codec: str) -> bytes:
+    """The best-quality keyframe payload within ``budget_bits`` (the smallest one if none fits)."""
+    best = None
+    for crf in KEYFRAME_CRFS:
+        payload = keyframes.encode([frames[i] for i in indices], codec, crf)
+        best = payload if best is None or len(payload) < len(best) else best
+        if 8 * len(payload) <= budget_bits:
+            return payload
+    return best
+
+
+def parameter_count(width: int, depth: int, frequencies: int) -> int:
+    in_dim = 4 * (1 + 2 * frequencies)
+    return (in_dim + 1) * width + (depth - 1) * (width + 1) * width + (width + 1) * 8
+
+
+def choose_width(budget_bits: float, depth: int, frequencies: int) -> int:
+    """The widest network whose weights fit ``budget_bits`` (at least 8)."""
+    width = 8
+    while width < 512 and parameter_count(width + 4, depth, frequencies) * BITS_PER_WEIGHT <= budget_bits:
+        width += 4
+    return width
+
+
+def fit(
+    frames: np.ndarray, fps: Fraction, options: FitOptions, device="cpu", progress: Callable[[dict], None] | None = None
+) -> bytes:
+    """Encode RGB frames ``(T, H, W, 3)`` uint8 into NRFF bitstream bytes."""
+    torch.manual_seed(options.seed)
+    count, height, width = frames.shape[:3]
+    budget = options.bpp * count * height * width
+    indices = keyframe_indices(count, options.gop)
+    key_payload = code_keyframes(frames, indices, budget * KEYFRAME_SHARE, options.keyframe_codec)
+    keys = to_tensor(np.stack(keyframes.decode(key_payload, width, height, len(indices))), device)
+    net_width = choose_width(budget - 8 * len(key_payload), options.depth, options.frequencies)
+    model = NRFF(net_width, options.depth, options.frequencies).to(device)
+    target = to_tensor(frames, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
+    rng = np.random.default_rng(options.seed)
+    started, step = time.monotonic(), 0
+    rows_per, cols_per = max(8, height // 4), max(8, width // 4)
+    while step < options.steps and not (options.minutes and time.monotonic() - started > 60 * options.minutes):
+        spent = step / options.steps
+        if options.minutes:  # a time budget: the schedule follows whichever budget is further spent
+            spent = max(spent, (time.monotonic() - started) / (60 * options.minutes))
+        for group in optimizer.param_groups:
+            group["lr"] = options.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, spent)))
+        loss = 0.0
+        for frame in rng.choice(count, size=min(4, count), replace=False):
+            rows = torch.from_numpy(np.sort(rng.choice(height, min(rows_per, height), replace=False))).to(device)
+            cols = torch.from_numpy(np.sort(rng.choice(width, min(cols_per, width), replace=False))).to(device)
+            pred = render(model, keys, int(frame), count, options.gop, rows, cols)
+            truth = target[frame][:, rows][:, :, cols].permute(1, 2, 0).reshape(-1, 3)
+            loss = loss + torch.mean((pred - truth) ** 2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if progress and (step % 20 == 0 or step == options.steps):
+            elapsed = time.monotonic() - started
+            progress(
+                {
+                    "step": step,
+                    "steps": options.steps,
+                    "loss": float(loss) / min(4, count),
+                    "psnr": -10 * math.log10(max(float(loss) / min(4, count), 1e-10)),
+                    "elapsed_s": elapsed,
+                }
+            )
+    weights = quant.pack_state({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, WEIGHT_BITS)
+    config = {
+        "gop": options.gop,
+        "width": net_width,
+        "depth": options.depth,
+        "frequencies": options.frequencies,
+        "steps": step,
+    }
+    header = container.Header("nrff", width, height, count, Fraction(fps).limit_denominator(1_000_000))
+    sections = {"CONF": json.dumps(config).encode(), "KEYF": key_payload, "WGTS": weights}
+    return container.write(container.Bitstream(header, sections))
