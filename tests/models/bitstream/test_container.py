@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.bitstream import container, entropy, quant
-from models.bitstream.container import BitstreamError, Bitstream, Header
+from models.bitstream.container import Bitstream, BitstreamError, Header
 from models.nrff.decode import open_bitstream
 
 SMALL = container.write(
