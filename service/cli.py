@@ -11,11 +11,10 @@ import dataclasses
 import logging
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
-from worker.errors import InputError, OutputError, ParameterError, VinrError
+from worker.errors import InputError, OutputError, VinrError
 from worker.media import CODECS, EncodeOptions, VideoReader
 from worker.pipeline import UpsampleRequest, run_upsample
 
@@ -101,52 +100,39 @@ def cmd_upsample(args: argparse.Namespace) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    """Encode a video into a neural bitstream (.nrff)."""
-    from models.bitstream.container import BitstreamError
-    from models.nrff.fit import FitOptions, fit
-    from worker.runtime import choose_device
+    """Encode a video (NRFF), or a folder of videos or one long video (D-NeRV), into a neural bitstream."""
+    from worker.encoding import run_encode
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise OutputError(f"encode: {output} exists; pass --overwrite to replace it")
-    if not output.parent.is_dir():
-        raise OutputError(f"encode: folder {output.parent} does not exist")
-    if not 0 < args.bpp <= 8:
-        raise ParameterError(f"encode: --bpp must be in (0, 8], got {args.bpp:g}")
-    with VideoReader(args.input) as reader:
-        fps = reader.info.fps
-        frames = np.stack([(f.image * 255 + 0.5).astype(np.uint8) for f in reader.frames()])
     bar = None if args.quiet else ProgressBar("encode")
 
     def report(p: dict) -> None:
         if bar:
             bar.update(p["step"], p["steps"], f"loss {p['loss']:.5f} PSNR {p['psnr']:.2f} dB")
 
-    options = FitOptions(bpp=args.bpp, minutes=args.minutes, steps=args.steps)
-    try:
-        data = fit(frames, fps, options, device=choose_device(args.device), progress=report)
-    except BitstreamError as exc:
-        raise ParameterError(f"encode: {exc}") from exc
+    result = run_encode(
+        args.input, output, args.codec, args.bpp, args.minutes, args.steps, args.device, args.segment, report
+    )
     if bar:
         bar.finish()
-    tmp = output.with_name(f".{output.name}.partial")
-    tmp.write_bytes(data)
-    tmp.replace(output)
     if not args.quiet:
-        bpp = 8 * len(data) / (frames.shape[0] * frames.shape[1] * frames.shape[2])
-        print(f"wrote {output}: {len(data)} bytes, {bpp:.4f} bpp, {frames.shape[0]} frames")
+        print(f"wrote {output}: {result.bytes} bytes, {result.bpp:.4f} bpp, {result.frames} frames")
     return 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    """Decode a neural bitstream (.nrff) into a video."""
+    """Decode a neural bitstream (.nrff, or one video of a .dnerv library) into a video."""
     from worker.decoding import run_decode
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise OutputError(f"decode: {output} exists; pass --overwrite to replace it")
     bar = None if args.quiet else ProgressBar("decode")
-    result = run_decode(args.input, output, args.frames, encode_options(args), progress=bar.update if bar else None)
+    result = run_decode(
+        args.input, output, args.frames, encode_options(args), progress=bar.update if bar else None, video=args.video
+    )
     if bar:
         bar.finish()
     if not args.quiet:
@@ -170,6 +156,15 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"{key}: {value}")
         for tag, payload in stream.sections.items():
             print(f"section {tag}: {len(payload)} bytes")
+        if stream.header.codec == "dnerv":
+            from models.dnerv.decode import read_config
+
+            try:
+                videos = read_config(stream.sections.get("CONF", b""), stream.header)["videos"]
+            except BitstreamError as exc:
+                raise InputError(f"info: {args.file}: {exc}") from exc
+            for index, video in enumerate(videos):
+                print(f"video {index}: {video['name']} ({video['frames']} frames, {Fraction(*video['fps'])} fps)")
         return 0
     with VideoReader(args.file) as reader:
         for key, value in dataclasses.asdict(reader.info).items():
@@ -235,9 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     work.set_defaults(run=cmd_worker)
 
     enc = sub.add_parser("encode", help=cmd_encode.__doc__, description=cmd_encode.__doc__)
-    enc.add_argument("input")
-    enc.add_argument("-o", "--output", required=True, help="output bitstream (.nrff)")
-    enc.add_argument("--codec", default="nrff", choices=["nrff"], help="neural codec")
+    enc.add_argument("input", help="a video; for dnerv also a folder of same-size videos")
+    enc.add_argument("-o", "--output", required=True, help="output bitstream (.nrff or .dnerv)")
+    enc.add_argument("--codec", default="nrff", choices=["nrff", "dnerv"], help="neural codec")
+    enc.add_argument("--segment", type=int, default=32, help="dnerv: frames per video when cutting one long video")
     enc.add_argument("--bpp", type=float, default=0.1, help="target bits per pixel of the whole video")
     enc.add_argument("--minutes", type=float, default=2.0, help="fitting time budget")
     enc.add_argument("--steps", type=int, default=3000, help="most fitting steps")
@@ -250,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("input")
     dec.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .mov, .webm)")
     dec.add_argument("--frames", help="frame range START:STOP (half-open), e.g. 10:20")
+    dec.add_argument("--video", help="dnerv: which video of the library (name or index; default the first)")
     dec.add_argument("--overwrite", action="store_true")
     dec.add_argument("--quiet", action="store_true")
     add_encode_options(dec)

@@ -57,3 +57,16 @@ def nrff_clip():
     frames = texture_frames(16, 64, 80, seed=7)
     data = fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=200, minutes=None, gop=8))
     return frames, data
+
+
+@pytest.fixture(scope="session")
+def dnerv_library():
+    """Three 12-frame 64x64 clips moving differently, and their D-NeRV library (fitted once)."""
+    from fractions import Fraction
+
+    from models.dnerv.fit import DNeRVOptions, Video, fit
+    from tests.media import texture_frames
+
+    videos = [Video(f"clip{i}", texture_frames(12, 64, 64, seed=10 + i, velocity=(1.0 + i, 0.5)), Fraction(25))
+              for i in range(3)]
+    return videos, fit(videos, DNeRVOptions(bpp=1.0, steps=80, minutes=None))

@@ -1,16 +1,52 @@
-"""Neural bitstream -> video file: the ``vinr decode`` command and the ``decode`` job run this."""
+"""Neural bitstream -> video file: the ``vinr decode`` command and the ``decode`` job run this.
+
+NRFF files hold one video; D-NeRV libraries hold many, of which one (by name or index) is decoded.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+
+from models.bitstream import container
 from models.bitstream.container import MAX_FILE, BitstreamError
+from models.dnerv.decode import open_library
 from models.nrff.decode import open_bitstream
 from worker.errors import CancelledError, InputError, ParameterError
 from worker.media import EncodeOptions, VideoWriter, even_size
+
+
+@dataclass
+class Source:
+    """One decodable video of a bitstream: its size, rate, frame count and a frame renderer."""
+
+    width: int
+    height: int
+    fps: Fraction
+    count: int
+    render: Callable[[int, int], Iterator[tuple[int, np.ndarray]]]
+
+
+def open_source(data: bytes, video: str | None = None) -> Source:
+    """The video to decode: the whole NRFF file, or one video of a D-NeRV library (by name or index)."""
+    header, _ = container.parse_header(data)
+    if header.codec == "nrff":
+        decoder = open_bitstream(data)
+        return Source(header.width, header.height, header.fps, header.frames, decoder.frames)
+    library = open_library(data)
+    try:
+        index = library.find(video)
+    except KeyError as exc:
+        raise ParameterError(f"open_source: {exc.args[0]}") from exc
+    count = library.videos[index]["frames"]
+    return Source(
+        header.width, header.height, library.fps(index), count, lambda start, stop: library.frames(index, start, stop)
+    )
 
 
 @dataclass
@@ -55,28 +91,28 @@ def run_decode(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     atomic: bool = True,
+    video: str | None = None,
 ) -> DecodeResult:
-    """Decode ``source`` (a .nrff file) into a video at ``output``."""
+    """Decode ``source`` (.nrff, or one ``video`` of a .dnerv library) into a video at ``output``."""
     started = time.perf_counter()
     try:
-        decoder = open_bitstream(read_bitstream(source))
+        chosen = open_source(read_bitstream(source), video)
     except BitstreamError as exc:
         raise InputError(f"run_decode: {source}: {exc}") from exc
-    header = decoder.header
-    start, stop = parse_range(frames, header.frames)
+    start, stop = parse_range(frames, chosen.count)
     options = encode or EncodeOptions()
-    size = even_size(header.width, header.height, options.output_pix_fmt())
-    if size != (header.width, header.height):
+    width, height = chosen.width, chosen.height
+    if even_size(width, height, options.output_pix_fmt()) != (width, height):
         raise ParameterError(
             f"run_decode: {options.output_pix_fmt()} needs an even size; the video is "
-            f"{header.width}x{header.height} (use --pix-fmt yuv444p or --codec ffv1)"
+            f"{width}x{height} (use --pix-fmt yuv444p or --codec ffv1)"
         )
-    with VideoWriter(output, header.width, header.height, header.fps, options, atomic=atomic) as writer:
-        for index, image in decoder.frames(start, stop):
+    with VideoWriter(output, width, height, chosen.fps, options, atomic=atomic) as writer:
+        for index, image in chosen.render(start, stop):
             if should_stop and should_stop():
                 raise CancelledError("run_decode: cancelled")
-            writer.write(image, (index - start) / float(header.fps))
+            writer.write(image, (index - start) / float(chosen.fps))
             if progress:
                 progress(index - start + 1, stop - start)
         path = writer.close()
-    return DecodeResult(path, stop - start, header.width, header.height, time.perf_counter() - started)
+    return DecodeResult(path, stop - start, width, height, time.perf_counter() - started)

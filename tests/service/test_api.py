@@ -190,3 +190,19 @@ def test_decode_endpoint_returns_the_chosen_frames(serve, nrff_clip, tmp_path):
     broken = client.post("/decode", content=stream[:-5])
     assert broken.status_code == 422 and "malformed bitstream" in broken.json()["detail"]
     assert client.post("/decode", params={"frames": "5:99"}, content=stream).status_code == 422
+
+
+def test_decode_endpoint_returns_the_chosen_dnerv_video(serve, dnerv_library, tmp_path):
+    _, library = dnerv_library
+    client = serve()
+    response = client.post("/decode", params={"video": "clip2", "frames": "4:10"}, content=library)
+    assert response.status_code == 202, response.text
+    body = wait_for(lambda: finished(client, response.json()["id"]))
+    assert body["state"] == "finished", body
+    out = tmp_path / "clip2.mp4"
+    out.write_bytes(client.get(f"/jobs/{body['id']}/result").content)
+    with av.open(str(out)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 6 and (frames[0].width, frames[0].height) == (64, 64)
+    missing = client.post("/decode", params={"video": "clip9"}, content=library)
+    assert missing.status_code == 422 and "no video" in missing.json()["detail"]

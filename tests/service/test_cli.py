@@ -141,3 +141,23 @@ def test_encode_info_decode_commands(tmp_path, capsys):
     assert code == 3 and ("truncated" in err or "claims" in err)
     assert not (tmp_path / "bad.mp4").exists()
     assert run(capsys, "decode", stream, "-o", tmp_path / "r.mp4", "--frames", "9:40", "--quiet")[0] == 2
+
+
+def test_dnerv_library_commands(tmp_path, capsys):
+    from tests.media import texture_frames, write_clip
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    for i in range(2):
+        write_clip(folder / f"v{i}.mp4", texture_frames(10, 64, 64, seed=i), pix_fmt="yuv444p")
+    library = tmp_path / "lib.dnerv"
+    code, out, _ = run(capsys, "encode", folder, "-o", library, "--codec", "dnerv", "--bpp", 1.0, "--steps", 20,
+                       "--device", "cpu", "--quiet")
+    assert code == 0 and library.is_file()
+    code, out, _ = run(capsys, "info", library)
+    assert "codec: dnerv" in out and "video 0: v0 (10 frames" in out and "video 1: v1" in out
+    video = tmp_path / "v1.mp4"
+    assert run(capsys, "decode", library, "-o", video, "--video", "v1", "--frames", "0:5", "--quiet")[0] == 0
+    with av.open(str(video)) as container:
+        assert len(list(container.decode(video=0))) == 5
+    assert run(capsys, "decode", library, "-o", tmp_path / "x.mp4", "--video", "v7", "--quiet")[0] == 2

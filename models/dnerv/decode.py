@@ -1,0 +1,144 @@
+"""The D-NeRV decoder: one video (or a frame range of it) out of a collection, touching only the
+keyframes and clips it needs. Parsing is bounds-checked and never unpickles."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from models.bitstream import container, keyframes, quant
+from models.bitstream.container import BitstreamError
+from models.dnerv.fit import pad_frames
+from models.dnerv.network import LIMITS, DNeRV, clip_plan, clip_times, keyframe_indices
+
+MAX_VIDEOS = 10_000
+MAX_NAME = 200
+
+
+def check_int(name: str, value, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BitstreamError(f"read_config: {name}={value!r} outside {low}..{high}")
+    return value
+
+
+def read_config(payload: bytes, header: container.Header) -> dict:
+    """The CONF section, every field range-checked and the index consistent with the header."""
+    if len(payload) > 64 * MAX_VIDEOS:
+        raise BitstreamError("read_config: CONF section is too large")
+    try:
+        config = json.loads(payload.decode("utf-8"))
+        preset, videos, (pad_h, pad_w) = config["preset"], config["videos"], config["padded"]
+        channels, content = preset["channels"], preset["content"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise BitstreamError(f"read_config: CONF is malformed: {exc}") from exc
+    if not (isinstance(channels, list) and isinstance(content, list) and len(channels) == len(content)):
+        raise BitstreamError("read_config: channels and content must be lists of equal length")
+    stages = check_int("stages", len(channels) - 1, *LIMITS["stages"])
+    for width in channels + content:
+        check_int("width", width, *LIMITS["width"])
+    check_int("clip", preset.get("clip"), *LIMITS["clip"])
+    check_int("frequencies", preset.get("frequencies"), *LIMITS["frequencies"])
+    unit = 2**stages
+    if not (isinstance(pad_h, int) and isinstance(pad_w, int) and header.height <= pad_h < header.height + unit
+            and header.width <= pad_w < header.width + unit and pad_h % unit == 0 and pad_w % unit == 0):
+        raise BitstreamError("read_config: padded size does not fit the header")
+    if not isinstance(videos, list) or not 1 <= len(videos) <= MAX_VIDEOS:
+        raise BitstreamError("read_config: the video index is empty or too long")
+    total = 0
+    for entry in videos:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or len(entry["name"]) > MAX_NAME:
+            raise BitstreamError("read_config: a video entry is malformed")
+        total += check_int("frames", entry.get("frames"), 1, container.MAX_FRAMES)
+        fps = entry.get("fps")
+        if not (isinstance(fps, list) and len(fps) == 2 and all(isinstance(x, int) and 0 < x <= 10**6 for x in fps)):
+            raise BitstreamError("read_config: a video's frame rate is malformed")
+    if total != header.frames:
+        raise BitstreamError(f"read_config: the index holds {total} frames, the header {header.frames}")
+    return config
+
+
+def split_keyframes(payload: bytes, videos: int) -> list[bytes]:
+    """Per-video keyframe payloads from the KEYF index (offsets and lengths checked)."""
+    if len(payload) < 4:
+        raise BitstreamError("split_keyframes: truncated")
+    (count,) = struct.unpack_from("<I", payload)
+    if count != videos or len(payload) < 4 + 8 * count:
+        raise BitstreamError(f"split_keyframes: {count} entries for {videos} videos")
+    parts = []
+    for i in range(count):
+        offset, length = struct.unpack_from("<II", payload, 4 + 8 * i)
+        if offset < 4 + 8 * count or offset + length > len(payload):
+            raise BitstreamError(f"split_keyframes: entry {i} points outside the section")
+        parts.append(payload[offset:offset + length])
+    return parts
+
+
+@dataclass
+class Library:
+    """A parsed ``.dnerv`` collection; ``decoded_clips`` records what was decoded (for tests)."""
+
+    header: container.Header
+    config: dict
+    model: DNeRV
+    keyframe_payloads: list[bytes]
+    decoded_clips: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def videos(self) -> list[dict]:
+        return self.config["videos"]
+
+    def find(self, name_or_index: str | int | None) -> int:
+        """A video's index from its name or number (the first when None)."""
+        if name_or_index is None:
+            return 0
+        names = [v["name"] for v in self.videos]
+        if str(name_or_index) in names:
+            return names.index(str(name_or_index))
+        if str(name_or_index).isdigit() and int(name_or_index) < len(names):
+            return int(name_or_index)
+        raise KeyError(f"no video {name_or_index!r}; the library holds {names}")
+
+    def fps(self, index: int) -> Fraction:
+        return Fraction(*self.videos[index]["fps"])
+
+    @torch.no_grad()
+    def frames(self, index: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Frames ``start..stop`` of video ``index`` as RGB float32 ``(H, W, 3)``; only their clips run."""
+        count, clip = self.videos[index]["frames"], self.config["preset"]["clip"]
+        stop = count if stop is None else stop
+        h, w = self.header.height, self.header.width
+        pad_h, pad_w = self.config["padded"]
+        indices = keyframe_indices(count, clip)
+        keys = np.stack(keyframes.decode(self.keyframe_payloads[index], w, h, len(indices)))
+        keys = pad_frames(torch.from_numpy(keys).permute(0, 3, 1, 2).float() / 255, pad_h, pad_w)
+        for first, end, end_key in clip_plan(count, clip):
+            if end <= start or first >= stop:
+                continue
+            self.decoded_clips.append((index, first))
+            times = clip_times(first, end, end_key, clip)
+            out = self.model(keys[indices.index(first)][None], keys[indices.index(end_key)][None], times)
+            for j in range(max(first, start), min(end, stop)):
+                yield j, out[j - first, :, :h, :w].clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def open_library(data: bytes) -> Library:
+    """Parse and check a ``.dnerv`` file; BitstreamError for anything malformed."""
+    stream = container.parse(data)
+    if stream.header.codec != "dnerv":
+        raise BitstreamError(f"open_library: a {stream.header.codec} bitstream, not dnerv")
+    missing = {"CONF", "KEYF", "WGTS"} - set(stream.sections)
+    if missing:
+        raise BitstreamError(f"open_library: missing sections {sorted(missing)}")
+    config = read_config(stream.sections["CONF"], stream.header)
+    preset = config["preset"]
+    model = DNeRV(preset["channels"], preset["content"], preset["clip"], preset["frequencies"]).eval()
+    state = quant.unpack_state(stream.sections["WGTS"], {k: tuple(v.shape) for k, v in model.state_dict().items()})
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    payloads = split_keyframes(stream.sections["KEYF"], len(config["videos"]))
+    return Library(stream.header, config, model, payloads)

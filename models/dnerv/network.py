@@ -1,0 +1,139 @@
+"""D-NeRV: one shared neural representation for many clips (He et al., "Towards Scalable Neural
+Representation for Diverse Videos", CVPR 2023).
+
+Each clip of ``clip`` frames is decoded from its two keyframes (its first frame and the next clip's
+first frame) and the clip-relative time ``t`` in [0, 1]:
+- a content encoder turns each keyframe into multi-scale features (shared by every clip);
+- the motion-aware decoder starts from the coarsest keyframe features, modulated by a positional
+  encoding of ``t``; at each scale a head predicts the forward and backward flows, the keyframe
+  features are backward-warped and fused as ``(1 - t) * fwd + t * bwd``, spatially-adaptive fusion
+  (SAF) modulates the decoder features ``x * (gamma + 1) + beta``, and the global temporal MLP
+  (GTMLP) mixes each channel across the clip's frames (a grouped 1x1 convolution), residually;
+  conv + PixelShuffle + GELU go up one scale;
+- the RGB head sees the keyframes warped by the finest flows and predicts a residual over their
+  fused colours.
+
+Deviations: the decoder's first map comes from the keyframes' coarsest features rather than from
+an MLP of t alone (fewer parameters; t still enters through FiLM); content features come from a
+2-D conv stack per keyframe (the paper's Conv3d stem sees one frame here anyway).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models import ops
+
+PRESETS: dict[str, dict] = {
+    "dnerv-s": {"channels": [32, 24, 16, 12], "content": [12, 16, 24, 32], "clip": 8, "frequencies": 8},
+    "dnerv-m": {"channels": [96, 64, 48, 32], "content": [24, 32, 48, 64], "clip": 8, "frequencies": 8},
+}
+"""Named constructor arguments (``channels``: decoder width per scale, coarse to fine)."""
+LIMITS = {"stages": (1, 6), "width": (4, 256), "clip": (1, 32), "frequencies": (1, 16)}
+"""Accepted ranges of a configuration read from a file."""
+
+
+def time_encoding(t: torch.Tensor, frequencies: int) -> torch.Tensor:
+    """``(L,)`` times -> ``(L, 1 + 2F)``: t, then sin/cos of 2^k * pi * t."""
+    scales = (2.0 ** torch.arange(frequencies, device=t.device, dtype=t.dtype)) * math.pi
+    angles = t[:, None] * scales
+    return torch.cat([t[:, None], angles.sin(), angles.cos()], 1)
+
+
+class ContentEncoder(nn.Module):
+    """Keyframe ``(B, 3, H, W)`` -> features at H, H/2, ..., H/2^S (fine to coarse)."""
+
+    def __init__(self, widths: list[int]):
+        super().__init__()
+        self.stem = nn.Conv2d(3, widths[0], 3, padding=1)
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths[:-1], widths[1:]))
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        feats = [F.gelu(self.stem(image - 0.5))]
+        for conv in self.down:
+            feats.append(F.gelu(conv(feats[-1])))
+        return feats
+
+
+class DNeRV(nn.Module):
+    """Motion-aware decoder of a clip from its two keyframes (see the module docstring)."""
+
+    def __init__(self, channels: list[int], content: list[int], clip: int = 8, frequencies: int = 8):
+        super().__init__()
+        if len(channels) != len(content):
+            raise ValueError("DNeRV: channels and content need one width per scale")
+        self.clip, self.frequencies, self.stages = clip, frequencies, len(channels) - 1
+        self.encoder = ContentEncoder(content)
+        fine_to_coarse = content  # content[s] is at scale s (H / 2^s)
+        scales = list(range(self.stages, -1, -1))  # decoder goes coarse -> fine
+        self.stem = nn.Conv2d(2 * fine_to_coarse[-1], channels[0], 1)
+        self.film = nn.Sequential(nn.Linear(1 + 2 * frequencies, 64), nn.GELU(), nn.Linear(64, 2 * channels[0]))
+        self.flow, self.saf, self.gtmlp, self.up = nn.ModuleList(), nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for i, s in enumerate(scales):
+            c = channels[i]
+            head = nn.Conv2d(c, 4, 3, padding=1)
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+            self.flow.append(head)
+            self.saf.append(nn.Conv2d(fine_to_coarse[s], 2 * c, 1))
+            self.gtmlp.append(nn.Conv2d(c * clip, c * clip, 1, groups=c))
+            if s > 0:
+                self.up.append(nn.Conv2d(c, 4 * channels[i + 1], 3, padding=1))
+        self.rgb = nn.Conv2d(channels[-1] + 6, 3, 3, padding=1)
+        nn.init.zeros_(self.rgb.weight)
+        nn.init.zeros_(self.rgb.bias)
+
+    def temporal_mix(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """GTMLP: mix every channel across the clip's ``L`` frames ``(L, C, h, w)``, residually."""
+        frames, channels, h, w = x.shape
+        grouped = x.permute(1, 0, 2, 3).reshape(1, channels * frames, h, w)
+        mixed = self.gtmlp[index](grouped).view(channels, frames, h, w).permute(1, 0, 2, 3)
+        return x + mixed
+
+    def forward(self, key0: torch.Tensor, key1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The clip's frames ``(L, 3, H, W)`` from keyframes ``(1, 3, H, W)`` at times ``t`` ``(L,)``.
+
+        ``L`` must equal ``clip`` (pad a short clip's times; the GTMLP mixes exactly ``clip`` frames).
+        """
+        frames = t.shape[0]
+        c0, c1 = self.encoder(key0), self.encoder(key1)
+        tt = t.view(frames, 1, 1, 1)
+        x = self.stem(torch.cat([c0[-1], c1[-1]], 1).expand(frames, -1, -1, -1))
+        gamma, beta = self.film(time_encoding(t, self.frequencies)).chunk(2, 1)
+        x = x * (1 + gamma[..., None, None]) + beta[..., None, None]
+        for i, s in enumerate(range(self.stages, -1, -1)):
+            flows = self.flow[i](x)
+            fwd = ops.backward_warp(c0[s].expand(frames, -1, -1, -1), flows[:, :2])
+            bwd = ops.backward_warp(c1[s].expand(frames, -1, -1, -1), flows[:, 2:])
+            g, b = self.saf[i]((1 - tt) * fwd + tt * bwd).chunk(2, 1)
+            x = self.temporal_mix(i, x * (g + 1) + b)
+            if s > 0:
+                x = F.gelu(F.pixel_shuffle(self.up[i](x), 2))
+        rgb0 = ops.backward_warp(key0.expand(frames, -1, -1, -1), flows[:, :2])
+        rgb1 = ops.backward_warp(key1.expand(frames, -1, -1, -1), flows[:, 2:])
+        return (1 - tt) * rgb0 + tt * rgb1 + self.rgb(torch.cat([x, rgb0 - 0.5, rgb1 - 0.5], 1))
+
+
+def clip_plan(frames: int, clip: int) -> list[tuple[int, int, int]]:
+    """Clips of a video: (first frame, end frame exclusive, end keyframe index) each.
+
+    A clip's keyframes are its first frame and the next clip's first frame (the last clip ends on
+    the video's last frame).
+    """
+    return [(s, min(s + clip, frames), min(s + clip, frames - 1)) for s in range(0, frames, clip)]
+
+
+def keyframe_indices(frames: int, clip: int) -> list[int]:
+    """Every keyframe of a video: each clip's first frame, and the last frame."""
+    return sorted({s for s, _, _ in clip_plan(frames, clip)} | {frames - 1})
+
+
+def clip_times(start: int, stop: int, end_key: int, clip: int, device=None) -> torch.Tensor:
+    """Times ``(clip,)`` of a clip's frames in [0, 1], padded with the last one to ``clip`` entries."""
+    span = max(1, end_key - start)
+    times = [(j - start) / span for j in range(start, stop)]
+    return torch.tensor(times + [times[-1]] * (clip - len(times)), device=device)
