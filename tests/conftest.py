@@ -67,6 +67,8 @@ def dnerv_library():
     from models.dnerv.fit import DNeRVOptions, Video, fit
     from tests.media import texture_frames
 
-    videos = [Video(f"clip{i}", texture_frames(12, 64, 64, seed=10 + i, velocity=(1.0 + i, 0.5)), Fraction(25))
-              for i in range(3)]
+    videos = [
+        Video(f"clip{i}", texture_frames(12, 64, 64, seed=10 + i, velocity=(1.0 + i, 0.5)), Fraction(25))
+        for i in range(3)
+    ]
     return videos, fit(videos, DNeRVOptions(bpp=1.0, steps=80, minutes=None))

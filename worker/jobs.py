@@ -95,9 +95,16 @@ def decode_job(job_dir: str, params: dict, context: JobContext) -> dict:
 
     folder = Path(job_dir)
     encode = EncodeOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
-    result = run_decode(folder / "input", folder / "result.mp4", params.get("frames"), encode,
-                        progress=progress_reporter(context.report), should_stop=context.should_stop,
-                        atomic=False, video=params.get("video"))
+    result = run_decode(
+        folder / "input",
+        folder / "result.mp4",
+        params.get("frames"),
+        encode,
+        progress=progress_reporter(context.report),
+        should_stop=context.should_stop,
+        atomic=False,
+        video=params.get("video"),
+    )
     return {
         "frames": result.frames,
         "width": result.width,

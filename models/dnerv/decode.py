@@ -45,8 +45,14 @@ def read_config(payload: bytes, header: container.Header) -> dict:
     check_int("clip", preset.get("clip"), *LIMITS["clip"])
     check_int("frequencies", preset.get("frequencies"), *LIMITS["frequencies"])
     unit = 2**stages
-    if not (isinstance(pad_h, int) and isinstance(pad_w, int) and header.height <= pad_h < header.height + unit
-            and header.width <= pad_w < header.width + unit and pad_h % unit == 0 and pad_w % unit == 0):
+    if not (
+        isinstance(pad_h, int)
+        and isinstance(pad_w, int)
+        and header.height <= pad_h < header.height + unit
+        and header.width <= pad_w < header.width + unit
+        and pad_h % unit == 0
+        and pad_w % unit == 0
+    ):
         raise BitstreamError("read_config: padded size does not fit the header")
     if not isinstance(videos, list) or not 1 <= len(videos) <= MAX_VIDEOS:
         raise BitstreamError("read_config: the video index is empty or too long")
@@ -75,7 +81,7 @@ def split_keyframes(payload: bytes, videos: int) -> list[bytes]:
         offset, length = struct.unpack_from("<II", payload, 4 + 8 * i)
         if offset < 4 + 8 * count or offset + length > len(payload):
             raise BitstreamError(f"split_keyframes: entry {i} points outside the section")
-        parts.append(payload[offset:offset + length])
+        parts.append(payload[offset : offset + length])
     return parts
 
 

@@ -72,16 +72,18 @@ def code_keyframes(videos: list[Video], clip: int, budget_bits: float, codec: st
     """Per-video keyframe payloads at the best CRF whose total fits ``budget_bits``."""
     chosen = None
     for crf in KEYFRAME_CRFS:
-        payloads = [keyframes.encode([v.frames[i] for i in keyframe_indices(len(v.frames), clip)], codec, crf)
-                    for v in videos]
+        payloads = [
+            keyframes.encode([v.frames[i] for i in keyframe_indices(len(v.frames), clip)], codec, crf) for v in videos
+        ]
         chosen = payloads
         if 8 * sum(len(p) for p in payloads) <= budget_bits:
             break
     return chosen
 
 
-def fit(videos: list[Video], options: DNeRVOptions, device="cpu",
-        progress: Callable[[dict], None] | None = None) -> bytes:
+def fit(
+    videos: list[Video], options: DNeRVOptions, device="cpu", progress: Callable[[dict], None] | None = None
+) -> bytes:
     """Encode a collection (all videos the same size) into D-NeRV bitstream bytes."""
     sizes = {v.frames.shape[1:3] for v in videos}
     if len(sizes) != 1:
@@ -93,8 +95,9 @@ def fit(videos: list[Video], options: DNeRVOptions, device="cpu",
     model = DNeRV(**args).to(device)
     weights_bits = sum(p.numel() for p in model.parameters()) * BITS_PER_WEIGHT
     total = sum(v.frames.shape[0] for v in videos)
-    payloads = code_keyframes(videos, args["clip"], options.bpp * total * height * width - weights_bits,
-                              options.keyframe_codec)
+    payloads = code_keyframes(
+        videos, args["clip"], options.bpp * total * height * width - weights_bits, options.keyframe_codec
+    )
     clips = []  # (truth (L, 3, H, W), key0, key1, times) on the device, padded
     for video, payload in zip(videos, payloads):
         count = len(video.frames)
@@ -104,8 +107,14 @@ def fit(videos: list[Video], options: DNeRVOptions, device="cpu",
         truth = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float().to(device) / 255
         for start, stop, end_key in clip_plan(count, args["clip"]):
             times = clip_times(start, stop, end_key, args["clip"], device)
-            clips.append((truth[start:stop], keys[indices.index(start):indices.index(start) + 1],
-                          keys[indices.index(end_key):indices.index(end_key) + 1], times))
+            clips.append(
+                (
+                    truth[start:stop],
+                    keys[indices.index(start) : indices.index(start) + 1],
+                    keys[indices.index(end_key) : indices.index(end_key) + 1],
+                    times,
+                )
+            )
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     rng = np.random.default_rng(options.seed)
     started, step = time.monotonic(), 0
@@ -123,14 +132,25 @@ def fit(videos: list[Video], options: DNeRVOptions, device="cpu",
         optimizer.step()
         step += 1
         if progress and step % 10 == 0:
-            progress({"step": step, "steps": options.steps, "loss": float(loss),
-                      "psnr": -10 * math.log10(max(float(loss), 1e-10)), "elapsed_s": time.monotonic() - started})
+            progress(
+                {
+                    "step": step,
+                    "steps": options.steps,
+                    "loss": loss.item(),
+                    "psnr": -10 * math.log10(max(loss.item(), 1e-10)),
+                    "elapsed_s": time.monotonic() - started,
+                }
+            )
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    index = [{"name": v.name, "frames": int(v.frames.shape[0]), "fps": [v.fps.numerator, v.fps.denominator]}
-             for v in videos]
+    index = [
+        {"name": v.name, "frames": int(v.frames.shape[0]), "fps": [v.fps.numerator, v.fps.denominator]} for v in videos
+    ]
     config = {"preset": args, "padded": [pad_h, pad_w], "videos": index, "steps": step}
     fps = videos[0].fps.limit_denominator(1_000_000)
     header = container.Header("dnerv", width, height, total, fps)
-    sections = {"CONF": json.dumps(config).encode(), "KEYF": pack_keyframes(payloads),
-                "WGTS": quant.pack_state(state, WEIGHT_BITS)}
+    sections = {
+        "CONF": json.dumps(config).encode(),
+        "KEYF": pack_keyframes(payloads),
+        "WGTS": quant.pack_state(state, WEIGHT_BITS),
+    }
     return container.write(container.Bitstream(header, sections))

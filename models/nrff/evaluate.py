@@ -130,7 +130,7 @@ def evaluate_clip(name: str, frames: np.ndarray, minutes: float, rates) -> list[
     return rows
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, methods: tuple[str, ...] = ("nrff", "x264", "x265")) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,7 +140,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(clips), figsize=(5 * len(clips), 4))
     for ax, clip in zip(np.atleast_1d(axes), clips):
         mine = [r for r in rows if r["clip"] == clip]
-        for label in ("nrff", "x264", "x265"):
+        for label in methods:
             ax.plot([r[f"{label}_bpp"] for r in mine], [r[f"{label}_psnr"] for r in mine], "o-", label=label)
         ax.set(title=clip, xlabel="bits per pixel", ylabel="RGB PSNR (dB)")
         ax.grid(alpha=0.3)

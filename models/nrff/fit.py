@@ -119,8 +119,8 @@ def fit(
                 {
                     "step": step,
                     "steps": options.steps,
-                    "loss": float(loss) / min(4, count),
-                    "psnr": -10 * math.log10(max(float(loss) / min(4, count), 1e-10)),
+                    "loss": loss.item() / min(4, count),
+                    "psnr": -10 * math.log10(max(loss.item() / min(4, count), 1e-10)),
                     "elapsed_s": elapsed,
                 }
             )

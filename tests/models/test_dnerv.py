@@ -54,8 +54,9 @@ def test_truncations_give_the_typed_error(dnerv_library):
             open_library(data[:length])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data())
 def test_single_byte_corruptions_give_the_typed_error(dnerv_library, data):
     _, stream = dnerv_library

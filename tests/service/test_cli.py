@@ -151,8 +151,22 @@ def test_dnerv_library_commands(tmp_path, capsys):
     for i in range(2):
         write_clip(folder / f"v{i}.mp4", texture_frames(10, 64, 64, seed=i), pix_fmt="yuv444p")
     library = tmp_path / "lib.dnerv"
-    code, out, _ = run(capsys, "encode", folder, "-o", library, "--codec", "dnerv", "--bpp", 1.0, "--steps", 20,
-                       "--device", "cpu", "--quiet")
+    code, out, _ = run(
+        capsys,
+        "encode",
+        folder,
+        "-o",
+        library,
+        "--codec",
+        "dnerv",
+        "--bpp",
+        1.0,
+        "--steps",
+        20,
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     assert code == 0 and library.is_file()
     code, out, _ = run(capsys, "info", library)
     assert "codec: dnerv" in out and "video 0: v0 (10 frames" in out and "video 1: v1" in out
