@@ -5,7 +5,8 @@ one library; NRFF encodes each clip on its own with the same total budget; x264 
 medium) encode each clip on its own with the one CRF whose total is the largest not above D-NeRV's
 size. PSNR is RGB, averaged over all frames of all clips.
 
-``python -m models.dnerv.evaluate --minutes 3 --out docs/codec-dnerv.md --plot docs/codec_dnerv_rd.png``
+``python -m models.dnerv.evaluate --steps 1500 --out docs/codec-dnerv.md --plot docs/codec_dnerv_rd.png``
+(D-NeRV fits ``--steps`` steps of one clip each; NRFF ``--nrff-steps`` per clip.)
 """
 
 from __future__ import annotations
@@ -58,10 +59,10 @@ def classic_total(videos: list[Video], encoder: str, size: int) -> tuple[int, in
     return best or (51, size, float("nan"))
 
 
-def evaluate(videos: list[Video], bpp: float, minutes: float) -> dict:
+def evaluate(videos: list[Video], bpp: float, steps: int, nrff_steps: int) -> dict:
     pixels = sum(v.frames[..., 0].size for v in videos)
     started = time.monotonic()
-    data = fit(videos, DNeRVOptions(bpp=bpp, minutes=minutes, steps=10**6))
+    data = fit(videos, DNeRVOptions(bpp=bpp, minutes=None, steps=steps))
     encode_s = time.monotonic() - started
     library = open_library(data)
     decoded = [np.stack([(f * 255 + 0.5).astype(np.uint8) for _, f in library.frames(i)]) for i in range(len(videos))]
