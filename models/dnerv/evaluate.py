@@ -25,7 +25,7 @@ from models.nrff.evaluate import classic, mean_psnr, plot, read_clip
 from models.nrff.fit import FitOptions
 from models.nrff.fit import fit as fit_nrff
 
-RATES = (0.2, 0.4)
+RATES = (0.6, 1.2)
 """Target bits per pixel of the whole collection."""
 
 
@@ -76,9 +76,7 @@ def evaluate(videos: list[Video], bpp: float, steps: int, nrff_steps: int) -> di
     per_clip = 8 * len(data) / pixels
     nrff_bytes, nrff_psnr = 0, []
     for video in videos:
-        stream = fit_nrff(
-            video.frames, video.fps, FitOptions(bpp=per_clip, minutes=minutes / len(videos), steps=10**6, gop=8)
-        )
+        stream = fit_nrff(video.frames, video.fps, FitOptions(bpp=per_clip, minutes=None, steps=nrff_steps, gop=8))
         nrff_bytes += len(stream)
         out = np.stack([(f * 255 + 0.5).astype(np.uint8) for _, f in open_bitstream(stream).frames()])
         nrff_psnr.append(mean_psnr(out, video.frames))
@@ -92,13 +90,14 @@ def evaluate(videos: list[Video], bpp: float, steps: int, nrff_steps: int) -> di
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=3.0, help="fitting time per rate (D-NeRV; NRFF in total)")
+    parser.add_argument("--steps", type=int, default=1500, help="D-NeRV fitting steps per rate")
+    parser.add_argument("--nrff-steps", type=int, default=1000, help="NRFF fitting steps per clip and rate")
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)
     videos = clips()
-    rows = [evaluate(videos, bpp, args.minutes) for bpp in args.rates]
+    rows = [evaluate(videos, bpp, args.steps, args.nrff_steps) for bpp in args.rates]
     lines = [
         f"## D-NeRV vs NRFF vs x264 / x265: {len(videos)} clips of 16 frames, 160x64, equal total size",
         "",
