@@ -26,6 +26,7 @@ import av
 import numpy as np
 
 from worker.errors import InputError, NoVideoStreamError, OutputError, ParameterError
+from worker.streams import AUDIO_LEAD, StreamCopier
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +45,12 @@ CODECS = {
     "ffv1": "ffv1",
 }
 """Accepted ``--codec`` names -> FFmpeg encoder."""
-COPYABLE_AUDIO = {
-    "mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"},
-    "mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"},
-    "webm": {"opus", "vorbis"},
-}
-"""Audio codecs each muxer takes as they are (Matroska takes any)."""
-COPYABLE_SUBTITLES = {
-    "mp4": {"mov_text"},
-    "mov": {"mov_text"},
-    "webm": {"webvtt"},
-    "matroska": {"subrip", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle"},
-}
-"""Subtitle codecs each muxer takes; others are dropped with a warning."""
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 31}
 """CRF used when none is asked for: visually lossless-ish for x264 (18), comparable for the others."""
 MIN_X265_SIDE = 64
 """Smallest libx265 frame side, pixels: smaller frames corrupt its heap in the bundled build (seen here)."""
 TIME_BASE = Fraction(1, 90000)
 """Output video time base (seconds per tick): exact for 24, 25, 30, 60, 120 and NTSC rates."""
-AUDIO_LEAD = 0.5
-"""Seconds of audio muxed ahead of the last written video frame, for interleaving."""
 FRAGMENTED = "frag_keyframe+empty_moov+default_base_moof"
 """movflags of a fragmented MP4 that a client can play while it grows."""
 
@@ -280,75 +266,6 @@ def codec_options(encoder: str, options: EncodeOptions, fps: Fraction) -> dict[s
     if options.fragmented and encoder != "ffv1":
         opts["g"] = str(max(1, round(float(fps))))  # a keyframe, so a fragment, every second
     return opts
-
-
-class StreamCopier:
-    """Copies (or, where the muxer refuses the codec, transcodes to AAC) the input's audio, and copies
-    the subtitles the muxer takes, interleaved with the video by time."""
-
-    def __init__(self, source: Path, output: av.container.OutputContainer, muxer: str):
-        self.input = open_input(source)
-        self.output = output
-        self.routes: dict[int, tuple] = {}
-        for stream in self.input.streams.audio:
-            name = stream.codec_context.name
-            if muxer == "matroska" or name in COPYABLE_AUDIO.get(muxer, set()):
-                self.routes[stream.index] = ("copy", output.add_stream_from_template(stream))
-            else:
-                log.warning(
-                    "audio %s does not fit %s: transcoding to %s", name, muxer, "opus" if muxer == "webm" else "aac"
-                )
-                codec = "libopus" if muxer == "webm" else "aac"
-                rate = 48000 if codec == "libopus" else stream.codec_context.sample_rate
-                out = output.add_stream(codec, rate=rate, layout=stream.codec_context.layout.name)
-                resampler = av.AudioResampler(format=out.codec_context.format.name, layout=out.layout.name, rate=rate)
-                self.routes[stream.index] = ("transcode", out, resampler)
-        for stream in self.input.streams.subtitles:
-            name = stream.codec_context.name
-            if name in COPYABLE_SUBTITLES.get(muxer, set()):
-                self.routes[stream.index] = ("copy", output.add_stream_from_template(stream))
-            else:
-                log.warning("subtitles %s do not fit %s: dropped", name, muxer)
-        streams = [s for s in self.input.streams if s.index in self.routes]
-        self.packets = self.input.demux(*streams) if streams else iter(())
-        self.pending = None
-
-    def advance(self, until: float | None) -> None:
-        """Mux packets whose time is before ``until`` seconds (all remaining when None)."""
-        while True:
-            if self.pending is None:
-                self.pending = next(self.packets, None)
-                if self.pending is None:
-                    return
-            packet = self.pending
-            if packet.dts is None:  # demuxer flush packet
-                self.pending = None
-                continue
-            if until is not None and packet.pts is not None and float(packet.pts * packet.time_base) > until:
-                return
-            self.pending = None
-            self._route(packet)
-
-    def _route(self, packet) -> None:
-        route = self.routes[packet.stream.index]
-        if route[0] == "copy":
-            packet.stream = route[1]
-            self.output.mux(packet)
-            return
-        _, out, resampler = route
-        for frame in packet.decode():
-            for resampled in resampler.resample(frame):
-                self.output.mux(out.encode(resampled))
-
-    def finish(self) -> None:
-        """Mux what is left and flush transcoders."""
-        self.advance(None)
-        for route in self.routes.values():
-            if route[0] == "transcode":
-                for resampled in route[2].resample(None):
-                    self.output.mux(route[1].encode(resampled))
-                self.output.mux(route[1].encode(None))
-        self.input.close()
 
 
 class VideoWriter:

@@ -1,0 +1,95 @@
+"""Audio and subtitle passthrough: the input's other streams copied (or transcoded) into the output."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import av
+
+log = logging.getLogger(__name__)
+
+COPYABLE_AUDIO = {
+    "mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"},
+    "mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"},
+    "webm": {"opus", "vorbis"},
+}
+"""Audio codecs each muxer takes as they are (Matroska takes any)."""
+COPYABLE_SUBTITLES = {
+    "mp4": {"mov_text"},
+    "mov": {"mov_text"},
+    "webm": {"webvtt"},
+    "matroska": {"subrip", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle"},
+}
+"""Subtitle codecs each muxer takes; others are dropped with a warning."""
+AUDIO_LEAD = 0.5
+"""Seconds of audio muxed ahead of the last written video frame, for interleaving."""
+
+
+class StreamCopier:
+    """Copies (or, where the muxer refuses the codec, transcodes to AAC) the input's audio, and copies
+    the subtitles the muxer takes, interleaved with the video by time."""
+
+    def __init__(self, source: Path, output: av.container.OutputContainer, muxer: str):
+        self.input = av.open(str(source), metadata_errors="ignore")  # already opened once by VideoReader
+        self.output = output
+        self.routes: dict[int, tuple] = {}
+        for stream in self.input.streams.audio:
+            name = stream.codec_context.name
+            if muxer == "matroska" or name in COPYABLE_AUDIO.get(muxer, set()):
+                self.routes[stream.index] = ("copy", output.add_stream_from_template(stream))
+            else:
+                log.warning(
+                    "audio %s does not fit %s: transcoding to %s", name, muxer, "opus" if muxer == "webm" else "aac"
+                )
+                codec = "libopus" if muxer == "webm" else "aac"
+                rate = 48000 if codec == "libopus" else stream.codec_context.sample_rate
+                out = output.add_stream(codec, rate=rate, layout=stream.codec_context.layout.name)
+                resampler = av.AudioResampler(format=out.codec_context.format.name, layout=out.layout.name, rate=rate)
+                self.routes[stream.index] = ("transcode", out, resampler)
+        for stream in self.input.streams.subtitles:
+            name = stream.codec_context.name
+            if name in COPYABLE_SUBTITLES.get(muxer, set()):
+                self.routes[stream.index] = ("copy", output.add_stream_from_template(stream))
+            else:
+                log.warning("subtitles %s do not fit %s: dropped", name, muxer)
+        streams = [s for s in self.input.streams if s.index in self.routes]
+        self.packets = self.input.demux(*streams) if streams else iter(())
+        self.pending = None
+
+    def advance(self, until: float | None) -> None:
+        """Mux packets whose time is before ``until`` seconds (all remaining when None)."""
+        while True:
+            if self.pending is None:
+                self.pending = next(self.packets, None)
+                if self.pending is None:
+                    return
+            packet = self.pending
+            if packet.dts is None:  # demuxer flush packet
+                self.pending = None
+                continue
+            if until is not None and packet.pts is not None and float(packet.pts * packet.time_base) > until:
+                return
+            self.pending = None
+            self._route(packet)
+
+    def _route(self, packet) -> None:
+        route = self.routes[packet.stream.index]
+        if route[0] == "copy":
+            packet.stream = route[1]
+            self.output.mux(packet)
+            return
+        _, out, resampler = route
+        for frame in packet.decode():
+            for resampled in resampler.resample(frame):
+                self.output.mux(out.encode(resampled))
+
+    def finish(self) -> None:
+        """Mux what is left and flush transcoders."""
+        self.advance(None)
+        for route in self.routes.values():
+            if route[0] == "transcode":
+                for resampled in route[2].resample(None):
+                    self.output.mux(route[1].encode(resampled))
+                self.output.mux(route[1].encode(None))
+        self.input.close()
