@@ -39,7 +39,7 @@ async def lifespan(app: FastAPI):
     async def recoverer():  # a dead worker's job is retried even if nobody is asking about it
         while True:
             await asyncio.sleep(app.state.settings.heartbeat_ttl)
-            await run_in_threadpool(app.state.backend.recover)
+            await run_in_threadpool(app.state.backend.recover, True)
 
     tasks = [asyncio.create_task(sweeper())]
     if hasattr(app.state.backend, "recover"):

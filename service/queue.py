@@ -73,18 +73,25 @@ class RQBackend:
             description=kind,
         )
 
-    def recover(self) -> None:
-        """Abandoned jobs (their worker stopped heartbeating) back to the queue, ``retries`` times, else failed."""
-        StartedJobRegistry(queue=self.queue).cleanup()
-        failed = self.queue.failed_job_registry
-        for job_id in failed.get_job_ids():
+    def recover(self, scan_failed: bool = False) -> None:
+        """Abandoned jobs (their worker stopped heartbeating) back to the queue, ``retries`` times, else failed.
+
+        Cheap by default (only jobs that have just expired); ``scan_failed`` also looks through the
+        failed registry, for jobs a worker's own maintenance moved there first.
+        """
+        started, failed = StartedJobRegistry(queue=self.queue), self.queue.failed_job_registry
+        candidates = started.get_expired_job_ids()
+        started.cleanup()
+        if scan_failed:
+            candidates = failed.get_job_ids()
+        for job_id in candidates:
             try:
                 job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
             except NoSuchJobError:
                 continue
             result = job.latest_result()
             abandoned = result is not None and "AbandonedJobError" in (result.exc_string or "")
-            if abandoned and job.meta.get("abandoned", 0) < self.settings.retries:
+            if abandoned and job.meta.get("abandoned", 0) < self.settings.retries and job.is_failed:
                 job.meta["abandoned"] = job.meta.get("abandoned", 0) + 1
                 job.save_meta()
                 failed.requeue(job_id)
