@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models import ops
-from models.bitstream.container import BitstreamError
 from models.dnerv.decode import open_library
+from tests.corruption import assert_corruption_refused, assert_truncations_refused
 
 PSNR_FLOOR = 15.0
 """dB after 80 fitting steps on the tiny collection (about 19 dB is typical); keyframes are exact-ish."""
@@ -48,10 +48,7 @@ def test_unknown_video_is_a_clear_error(dnerv_library):
 
 
 def test_truncations_give_the_typed_error(dnerv_library):
-    _, data = dnerv_library
-    for length in list(range(0, 64)) + list(range(64, len(data), max(1, len(data) // 150))):
-        with pytest.raises(BitstreamError):
-            open_library(data[:length])
+    assert_truncations_refused(open_library, dnerv_library[1])
 
 
 @settings(
@@ -59,10 +56,4 @@ def test_truncations_give_the_typed_error(dnerv_library):
 )
 @given(data=st.data())
 def test_single_byte_corruptions_give_the_typed_error(dnerv_library, data):
-    _, stream = dnerv_library
-    position = data.draw(st.integers(0, len(stream) - 1))
-    value = data.draw(st.integers(0, 255).filter(lambda v: v != stream[position]))
-    corrupted = bytearray(stream)
-    corrupted[position] = value
-    with pytest.raises(BitstreamError):
-        open_library(bytes(corrupted))
+    assert_corruption_refused(open_library, dnerv_library[1], data)

@@ -175,17 +175,22 @@ def test_openapi_documents_every_model(serve):
     assert {"multipart/form-data", "application/octet-stream"} <= set(body)
 
 
-def test_decode_endpoint_returns_the_chosen_frames(serve, nrff_clip, tmp_path):
-    _, stream = nrff_clip
-    client = serve()
-    response = client.post("/decode", params={"frames": "0:8"}, content=stream)
+def decoded_result(client, params: dict, stream: bytes, tmp_path) -> list:
+    """POST /decode, wait for the job, and decode its result's frames."""
+    response = client.post("/decode", params=params, content=stream)
     assert response.status_code == 202, response.text
     body = wait_for(lambda: finished(client, response.json()["id"]))
     assert body["state"] == "finished", body
-    out = tmp_path / "decoded.mp4"
+    out = tmp_path / f"{body['id']}.mp4"
     out.write_bytes(client.get(f"/jobs/{body['id']}/result").content)
     with av.open(str(out)) as container:
-        frames = list(container.decode(video=0))
+        return list(container.decode(video=0))
+
+
+def test_decode_endpoint_returns_the_chosen_frames(serve, nrff_clip, tmp_path):
+    _, stream = nrff_clip
+    client = serve()
+    frames = decoded_result(client, {"frames": "0:8"}, stream, tmp_path)
     assert len(frames) == 8 and (frames[0].width, frames[0].height) == (80, 64)
     broken = client.post("/decode", content=stream[:-5])
     assert broken.status_code == 422 and "malformed bitstream" in broken.json()["detail"]
@@ -195,14 +200,7 @@ def test_decode_endpoint_returns_the_chosen_frames(serve, nrff_clip, tmp_path):
 def test_decode_endpoint_returns_the_chosen_dnerv_video(serve, dnerv_library, tmp_path):
     _, library = dnerv_library
     client = serve()
-    response = client.post("/decode", params={"video": "clip2", "frames": "4:10"}, content=library)
-    assert response.status_code == 202, response.text
-    body = wait_for(lambda: finished(client, response.json()["id"]))
-    assert body["state"] == "finished", body
-    out = tmp_path / "clip2.mp4"
-    out.write_bytes(client.get(f"/jobs/{body['id']}/result").content)
-    with av.open(str(out)) as container:
-        frames = list(container.decode(video=0))
+    frames = decoded_result(client, {"video": "clip2", "frames": "4:10"}, library, tmp_path)
     assert len(frames) == 6 and (frames[0].width, frames[0].height) == (64, 64)
     missing = client.post("/decode", params={"video": "clip9"}, content=library)
     assert missing.status_code == 422 and "no video" in missing.json()["detail"]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from models.bitstream import container, entropy, quant
 from models.bitstream.container import Bitstream, BitstreamError, Header
 from models.nrff.decode import open_bitstream
+from tests.corruption import assert_corruption_refused, assert_truncations_refused
 
 SMALL = container.write(
     Bitstream(Header("nrff", 64, 48, 10, Fraction(30000, 1001)), {"CONF": b'{"gop": 8}', "DATA": bytes(range(200))})
@@ -70,20 +71,11 @@ def test_every_single_byte_corruption_is_refused(position, value):
 )
 @given(data=st.data())
 def test_corrupted_nrff_files_give_the_typed_error(nrff_clip, data):
-    _, stream = nrff_clip
-    position = data.draw(st.integers(0, len(stream) - 1))
-    value = data.draw(st.integers(0, 255).filter(lambda v: v != stream[position]))
-    corrupted = bytearray(stream)
-    corrupted[position] = value
-    with pytest.raises(BitstreamError):
-        open_bitstream(bytes(corrupted))
+    assert_corruption_refused(open_bitstream, nrff_clip[1], data)
 
 
 def test_nrff_truncations_give_the_typed_error(nrff_clip):
-    _, stream = nrff_clip
-    for length in list(range(0, 64)) + list(range(64, len(stream), max(1, len(stream) // 200))):
-        with pytest.raises(BitstreamError):
-            open_bitstream(stream[:length])
+    assert_truncations_refused(open_bitstream, nrff_clip[1])
 
 
 def test_entropy_and_quantiser_round_trip():
