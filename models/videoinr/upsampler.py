@@ -110,11 +110,11 @@ class Upsampler:
     def encode(self, image: np.ndarray) -> EncodedFrame:
         """Encode an RGB frame ``(h, w, 3)`` in [0, 1], tile by tile."""
         started = time.perf_counter()
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, self.dtype).permute(2, 0, 1)[None]
         crops, feats = [], []
-        for tile in self.tiles(*image.shape[:2]):
+        for tile in self.tiles(*image.shape[:2]):  # only one tile's pixels at a time go to the device
             y0, y1, x0, x1 = tile.crop
-            crop = tensor[:, :, y0:y1, x0:x1]
+            pixels = np.ascontiguousarray(image[y0:y1, x0:x1])
+            crop = torch.from_numpy(pixels).to(self.device, self.dtype).permute(2, 0, 1)[None]
             crops.append(crop)
             feats.append(self.model.encode_frame(crop))
         self.times.add("encoder", started, self.device)
