@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         info = load_state(work, model, optimizer)
         print(f"resumed from {work} at step {info['step']}", flush=True)
     started, step, running = time.time() - info["elapsed_s"], info["step"], []
+    version = info.get("code_version") or code_version()  # the code that trains, not the code at the end
+    info["code_version"] = version
     while step < args.steps:
         if args.minutes and time.time() - started > args.minutes * 60:
             print(f"time budget reached at step {step}", flush=True)
@@ -260,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": {**metrics, "validation": "32 held-out windows, 4x space, 4x time, in-between frames, RGB"},
         "validation_log": info["log"],
         "cost": describe(args.preset),
-        "code_version": code_version(),
+        "code_version": version,
     }
     path = registry.save(model.cpu(), out, card)
     print(f"wrote {path} ({metrics})", flush=True)
