@@ -62,7 +62,7 @@ class OutputPlan:
 
 @dataclass
 class UpsampleResult:
-    """What a finished run made, and how long each stage took (seconds; stages overlap)."""
+    """What a finished run made, and the seconds each stage was busy (they run in parallel threads)."""
 
     output: Path
     plan: OutputPlan
@@ -109,19 +109,20 @@ def load_upsampler(request: UpsampleRequest, cache: ModelCache | None = None) ->
 
 
 class Stage(threading.Thread):
-    """A pipeline thread that keeps its exception for the main thread to raise."""
+    """A pipeline thread that keeps its exception for the main thread to raise, and its busy time.
 
-    def __init__(self, target: Callable[[], None], name: str):
+    ``busy`` counts the seconds its work function reports as spent working (not waiting on a queue).
+    """
+
+    def __init__(self, target: Callable[[Stage], None], name: str):
         super().__init__(name=name, daemon=True)
-        self.work, self.error, self.seconds = target, None, 0.0
+        self.work, self.error, self.busy = target, None, 0.0
 
     def run(self) -> None:
-        started = time.perf_counter()
         try:
-            self.work()
+            self.work(self)
         except BaseException as exc:  # handed to the main thread
             self.error = exc
-        self.seconds = time.perf_counter() - started
 
 
 def put(q: queue.Queue, item, stop: threading.Event) -> None:
@@ -240,15 +241,20 @@ def run_upsample(
         rendered: queue.Queue = queue.Queue(QUEUE_FRAMES)
         written = [0]
 
-        def decode() -> None:
-            for frame in reader.frames():
+        def decode(stage: Stage) -> None:
+            frames, started = reader.frames(), time.perf_counter()
+            for frame in frames:
+                stage.busy += time.perf_counter() - started
                 put(decoded, frame, stop)
                 if stop.is_set():
                     return
+                started = time.perf_counter()
 
-        def encode() -> None:
+        def encode(stage: Stage) -> None:
             while (item := rendered.get()) is not None:
+                started = time.perf_counter()
                 writer.write(*item)
+                stage.busy += time.perf_counter() - started
                 written[0] += 1
                 if progress:
                     progress(written[0], max(plan.frames, written[0]))
@@ -279,5 +285,5 @@ def run_upsample(
         finally:
             stop.set()
             decoder.join(timeout=5)
-    stages = {"decode": decoder.seconds, **upsampler.times.seconds, "encode": encoder.seconds}
+    stages = {"decode": decoder.busy, **upsampler.times.seconds, "encode": encoder.busy}
     return UpsampleResult(path, plan, written[0], time.perf_counter() - started, stages)
