@@ -12,6 +12,7 @@ intra for the same PSNR at our rates (``python -m models.nrff.evaluate`` measure
 from __future__ import annotations
 
 import io
+import os
 import struct
 
 import av
@@ -33,6 +34,7 @@ def padded_size(width: int, height: int) -> tuple[int, int]:
 
 def encode(frames: list[np.ndarray], codec: str = "hevc", quality: int = 28) -> bytes:
     """Intra-code RGB uint8 frames ``(H, W, 3)``; ``quality`` is the CRF (lower is better)."""
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration at info level
     codec_id = NAMES[codec]
     encoder, fmt, _ = CODECS[codec_id]
     height, width = frames[0].shape[:2]
