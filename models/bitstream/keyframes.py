@@ -5,8 +5,8 @@ AV1 in IVF). Frames are padded (edge pixels repeated) to at least ``MIN_SIDE`` a
 coded as 4:2:0 BT.709 limited range, and cropped back on decoding. The decoder must produce
 exactly ``count`` frames of the expected size, or the payload is refused.
 
-AV1 intra (SVT-AV1) is the default: on carphone's keyframes it needs about half the bytes of HEVC
-intra for the same PSNR at our rates (``python -m models.nrff.evaluate`` measures it; docs/codec.md).
+AV1 intra (SVT-AV1) is the default: on carphone's keyframes it is slightly ahead of HEVC intra at
+equal bytes (``python -m models.nrff.evaluate`` measures it; see docs/codec.md).
 """
 
 from __future__ import annotations
