@@ -106,25 +106,26 @@ def test_delete_stops_a_running_job(serve, worker, long_clip, redis_db):
     assert "cancelled" in job.latest_result().exc_string, job.latest_result().exc_string[-800:]
 
 
-def test_killed_worker_job_is_retried_then_finishes(serve, worker, long_clip):
+def kill_worker_mid_job(serve, worker, clip, retries: int):
+    """Start a job on a worker, SIGKILL the worker once the job has started; (client, job id)."""
     first = worker(heartbeat_ttl=3)
-    client = serve(redis_url=REDIS_URL, retries=1)
-    job_id = post_video(client, long_clip, {"scale": 2, "time_factor": 2, "model": "tiny"}).json()["id"]
+    client = serve(redis_url=REDIS_URL, retries=retries)
+    job_id = post_video(client, clip, {"scale": 2, "time_factor": 2, "model": "tiny"}).json()["id"]
     wait_for(lambda: client.get(f"/jobs/{job_id}").json()["state"] == "started")
     first.send_signal(signal.SIGKILL)
     first.wait()
+    return client, job_id
+
+
+def test_killed_worker_job_is_retried_then_finishes(serve, worker, long_clip):
+    client, job_id = kill_worker_mid_job(serve, worker, long_clip, retries=1)
     wait_for(lambda: client.get(f"/jobs/{job_id}").json()["state"] == "queued", timeout=30)  # abandoned -> retried
     worker(heartbeat_ttl=3)
     assert wait_for(lambda: finished(client, job_id), timeout=120)["state"] == "finished"
 
 
 def test_killed_worker_job_without_retries_fails_clearly(serve, worker, long_clip):
-    first = worker(heartbeat_ttl=3)
-    client = serve(redis_url=REDIS_URL, retries=0)
-    job_id = post_video(client, long_clip, {"scale": 2, "time_factor": 2, "model": "tiny"}).json()["id"]
-    wait_for(lambda: client.get(f"/jobs/{job_id}").json()["state"] == "started")
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    client, job_id = kill_worker_mid_job(serve, worker, long_clip, retries=0)
     body = wait_for(lambda: finished(client, job_id), timeout=30)
     assert body["state"] == "failed" and "worker" in body["error"] and "died" in body["error"]
 
