@@ -5,7 +5,7 @@ one library; NRFF encodes each clip on its own with the same total budget; x264 
 medium) encode each clip on its own with the one CRF whose total is the largest not above D-NeRV's
 size. PSNR is RGB, averaged over all frames of all clips.
 
-``python -m models.dnerv.evaluate --steps 1500 --out docs/codec-dnerv.md --plot docs/codec_dnerv_rd.png``
+``python -m models.dnerv.evaluate --steps 1000 --plot docs/codec_dnerv_rd.png`` (table in docs/codec.md)
 (D-NeRV fits ``--steps`` steps of one clip each; NRFF ``--nrff-steps`` per clip.)
 """
 

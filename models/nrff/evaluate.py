@@ -7,7 +7,7 @@ stream bytes, container overhead not counted, which favours them slightly). PSNR
 over frames. Also: the keyframe codec comparison (HEVC intra vs AV1 intra) on the clip's keyframes,
 NRFF encode time and decode frames per second. Writes a markdown report and a PNG plot.
 
-``python -m models.nrff.evaluate --steps 5000 --out docs/codec-nrff.md --plot docs/codec_nrff_rd.png``
+``python -m models.nrff.evaluate --steps 5000 --plot docs/codec_nrff_rd.png`` (tables in docs/codec.md)
 """
 
 from __future__ import annotations
