@@ -144,6 +144,8 @@ class PairState:
     images: torch.Tensor  # (B, 6, h, w): frame 0 RGB then frame 1 RGB, in [0, 1]
     features: torch.Tensor  # (B, 3C, h, w): aligned frame-0, fused middle, aligned frame-1
     flows: torch.Tensor  # (B, 4, h, w): flow 0->1 then 1->0, low-res pixels
+    warp_features: torch.Tensor  # (2B, C, h, w): aligned frame-0 / frame-1 features, what flows warp
+    warp_images: torch.Tensor  # (2B, 3, h, w): frame 0 / frame 1 RGB, interleaved like warp_features
 
     @property
     def size(self) -> tuple[int, int]:
@@ -197,7 +199,13 @@ class VideoINR(nn.Module):
         aligned0 = feat0 + self.align[0](torch.cat([feat0, ops.backward_warp(feat1, flows[:, :2])], 1))
         aligned1 = feat1 + self.align[1](torch.cat([feat1, ops.backward_warp(feat0, flows[:, 2:])], 1))
         middle = self.fuse(torch.cat([aligned0, aligned1], 1))
-        return PairState(torch.cat([image0, image1], 1), torch.cat([aligned0, middle, aligned1], 1), flows)
+        return PairState(
+            torch.cat([image0, image1], 1),
+            torch.cat([aligned0, middle, aligned1], 1),
+            flows,
+            torch.stack([aligned0, aligned1], 1).flatten(0, 1),  # built once per pair, not per query chunk
+            torch.stack([image0, image1], 1).flatten(0, 1),
+        )
 
     def query(self, state: PairState, points: torch.Tensor, t: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """RGB ``(B, N, 3)`` at low-res pixel-unit points ``(B, N, 2)``, times ``t`` ``(B,)`` in [0, 1].
@@ -220,10 +228,8 @@ class VideoINR(nn.Module):
         point1 = points + (1 - tt) * (prior[..., 0:2] + motion[..., 2:4])
 
         both = torch.stack([point0, point1], 1).flatten(0, 1)  # (2B, N, 2)
-        feats = torch.stack([state.features[:, :c], state.features[:, 2 * c :]], 1).flatten(0, 1)
-        rgbs = torch.stack([state.images[:, :3], state.images[:, 3:]], 1).flatten(0, 1)
-        warped_feat = ops.sample_points(feats, both).view(batch, 2, n, c)
-        warped_rgb = ops.sample_points(rgbs, both, "bicubic").view(batch, 2, n, 3)
+        warped_feat = ops.sample_points(state.warp_features, both).view(batch, 2, n, c)
+        warped_rgb = ops.sample_points(state.warp_images, both, "bicubic").view(batch, 2, n, 3)
 
         vis = torch.sigmoid(motion[..., 4:6])
         weight0, weight1 = (1 - tt) * vis[..., :1], tt * vis[..., 1:]
