@@ -10,8 +10,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.api.routes.jobs import job_out, job_state, result_stream
+from service.schemas import Problem
 from service.storage import JobFiles, UploadMissingError, UploadTooLargeError, new_job_id, receive_upload
 from worker.errors import VinrError
+
+
+def upload_responses(*extra: int) -> dict:
+    """OpenAPI responses of an upload route: the streamed video, and its error statuses."""
+    streamed = {"content": {"video/mp4": {}}, "description": "with Accept: video/mp4 or wait=true"}
+    return {200: streamed, **{code: {"model": Problem} for code in sorted({401, 413, 422, *extra})}}
 
 
 def upload_body(what: str) -> dict:

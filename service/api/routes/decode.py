@@ -10,8 +10,8 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from models.bitstream import container
 from models.dnerv.decode import read_config
 from service.api.deps import BackendDep, OwnerDep, SettingsDep
-from service.api.submit import submit, upload_body, wants_stream
-from service.schemas import JobOut, Problem
+from service.api.submit import submit, upload_body, upload_responses, wants_stream
+from service.schemas import JobOut
 from worker.decoding import parse_range
 
 router = APIRouter(tags=["decode"])
@@ -52,13 +52,7 @@ def check_bitstream(path, frames: str | None, video: str | None) -> container.He
     "/decode",
     status_code=202,
     response_model=JobOut,
-    responses={
-        200: {"content": {"video/mp4": {}}, "description": "with Accept: video/mp4 or wait=true"},
-        401: {"model": Problem},
-        413: {"model": Problem},
-        415: {"model": Problem},
-        422: {"model": Problem},
-    },
+    responses=upload_responses(415),
     openapi_extra=upload_body("the bitstream"),
 )
 async def decode(

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 
 from models import registry
 from service.api.deps import BackendDep, OwnerDep, SettingsDep
-from service.api.submit import submit, upload_body, wants_stream
-from service.schemas import JobOut, Problem
+from service.api.submit import submit, upload_body, upload_responses, wants_stream
+from service.schemas import JobOut
 from service.settings import Settings
 from worker.errors import VinrError
 from worker.jobs import upsample_request
@@ -52,12 +52,7 @@ def check_budget(path, params: dict, settings: Settings) -> None:
     "/upsample",
     status_code=202,
     response_model=JobOut,
-    responses={
-        200: {"content": {"video/mp4": {}}, "description": "with Accept: video/mp4 or wait=true"},
-        401: {"model": Problem},
-        413: {"model": Problem},
-        422: {"model": Problem},
-    },
+    responses=upload_responses(),
     openapi_extra=upload_body("the video"),
 )
 async def upsample(
