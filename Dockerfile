@@ -1,30 +1,32 @@
-# One image for the gateway (`vinr serve`) and the GPU workers (`vinr worker`); checkpoints baked in.
-FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04
+# One image for the gateway (`vinr serve`) and the workers (`vinr worker`); checkpoints baked in.
+# The CUDA build of torch brings its own CUDA runtime as wheels, so the base is plain Python (the
+# version requirements.lock was resolved with); the host needs the NVIDIA driver and container toolkit.
+# CPU-only image: --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+FROM python:3.11-slim-bookworm
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
-ENV DEBIAN_FRONTEND=noninteractive \
-    PYTHONUNBUFFERED=1 \
+ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     VINR_DATA_DIR=/data
 
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
-    && rm -rf /var/lib/apt/lists/* \
-    && python3 -m venv /opt/venv
-
+RUN python -m venv /opt/venv
 WORKDIR /app
-# torch first (its own index: CUDA build by default, TORCH_INDEX_URL=.../whl/cpu for a CPU image)
+# torch from its own index (the build matches the hardware), then everything else from the lock
 RUN pip install "torch==2.13.0" --index-url "$TORCH_INDEX_URL"
-COPY pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md ./
 COPY models ./models
 COPY worker ./worker
 COPY service ./service
-RUN pip install . && python -c "from models import registry; print(registry.served())"
+RUN pip install -c requirements.lock . && pip check
 
-RUN useradd --create-home --uid 10001 vinr && mkdir -p /data && chown vinr:vinr /data
+# Fail the build, not a user's job, when a dependency is missing: import every module, --help every command.
+COPY .ci/smoke /usr/local/bin/vinr-smoke
+RUN bash /usr/local/bin/vinr-smoke && python -c "from models import registry; print(registry.served())"
+
+RUN useradd --create-home --uid 10001 vinr && mkdir -p /data && chown vinr:vinr /data && chmod 0700 /data
 USER vinr
 VOLUME ["/data"]
 EXPOSE 8000

@@ -6,8 +6,12 @@ grows while the job runs (the gateway streams it); a failed or cancelled job del
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +21,8 @@ from worker.runtime import ModelCache
 
 PROGRESS_INTERVAL = 0.5
 """Seconds between progress reports (each is a Redis write under RQ)."""
+ATTEMPTS = "attempts.jsonl"
+"""The job folder's log of runs: a ``start`` and an ``end`` JSON line per run (host, pid, wall time)."""
 
 
 @dataclass
@@ -66,9 +72,32 @@ def progress_reporter(report: Callable[[dict], None]) -> Callable[[int, int], No
     return progress
 
 
+@contextlib.contextmanager
+def attempt(folder: Path) -> Iterator[None]:
+    """Log this run's start and end (with how it ended) in the job folder's ``attempts.jsonl``."""
+    run = {"host": socket.gethostname(), "pid": os.getpid()}
+
+    def log(event: str, **extra) -> None:
+        with contextlib.suppress(OSError), (folder / ATTEMPTS).open("a") as sink:  # the folder may be deleted
+            sink.write(json.dumps({"event": event, "time": time.time(), **run, **extra}) + "\n")
+
+    log("start")
+    try:
+        yield
+    except BaseException as exc:
+        log("end", outcome=type(exc).__name__)
+        raise
+    log("end", outcome="finished")
+
+
 def upsample_job(job_dir: str, params: dict, context: JobContext) -> dict:
     """Upsample ``job_dir/input`` into ``job_dir/result.mp4``; returns a summary."""
     folder = Path(job_dir)
+    with attempt(folder):
+        return _upsample(folder, params, context)
+
+
+def _upsample(folder: Path, params: dict, context: JobContext) -> dict:
     request = upsample_request(params, context.device)
     upsampler = load_upsampler(request, context.models)
     result = run_upsample(
@@ -91,9 +120,14 @@ def upsample_job(job_dir: str, params: dict, context: JobContext) -> dict:
 
 def decode_job(job_dir: str, params: dict, context: JobContext) -> dict:
     """Decode the bitstream ``job_dir/input`` into ``job_dir/result.mp4``; returns a summary."""
+    folder = Path(job_dir)
+    with attempt(folder):
+        return _decode(folder, params, context)
+
+
+def _decode(folder: Path, params: dict, context: JobContext) -> dict:
     from worker.decoding import run_decode
 
-    folder = Path(job_dir)
     encode = EncodeOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
     result = run_decode(
         folder / "input",

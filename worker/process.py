@@ -15,8 +15,10 @@ import threading
 import time
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, get_current_job
 from rq.serializers import JSONSerializer
+from rq.utils import now
 
 from service.settings import Settings
 from worker.jobs import JobContext
@@ -62,15 +64,33 @@ def rq_context() -> JobContext:
 
 
 class VinrWorker(SimpleWorker):
-    """SimpleWorker with a heartbeat thread and a short heartbeat TTL (see the module docstring)."""
+    """SimpleWorker with a heartbeat thread and a short heartbeat TTL (see the module docstring).
+
+    The beat is built from RQ primitives whose signatures are the same in every rq the bounds in
+    pyproject.toml allow (2.6 to 3.0): ``Worker.heartbeat``, ``Execution.heartbeat`` and
+    ``Job.heartbeat``; ``maintain_heartbeats`` changed its signature between them.
+    """
 
     heartbeat_ttl = 20
     """Seconds a running job's registry entry lives without a heartbeat (``VINR_HEARTBEAT_TTL``)."""
+    retry_interval = 0.5
+    """Seconds between heartbeat tries while Redis does not answer (so the first beat after an outage is prompt)."""
 
-    def get_heartbeat_ttl(self, job) -> int:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.current_execution = None
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        """The TTL of a running job's heartbeat; rq 3 passes ``working_time``, rq 2 does not."""
         return self.heartbeat_ttl
 
+    def prepare_execution(self, job):
+        """RQ's execution record of the job about to run, kept for the heartbeat thread."""
+        self.current_execution = super().prepare_execution(job)
+        return self.current_execution
+
     def execute_job(self, job, queue) -> None:
+        self.current_execution = None
         stop = threading.Event()
         beat = threading.Thread(target=self._beat, args=(job, stop), name="heartbeat", daemon=True)
         beat.start()
@@ -79,14 +99,29 @@ class VinrWorker(SimpleWorker):
         finally:
             stop.set()
             beat.join()
+            self.current_execution = None
+
+    def beat_job(self, job, execution) -> None:
+        """One heartbeat of a running job: the worker's key, the job's execution and registry entry, the job."""
+        with self.connection.pipeline() as pipe:
+            self.heartbeat(self.job_monitoring_interval + 60, pipeline=pipe)
+            execution.heartbeat(job.started_job_registry, self.heartbeat_ttl, pipeline=pipe)
+            job.heartbeat(now(), self.heartbeat_ttl, pipeline=pipe, xx=True)
+            pipe.execute()
 
     def _beat(self, job, stop: threading.Event) -> None:
-        while not stop.wait(max(1.0, self.heartbeat_ttl / 4)):
+        interval = max(self.retry_interval, self.heartbeat_ttl / 4)
+        wait = interval
+        while not stop.wait(wait):
+            execution = self.current_execution
+            if execution is None:
+                continue
             try:
-                if self.execution is not None:
-                    self.maintain_heartbeats(job)
-            except Exception:  # a missed beat is not fatal; the next one may pass
-                log.exception("heartbeat failed")
+                self.beat_job(job, execution)
+                wait = interval
+            except RedisError as exc:  # Redis away: keep trying often, so the job is not taken for abandoned
+                log.warning("heartbeat of job %s failed: %s", job.id, exc)
+                wait = self.retry_interval
 
 
 def run_worker(settings: Settings, queues: list[str] | None = None, burst: bool = False) -> bool:

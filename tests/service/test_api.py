@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-
 import av
-import pytest
 
-from tests.media import texture_frames, write_clip
-from tests.service.conftest import REDIS_URL, wait_for
+from tests.service.conftest import REDIS_URL, finished, kill_worker_mid_job, post_video, wait_for
 
 JOB_STATES = ("queued", "started", "finished", "failed", "canceled")
-
-
-@pytest.fixture(scope="module")
-def long_clip(tmp_path_factory):
-    """4 s at 30 fps, 64x48: long enough to be caught while running."""
-    return write_clip(tmp_path_factory.mktemp("long") / "long.mp4", texture_frames(120, 48, 64), audio=True)
-
-
-def post_video(client, path, params, **kwargs):
-    with open(path, "rb") as handle:
-        return client.post("/upsample", params=params, files={"file": ("in.mp4", handle, "video/mp4")}, **kwargs)
-
-
-def finished(client, job_id):
-    body = client.get(f"/jobs/{job_id}").json()
-    return body if body["state"] in ("finished", "failed", "canceled") else None
 
 
 def check_upload_to_result(client, clip, tmp_path):
@@ -104,24 +84,6 @@ def test_delete_stops_a_running_job(serve, worker, long_clip, redis_db):
     job = Job.fetch(job_id, connection=redis_db, serializer=JSONSerializer)
     wait_for(lambda: job.get_status(refresh=True) == "failed", timeout=15)
     assert "cancelled" in job.latest_result().exc_string, job.latest_result().exc_string[-800:]
-
-
-def kill_worker_mid_job(serve, worker, clip, retries: int):
-    """Start a job on a worker, SIGKILL the worker once the job has started; (client, job id)."""
-    first = worker(heartbeat_ttl=3)
-    client = serve(redis_url=REDIS_URL, retries=retries)
-    job_id = post_video(client, clip, {"scale": 2, "time_factor": 2, "model": "tiny"}).json()["id"]
-    wait_for(lambda: client.get(f"/jobs/{job_id}").json()["state"] == "started")
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    return client, job_id
-
-
-def test_killed_worker_job_is_retried_then_finishes(serve, worker, long_clip):
-    client, job_id = kill_worker_mid_job(serve, worker, long_clip, retries=1)
-    wait_for(lambda: client.get(f"/jobs/{job_id}").json()["state"] == "queued", timeout=30)  # abandoned -> retried
-    worker(heartbeat_ttl=3)
-    assert wait_for(lambda: finished(client, job_id), timeout=120)["state"] == "finished"
 
 
 def test_killed_worker_job_without_retries_fails_clearly(serve, worker, long_clip):

@@ -1,0 +1,78 @@
+"""Heartbeats of ``vinr worker``: long jobs stay started and run once; dead workers' jobs are retried once.
+
+Real Redis, real worker processes, ``VINR_HEARTBEAT_TTL=2``. ``.ci/run`` runs this file twice: with
+the rq that requirements.lock pins and with the lowest rq that pyproject.toml allows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.service.conftest import REDIS_URL, wait_for
+from tests.service.test_api import finished, kill_worker_mid_job, post_video
+
+TTL = 2
+"""Heartbeat TTL of these tests' workers and gateways, seconds."""
+
+
+def attempts(tmp_path, job_id: str) -> list[dict]:
+    """The job folder's run log (worker.jobs.ATTEMPTS)."""
+    path = tmp_path / "data" / "jobs" / job_id / "attempts.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_rq_version_under_test_is_reported():
+    import rq
+
+    print(f"rq {rq.__version__}")
+
+
+def test_long_job_stays_started_and_runs_once(serve, worker, long_clip, tmp_path):
+    worker(heartbeat_ttl=TTL)
+    client = serve(redis_url=REDIS_URL, heartbeat_ttl=TTL)
+    job_id = post_video(client, long_clip, {"scale": 4, "time_factor": 3, "model": "tiny"}).json()["id"]
+    seen, started_at = [], None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        body = client.get(f"/jobs/{job_id}").json()
+        seen.append(body["state"])
+        if body["state"] == "started" and started_at is None:
+            started_at = time.monotonic()
+        if body["state"] in ("finished", "failed", "canceled"):
+            break
+        time.sleep(0.2)
+    ran_for = time.monotonic() - started_at
+    assert seen[-1] == "finished", seen[-1]
+    assert ran_for > 3 * TTL, f"the job lasted {ran_for:.1f} s; the test needs more than three TTLs"
+    after_start = seen[seen.index("started") : -1]
+    assert set(after_start) == {"started"}, f"the running job left 'started': {sorted(set(after_start))}"
+    runs = attempts(tmp_path, job_id)
+    assert [r["event"] for r in runs] == ["start", "end"] and runs[1]["outcome"] == "finished", runs
+
+
+def test_killed_worker_job_is_retried_once_then_finishes(serve, worker, long_clip, tmp_path):
+    client, job_id = kill_worker_mid_job(serve, worker, long_clip, retries=1, heartbeat_ttl=TTL)
+    worker(heartbeat_ttl=TTL)
+    assert wait_for(lambda: finished(client, job_id), timeout=120)["state"] == "finished"
+    runs = attempts(tmp_path, job_id)
+    assert [r["event"] for r in runs] == ["start", "start", "end"], runs  # the killed run never ended
+    assert runs[0]["pid"] != runs[1]["pid"] and runs[2]["outcome"] == "finished"
+
+
+@pytest.mark.parametrize("jobs", [4])
+def test_two_workers_never_run_the_same_job(serve, worker, clip_with_audio, tmp_path, jobs):
+    worker(heartbeat_ttl=TTL)
+    worker(heartbeat_ttl=TTL)
+    client = serve(redis_url=REDIS_URL, heartbeat_ttl=TTL)
+    ids = [
+        post_video(client, clip_with_audio, {"scale": 3, "time_factor": 3, "model": "tiny"}).json()["id"]
+        for _ in range(jobs)
+    ]
+    for job_id in ids:
+        assert wait_for(lambda j=job_id: finished(client, j), timeout=120)["state"] == "finished"
+    runs = {job_id: attempts(tmp_path, job_id) for job_id in ids}
+    assert all([r["event"] for r in log] == ["start", "end"] for log in runs.values()), runs
+    assert len({log[0]["pid"] for log in runs.values()}) == 2, "both workers should have taken jobs"
