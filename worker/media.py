@@ -47,8 +47,9 @@ CODECS = {
 """Accepted ``--codec`` names -> FFmpeg encoder."""
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 31}
 """CRF used when none is asked for: visually lossless-ish for x264 (18), comparable for the others."""
-MIN_X265_SIDE = 64
-"""Smallest libx265 frame side, pixels: smaller frames corrupt its heap in the bundled build (seen here)."""
+MIN_SIDE = {"libx265": 64, "libsvtav1": 4}
+"""Smallest frame side each encoder takes, pixels: libx265 corrupts its heap below 64 in the bundled
+build, SVT-AV1 refuses frames under 4x4 (both seen here); the others take 2x2."""
 TIME_BASE = Fraction(1, 90000)
 """Output video time base (seconds per tick): exact for 24, 25, 30, 60, 120 and NTSC rates."""
 FRAGMENTED = "frag_keyframe+empty_moov+default_base_moof"
@@ -250,6 +251,18 @@ def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
     return wide, tall
 
 
+def check_encodable(encoder: str, width: int, height: int, pix_fmt: str) -> None:
+    """ParameterError unless ``encoder`` takes ``width`` x ``height`` frames in ``pix_fmt``."""
+    if (width, height) != even_size(width, height, pix_fmt):
+        raise ParameterError(f"check_encodable: {pix_fmt} needs an even size, got {width}x{height}")
+    smallest = MIN_SIDE.get(encoder, 1)
+    if min(width, height) < smallest:
+        raise ParameterError(
+            f"check_encodable: {encoder} needs at least {smallest}x{smallest} pixels, got {width}x{height}; "
+            "choose another codec or a larger output"
+        )
+
+
 def codec_options(encoder: str, options: EncodeOptions, fps: Fraction) -> dict[str, str]:
     """Encoder private options for quality and speed."""
     opts: dict[str, str] = {}
@@ -296,13 +309,7 @@ class VideoWriter:
         if options.fragmented and muxer not in ("mp4", "mov"):
             raise ParameterError("VideoWriter: fragmented output needs an .mp4 or .mov file")
         encoder, self.pix_fmt = options.encoder, options.output_pix_fmt(high_bit_depth)
-        if (width, height) != even_size(width, height, self.pix_fmt):
-            raise ParameterError(f"VideoWriter: {self.pix_fmt} needs an even size, got {width}x{height}")
-        if encoder == "libx265" and min(width, height) < MIN_X265_SIDE:
-            raise ParameterError(
-                f"VideoWriter: libx265 needs at least {MIN_X265_SIDE}x{MIN_X265_SIDE} pixels, got "
-                f"{width}x{height}; use another codec for smaller outputs"
-            )
+        check_encodable(encoder, width, height, self.pix_fmt)
         self.target = self.path
         if atomic:
             if not self.path.parent.is_dir():
@@ -351,7 +358,10 @@ class VideoWriter:
         pts = round(time / TIME_BASE)
         frame.pts = pts if self.last_pts is None or pts > self.last_pts else self.last_pts + 1
         self.last_pts, frame.time_base = frame.pts, TIME_BASE
-        self.container.mux(self.stream.encode(frame))
+        try:
+            self.container.mux(self.stream.encode(frame))
+        except av.FFmpegError as exc:
+            raise OutputError(f"VideoWriter.write: the {self.stream.codec_context.name} encoder failed: {exc}") from exc
         if self.copier:
             self.copier.advance(time + AUDIO_LEAD)
 
@@ -370,7 +380,9 @@ class VideoWriter:
         return self.target
 
     def abort(self) -> None:
-        """Stop and delete what was written."""
+        """Stop, release the input the audio is copied from, and delete what was written."""
+        if self.copier:
+            self.copier.close()
         try:
             self.container.close()
         except (av.FFmpegError, OSError, AttributeError):

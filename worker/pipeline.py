@@ -11,6 +11,7 @@ frame alone.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 from models import registry
 from models.videoinr.upsampler import UpsampleOptions, Upsampler
 from worker.errors import CancelledError, ParameterError, VinrError
-from worker.media import EncodeOptions, Frame, VideoInfo, VideoReader, VideoWriter, even_size
+from worker.media import EncodeOptions, Frame, VideoInfo, VideoReader, VideoWriter, check_encodable, even_size
 from worker.runtime import ModelCache, choose_device, choose_dtype
 from worker.scenes import SceneCutDetector
 
@@ -30,6 +31,8 @@ MAX_SCALE = 8.0
 """Largest spatial factor accepted (the shipped models are trained on [1, 4])."""
 MAX_FPS = 1000.0
 """Largest output frame rate accepted, frames per second."""
+MAX_SIDE = 32768
+"""Largest output width or height accepted, pixels (the service's VINR_MAX_OUTPUT_PIXELS is lower)."""
 QUEUE_FRAMES = 4
 """Frames each inter-stage queue holds (bounds memory at large sizes)."""
 
@@ -73,9 +76,13 @@ class UpsampleResult:
 
 def plan_output(info: VideoInfo, request: UpsampleRequest) -> OutputPlan:
     """Check the request against the input and fix the output size (made even where needed) and rate."""
+    for name in ("scale", "fps", "time_factor"):
+        value = getattr(request, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ParameterError(f"plan_output: {name} must be a positive finite number, got {value!r}")
     if request.width or request.height:
-        if any(v is not None and v <= 0 for v in (request.width, request.height)):
-            raise ParameterError("plan_output: width and height must be positive")
+        if any(v is not None and not 0 < v <= MAX_SIDE for v in (request.width, request.height)):
+            raise ParameterError(f"plan_output: width and height must be between 1 and {MAX_SIDE}")
         width = request.width or round(info.width * request.height / info.height)
         height = request.height or round(info.height * request.width / info.width)
     else:
@@ -88,12 +95,14 @@ def plan_output(info: VideoInfo, request: UpsampleRequest) -> OutputPlan:
     if request.fps is not None and request.time_factor is not None:
         raise ParameterError("plan_output: give fps or time_factor, not both")
     if request.fps is not None:
-        fps = Fraction(request.fps).limit_denominator(1001)
+        fps = Fraction(min(request.fps, 2 * MAX_FPS)).limit_denominator(1001)
     else:
-        fps = info.fps * Fraction(request.time_factor or 1).limit_denominator(1000)
+        fps = info.fps * Fraction(min(request.time_factor or 1, 2 * MAX_FPS)).limit_denominator(1000)
     if not 0 < fps <= MAX_FPS:
         raise ParameterError(f"plan_output: fps must be in (0, {MAX_FPS:g}], got {float(fps):g}")
-    width, height = even_size(width, height, request.encode.output_pix_fmt(info.bit_depth > 8))
+    pix_fmt = request.encode.output_pix_fmt(info.bit_depth > 8)
+    width, height = even_size(width, height, pix_fmt)
+    check_encodable(request.encode.encoder, width, height, pix_fmt)
     return OutputPlan(width, height, fps, max(1, round(info.duration * fps)))
 
 
@@ -108,26 +117,37 @@ def load_upsampler(request: UpsampleRequest, cache: ModelCache | None = None) ->
     return Upsampler(model, device, dtype, UpsampleOptions(tile=request.tile))
 
 
+class PipelineStoppedError(Exception):
+    """Raised in a stage waiting on a queue when the pipeline stops (another stage failed, or cancel)."""
+
+
 class Stage(threading.Thread):
     """A pipeline thread that keeps its exception for the main thread to raise, and its busy time.
 
-    ``busy`` counts the seconds its work function reports as spent working (not waiting on a queue).
+    A stage that fails sets the shared ``stop`` event, so every other stage stops waiting on its
+    queues instead of waiting forever for a partner that is gone. ``busy`` counts the seconds its work
+    function reports as spent working (not waiting on a queue).
     """
 
-    def __init__(self, target: Callable[[Stage], None], name: str):
+    def __init__(self, target: Callable[[Stage], None], name: str, stop: threading.Event):
         super().__init__(name=name, daemon=True)
-        self.work, self.error, self.busy = target, None, 0.0
+        self.work, self.stop, self.error, self.busy = target, stop, None, 0.0
 
     def run(self) -> None:
         try:
             self.work(self)
+        except PipelineStoppedError:
+            pass
         except BaseException as exc:  # handed to the main thread
             self.error = exc
+            self.stop.set()
 
 
 def put(q: queue.Queue, item, stop: threading.Event) -> None:
-    """Blocking put that gives up when the pipeline is stopping."""
-    while not stop.is_set():
+    """Blocking put that raises PipelineStoppedError when the pipeline stops."""
+    while True:
+        if stop.is_set():
+            raise PipelineStoppedError
         try:
             q.put(item, timeout=0.1)
             return
@@ -135,26 +155,24 @@ def put(q: queue.Queue, item, stop: threading.Event) -> None:
             continue
 
 
-def get(q: queue.Queue, stage: Stage):
-    """Blocking get that notices a dead producer."""
+def get(q: queue.Queue, stop: threading.Event, producer: Stage | None = None):
+    """Blocking get; None at the end of the stream (a finished ``producer``), PipelineStoppedError on stop."""
     while True:
         try:
             return q.get(timeout=0.1)
         except queue.Empty:
-            if not stage.is_alive():
-                if stage.error:
-                    raise stage.error from None
+            if stop.is_set():
+                raise PipelineStoppedError from None
+            if producer is not None and not producer.is_alive():
                 return None
 
 
-def close_queue(q: queue.Queue) -> None:
-    """Drop what a queue holds and leave the end-of-stream marker for its consumer."""
-    while True:
-        try:
-            q.get_nowait()
-        except queue.Empty:
-            break
-    q.put_nowait(None)
+def join_stage(stage: Stage, should_stop: Callable[[], bool] | None) -> None:
+    """Wait for a stage to finish, raising CancelledError if the job is cancelled meanwhile."""
+    while stage.is_alive():
+        stage.join(timeout=0.1)
+        if should_stop and should_stop():
+            raise CancelledError("run_upsample: cancelled")
 
 
 class Renderer:
@@ -246,12 +264,10 @@ def run_upsample(
             for frame in frames:
                 stage.busy += time.perf_counter() - started
                 put(decoded, frame, stop)
-                if stop.is_set():
-                    return
                 started = time.perf_counter()
 
         def encode(stage: Stage) -> None:
-            while (item := rendered.get()) is not None:
+            while (item := get(rendered, stop)) is not None:
                 started = time.perf_counter()
                 writer.write(*item)
                 stage.busy += time.perf_counter() - started
@@ -262,25 +278,25 @@ def run_upsample(
         def emit(image, t: float) -> None:
             if should_stop and should_stop():
                 raise CancelledError("run_upsample: cancelled")
-            if not encoder.is_alive():
-                raise encoder.error or VinrError("run_upsample: the encoder stopped")
             put(rendered, (image, t), stop)
 
-        decoder, encoder = Stage(decode, "decode"), Stage(encode, "encode")
+        decoder, encoder = Stage(decode, "decode", stop), Stage(encode, "encode", stop)
         decoder.start()
         encoder.start()
         try:
-            Renderer(upsampler, plan, emit).run(lambda: get(decoded, decoder))
+            Renderer(upsampler, plan, emit).run(lambda: get(decoded, stop, decoder))
             put(rendered, None, stop)
-            encoder.join()
-            if encoder.error:
-                raise encoder.error
+            join_stage(encoder, should_stop)
+            if decoder.error or encoder.error:
+                raise PipelineStoppedError
             path = writer.close()
-        except BaseException:
+        except BaseException as exc:
             stop.set()
-            close_queue(rendered)
             encoder.join(timeout=5)
             writer.abort()
+            failed = decoder.error or encoder.error
+            if isinstance(exc, PipelineStoppedError) and failed is not None:
+                raise failed from None  # the stage that stopped the pipeline says why
             raise
         finally:
             stop.set()

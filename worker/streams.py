@@ -92,4 +92,8 @@ class StreamCopier:
                 for resampled in route[2].resample(None):
                     self.output.mux(route[1].encode(resampled))
                 self.output.mux(route[1].encode(None))
+        self.close()
+
+    def close(self) -> None:
+        """Release the input file (idempotent): a deleted upload's disk space is freed only then."""
         self.input.close()

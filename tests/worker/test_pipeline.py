@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.media import audio_span, texture_frames, video_frames, write_clip
-from worker.errors import ParameterError
+from worker.errors import CancelledError, OutputError, ParameterError
 from worker.media import EncodeOptions, VideoReader
 from worker.pipeline import UpsampleRequest, plan_output, run_upsample
 
@@ -101,3 +101,100 @@ def test_plan_rejects_bad_parameters(clip_with_audio):
             plan_output(info, UpsampleRequest(**bad))
     plan = plan_output(info, UpsampleRequest(width=101))
     assert (plan.width, plan.height) == (102, 76)  # 48 * 101 / 64 = 75.75 -> 76, width made even
+
+
+def run_with_deadline(seconds: float, function, *args, **kwargs):
+    """Run ``function`` in a thread; fail the test (instead of hanging it) if it outlives ``seconds``."""
+    import threading
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = function(*args, **kwargs)
+        except BaseException as exc:  # handed back to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{function.__name__} still running after {seconds} s: the pipeline is wedged"
+    return outcome
+
+
+def test_a_dead_encoder_stops_the_pipeline_with_its_message(tmp_path, tiny_model_path):
+    # the renderer fills the queue at 1000 fps while x264 dies on its first frame (a preset it lacks)
+    clip = write_clip(tmp_path / "in.mp4", texture_frames(10, 16, 16))
+    out = tmp_path / "out.mp4"
+    encode = EncodeOptions(preset="no-such-preset")
+    for _ in range(3):
+        outcome = run_with_deadline(60, run_upsample, clip, out, request(tiny_model_path, fps=1000, encode=encode))
+        assert isinstance(outcome.get("error"), OutputError), outcome
+        assert "encoder failed" in str(outcome["error"]) and not out.exists()
+
+
+def test_a_cancel_during_a_stalled_encoder_returns(tmp_path, clip_with_audio, tiny_model_path):
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 3
+
+    outcome = run_with_deadline(
+        60,
+        run_upsample,
+        clip_with_audio,
+        tmp_path / "o.mp4",
+        request(tiny_model_path, fps=200),
+        should_stop=should_stop,
+    )
+    assert isinstance(outcome.get("error"), CancelledError), outcome
+
+
+@pytest.mark.parametrize(
+    ("codec", "size", "words"),
+    [("av1", 2, "libsvtav1 needs at least 4x4"), ("hevc", 32, "libx265 needs at least 64x64")],
+)
+def test_plan_refuses_sizes_the_encoder_cannot_take(tmp_path, codec, size, words):
+    clip = write_clip(tmp_path / "small.mkv", texture_frames(3, size, size), codec="libx264", pix_fmt="yuv444p")
+    with VideoReader(clip) as reader, pytest.raises(ParameterError, match=words):
+        plan_output(reader.info, UpsampleRequest(fps=1000, encode=EncodeOptions(codec=codec)))
+
+
+@pytest.mark.parametrize("field", ["fps", "time_factor", "scale"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e308, -1.0])
+def test_plan_refuses_non_finite_and_huge_rates(clip_with_audio, field, value):
+    with VideoReader(clip_with_audio) as reader, pytest.raises(ParameterError):
+        plan_output(reader.info, UpsampleRequest(**{field: value}))
+
+
+def test_plan_refuses_huge_integer_sizes(clip_with_audio):
+    with VideoReader(clip_with_audio) as reader, pytest.raises(ParameterError, match="width and height"):
+        plan_output(reader.info, UpsampleRequest(width=10**400))
+
+
+def open_files_under(folder) -> list[str]:
+    """Paths under ``folder`` that this process holds open (Linux /proc), deleted ones included."""
+    import os
+
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+def test_a_cancelled_run_releases_its_input(tmp_path, clip_with_audio, tiny_model_path):
+    import shutil
+
+    source = tmp_path / "job" / "input"
+    source.parent.mkdir()
+    shutil.copy(clip_with_audio, source)
+    with pytest.raises(CancelledError):
+        run_upsample(source, tmp_path / "job" / "r.mp4", request(tiny_model_path, fps=60), should_stop=lambda: True)
+    source.unlink()
+    assert open_files_under(tmp_path / "job") == []
