@@ -6,10 +6,11 @@ Both backends run the same job functions (``worker.jobs``) and describe jobs wit
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
@@ -20,7 +21,7 @@ from rq.serializers import JSONSerializer
 from service.settings import Settings
 from worker.errors import CancelledError
 from worker.jobs import JOB_FUNCTIONS, JOBS, JobContext
-from worker.process import CANCEL_TTL, cancel_key
+from worker.process import CANCEL_TTL, cancel_key, redis_connection
 from worker.runtime import ModelCache
 
 TERMINAL = ("finished", "failed", "canceled")
@@ -55,10 +56,19 @@ def error_line(exc_string: str | None) -> str:
 class RQBackend:
     """Jobs on a Redis queue, run by ``vinr worker`` processes anywhere."""
 
+    lost = "the job's record is gone from Redis (expired, or Redis lost its data)"
+    """The error of a job whose folder exists but whose record does not."""
+
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.redis = Redis.from_url(settings.redis_url)
+        self.redis = redis_connection(settings.redis_url)
         self.queue = Queue(settings.queue, connection=self.redis, serializer=JSONSerializer)
+        self.outage_seen = float("-inf")  # time.monotonic() of the last Redis error seen
+        self.turn = 0  # calls of recover_in_turn
+
+    def outage_grace(self) -> bool:
+        """True for two heartbeat TTLs after a Redis error: workers first beat again, then jobs can be abandoned."""
+        return time.monotonic() - self.outage_seen < 2 * self.settings.heartbeat_ttl
 
     def enqueue(self, job_id: str, kind: str, job_dir: str, params: dict) -> None:
         s = self.settings
@@ -79,6 +89,23 @@ class RQBackend:
         Cheap by default (only jobs that have just expired); ``scan_failed`` also looks through the
         failed registry, for jobs a worker's own maintenance moved there first.
         """
+        if self.outage_grace():
+            return
+        try:
+            self._recover(scan_failed)
+        except RedisError:
+            self.outage_seen = time.monotonic()
+            raise
+
+    def recover_in_turn(self) -> None:
+        """What the gateway runs every quarter heartbeat TTL: the cheap check, and the full scan every fourth time.
+
+        Run that often, it also notices every Redis outage long enough to expire a heartbeat (3/4 TTL).
+        """
+        self.turn += 1
+        self.recover(scan_failed=self.turn % 4 == 1)
+
+    def _recover(self, scan_failed: bool) -> None:
         started, failed = StartedJobRegistry(queue=self.queue), self.queue.failed_job_registry
         candidates = started.get_expired_job_ids()
         started.cleanup()
@@ -91,10 +118,14 @@ class RQBackend:
                 continue
             result = job.latest_result()
             abandoned = result is not None and "AbandonedJobError" in (result.exc_string or "")
-            if abandoned and job.meta.get("abandoned", 0) < self.settings.retries and job.is_failed:
+            if not (abandoned and job.is_failed):
+                continue
+            if job.meta.get("abandoned", 0) < self.settings.retries:
                 job.meta["abandoned"] = job.meta.get("abandoned", 0) + 1
                 job.save_meta()
                 failed.requeue(job_id)
+            elif job.args:  # failed for good: the dead worker's partial result goes
+                Path(job.args[0], "result.mp4").unlink(missing_ok=True)
 
     def state(self, job_id: str) -> JobState | None:
         self.recover()
@@ -160,6 +191,9 @@ class RQBackend:
 
 class EmbeddedBackend:
     """Jobs run one at a time by a thread of the gateway process; state kept in memory."""
+
+    lost = "the job's record was lost (the gateway restarted in embedded mode)"
+    """The error of a job whose folder exists but whose record does not."""
 
     def __init__(self, settings: Settings):
         self.settings = settings

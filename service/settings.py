@@ -41,6 +41,29 @@ class Settings(BaseSettings):
     """Seconds after which a running job whose worker stopped heartbeating counts as abandoned."""
     device: str = "auto"
     """Device workers run models on (``auto``, ``cpu``, ``cuda:N``)."""
+    upload_idle_timeout: float = 30.0
+    """Seconds an upload may send nothing before it is dropped (408)."""
+    max_concurrent_uploads: int = 16
+    """Uploads received at once, all keys together; more get 429."""
+    max_concurrent_uploads_per_key: int = 4
+    """Uploads received at once per API key (or in all, without keys); more get 429."""
+    metrics_public: bool = False
+    """Serve /metrics without a key even when VINR_API_KEYS is set."""
+    redis_wait: float = 600.0
+    """Seconds a worker waits for Redis to come back before it gives up on recording a finished job."""
+
+    def output_limit_error(self, width: int, height: int, frames: int) -> str | None:
+        """Why an output of ``frames`` frames of ``width`` x ``height`` passes a VINR_MAX_OUTPUT_* limit, or None."""
+        pixels = width * height
+        if pixels > self.max_output_pixels:
+            return f"an output frame of {width}x{height} passes VINR_MAX_OUTPUT_PIXELS ({self.max_output_pixels})"
+        if frames > self.max_output_frames:
+            return f"{frames} output frames pass VINR_MAX_OUTPUT_FRAMES ({self.max_output_frames})"
+        if frames * pixels > self.max_output_work:
+            return (
+                f"{frames} frames of {width}x{height} pass VINR_MAX_OUTPUT_WORK ({self.max_output_work:g} frame-pixels)"
+            )
+        return None
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -7,14 +7,17 @@ A job folder ``DATA_DIR/jobs/ID/`` holds ``job.json`` (kind, owner, parameters, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -32,6 +35,49 @@ class UploadTooLargeError(Exception):
 
 class UploadMissingError(Exception):
     """No file in the request."""
+
+
+class UploadMalformedError(Exception):
+    """The request body is not what its Content-Type says (a broken multipart body)."""
+
+
+class UploadStalledError(Exception):
+    """The client stopped sending the body."""
+
+
+class TooManyUploadsError(Exception):
+    """Too many uploads are being received at once (in all, or for this key)."""
+
+
+class UploadSlots:
+    """Counts uploads in progress, in all and per key, so idle or slow clients cannot pin unbounded folders.
+
+    Used from the event loop only (no lock needed).
+    """
+
+    def __init__(self, total: int, per_key: int):
+        self.total, self.per_key = total, per_key
+        self.active: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def slot(self, owner: str) -> Iterator[None]:
+        if sum(self.active.values()) >= self.total:
+            raise TooManyUploadsError(f"{self.total} uploads are being received; try again shortly")
+        if self.active.get(owner, 0) >= self.per_key:
+            raise TooManyUploadsError(f"this key already has {self.per_key} uploads in progress")
+        self.active[owner] = self.active.get(owner, 0) + 1
+        try:
+            yield
+        finally:
+            self.active[owner] -= 1
+            if not self.active[owner]:
+                del self.active[owner]
+
+
+def private_file(path: Path, mode: str = "wb"):
+    """Open ``path`` for writing, created readable by this user only (0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), mode)
 
 
 def new_job_id() -> str:
@@ -52,13 +98,20 @@ class JobFiles:
         self.meta_path = self.dir / "job.json"
 
     def create(self, meta: dict) -> None:
-        self.dir.mkdir(parents=True)
+        """The job's folder (0700, as is ``jobs/``) and its ``job.json``."""
+        self.dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700)
         self.write_meta({**meta, "id": self.id, "created_at": time.time()})
 
     def write_meta(self, meta: dict) -> None:
         tmp = self.meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta))
+        with private_file(tmp, "w") as sink:
+            sink.write(json.dumps(meta))
         tmp.replace(self.meta_path)
+
+    def redact(self, text: str) -> str:
+        """``text`` without this server's paths (error messages go to clients)."""
+        return text.replace(f"{self.dir}{os.sep}", "").replace(str(self.dir), "the job folder")
 
     def meta(self) -> dict | None:
         try:
@@ -70,18 +123,32 @@ class JobFiles:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-async def receive_upload(request: Request, path: Path, limit: int) -> int:
+async def body_chunks(request: Request, idle_timeout: float) -> AsyncIterator[bytes]:
+    """The request body as it arrives; UploadStalledError when nothing comes for ``idle_timeout`` seconds."""
+    stream = request.stream()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(stream), idle_timeout)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise UploadStalledError(f"nothing received for {idle_timeout:g} s") from None
+        yield chunk
+
+
+async def receive_upload(request: Request, path: Path, limit: int, idle_timeout: float = 30.0) -> int:
     """Stream the request's video (multipart field ``file`` or the raw body) to ``path``; returns bytes.
 
     Nothing is held whole in memory or spooled elsewhere; past ``limit`` bytes it stops with
-    UploadTooLargeError and removes what it wrote.
+    UploadTooLargeError, after ``idle_timeout`` seconds without data with UploadStalledError, and on a
+    broken multipart body with UploadMalformedError, removing what it wrote.
     """
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise UploadTooLargeError(f"the upload is {int(declared)} bytes; the limit is {limit}")
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     written = 0
-    with path.open("wb") as sink:
+    with private_file(path) as sink:
 
         def write(data: bytes) -> None:
             nonlocal written
@@ -91,11 +158,12 @@ async def receive_upload(request: Request, path: Path, limit: int) -> int:
             sink.write(data)
 
         try:
+            chunks = body_chunks(request, idle_timeout)
             if content_type == b"multipart/form-data":
-                if not await receive_multipart(request, params.get(b"boundary", b""), write):
+                if not await receive_multipart(chunks, params.get(b"boundary", b""), write):
                     raise UploadMissingError("no multipart field named 'file'")
             else:
-                async for chunk in request.stream():
+                async for chunk in chunks:
                     write(chunk)
         except BaseException:
             sink.close()
@@ -107,8 +175,10 @@ async def receive_upload(request: Request, path: Path, limit: int) -> int:
     return written
 
 
-async def receive_multipart(request: Request, boundary: bytes, write: Callable[[bytes], None]) -> bool:
+async def receive_multipart(chunks: AsyncIterator[bytes], boundary: bytes, write: Callable[[bytes], None]) -> bool:
     """Feed a multipart body to python-multipart, writing the ``file`` part's bytes; True if found."""
+    if not boundary:
+        raise UploadMalformedError("a multipart/form-data body needs a boundary in its Content-Type")
     state = {"header": b"", "headers": {}, "is_file": False, "found": False}
 
     def on_part_begin():
@@ -137,10 +207,13 @@ async def receive_multipart(request: Request, boundary: bytes, write: Callable[[
         "on_headers_finished": on_headers_finished,
         "on_part_data": on_part_data,
     }
-    parser = MultipartParser(boundary, callbacks)
-    async for chunk in request.stream():
-        parser.write(chunk)
-    parser.finalize()
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        async for chunk in chunks:
+            parser.write(chunk)
+        parser.finalize()
+    except (MultipartParseError, ValueError) as exc:
+        raise UploadMalformedError(f"malformed multipart body: {exc}") from exc
     return state["found"]
 
 
@@ -164,14 +237,20 @@ async def follow(path: Path, finished: Callable[[], Awaitable[bool]], timeout: f
 
 
 def expired_jobs(data_dir: Path, ttl: float) -> list[str]:
-    """Ids of job folders created more than ``ttl`` seconds ago."""
+    """Ids of job folders created more than ``ttl`` seconds ago (by job.json, else the folder's time)."""
     jobs = Path(data_dir) / "jobs"
     if not jobs.is_dir():
         return []
     cutoff = time.time() - ttl
     expired = []
     for folder in jobs.iterdir():
-        meta = JobFiles(data_dir, folder.name).meta() if JOB_ID.match(folder.name) else None
-        if meta is not None and meta.get("created_at", 0) < cutoff:
+        if not JOB_ID.match(folder.name):
+            continue
+        meta = JobFiles(data_dir, folder.name).meta()
+        try:
+            created = meta.get("created_at", 0) if meta is not None else folder.stat().st_mtime
+        except OSError:
+            continue
+        if created < cutoff:
             expired.append(folder.name)
     return expired

@@ -17,6 +17,7 @@ from models.bitstream import container
 from models.bitstream.container import MAX_FILE, BitstreamError
 from models.dnerv.decode import open_library
 from models.nrff.decode import open_bitstream
+from models.probe import UnknownVideoError
 from worker.errors import CancelledError, InputError, ParameterError
 from worker.media import EncodeOptions, VideoWriter, even_size
 
@@ -41,8 +42,9 @@ def open_source(data: bytes, video: str | None = None) -> Source:
     library = open_library(data)
     try:
         index = library.find(video)
-    except KeyError as exc:
-        raise ParameterError(f"open_source: {exc.args[0]}") from exc
+    except UnknownVideoError as exc:
+        raise ParameterError(f"open_source: {exc}") from exc
+    library.keyframes(index)  # decoded now: bad keyframes are an unreadable input, not a failure mid-decode
     count = library.videos[index]["frames"]
     return Source(
         header.width, header.height, library.fps(index), count, lambda start, stop: library.frames(index, start, stop)

@@ -74,17 +74,24 @@ def progress_reporter(report: Callable[[dict], None]) -> Callable[[int, int], No
 
 @contextlib.contextmanager
 def attempt(folder: Path) -> Iterator[None]:
-    """Log this run's start and end (with how it ended) in the job folder's ``attempts.jsonl``."""
+    """Log this run's start and end (with how it ended) in the job folder's ``attempts.jsonl``.
+
+    A run that fails removes its partial ``result.mp4``, so a failed job never leaves a half-written video.
+    """
     run = {"host": socket.gethostname(), "pid": os.getpid()}
 
     def log(event: str, **extra) -> None:
-        with contextlib.suppress(OSError), (folder / ATTEMPTS).open("a") as sink:  # the folder may be deleted
-            sink.write(json.dumps({"event": event, "time": time.time(), **run, **extra}) + "\n")
+        line = json.dumps({"event": event, "time": time.time(), **run, **extra}) + "\n"
+        with contextlib.suppress(OSError):  # the folder may have been deleted (DELETE /jobs/ID)
+            handle = os.open(folder / ATTEMPTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(handle, "a") as sink:
+                sink.write(line)
 
     log("start")
     try:
         yield
     except BaseException as exc:
+        (folder / "result.mp4").unlink(missing_ok=True)
         log("end", outcome=type(exc).__name__)
         raise
     log("end", outcome="finished")
@@ -97,12 +104,19 @@ def upsample_job(job_dir: str, params: dict, context: JobContext) -> dict:
         return _upsample(folder, params, context)
 
 
+def private_result(folder: Path) -> Path:
+    """``folder/result.mp4``, created empty and readable by this user only (the encoder keeps the mode)."""
+    path = folder / "result.mp4"
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    return path
+
+
 def _upsample(folder: Path, params: dict, context: JobContext) -> dict:
     request = upsample_request(params, context.device)
     upsampler = load_upsampler(request, context.models)
     result = run_upsample(
         folder / "input",
-        folder / "result.mp4",
+        private_result(folder),
         request,
         progress=progress_reporter(context.report),
         should_stop=context.should_stop,
@@ -131,7 +145,7 @@ def _decode(folder: Path, params: dict, context: JobContext) -> dict:
     encode = EncodeOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
     result = run_decode(
         folder / "input",
-        folder / "result.mp4",
+        private_result(folder),
         params.get("frames"),
         encode,
         progress=progress_reporter(context.report),

@@ -15,7 +15,9 @@ import threading
 import time
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker, get_current_job
 from rq.serializers import JSONSerializer
 from rq.utils import now
@@ -51,13 +53,19 @@ def rq_context() -> JobContext:
 
     def report(progress: dict) -> None:
         job.meta["progress"] = progress
-        job.save_meta()
+        try:
+            job.save_meta()
+        except RedisError as exc:  # Redis away: the job goes on; the next report brings progress up to date
+            log.warning("progress of job %s not saved: %s", job.id, exc)
 
     def should_stop() -> bool:
         now = time.monotonic()
         if not stopped[0] and now - last_check[0] >= CANCEL_CHECK_INTERVAL:
             last_check[0] = now
-            stopped[0] = bool(job.connection.exists(cancel_key(job.id)))
+            try:
+                stopped[0] = bool(job.connection.exists(cancel_key(job.id)))
+            except RedisError as exc:  # unknown while Redis is away: keep working, look again later
+                log.warning("cancellation flag of job %s not read: %s", job.id, exc)
         return stopped[0]
 
     return JobContext(report, should_stop, process_models(), Settings().device)
@@ -79,6 +87,9 @@ class VinrWorker(SimpleWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.current_execution = None
+
+    redis_wait = 600.0
+    """Seconds to wait for Redis to come back before giving up on recording a job's end (``VINR_REDIS_WAIT``)."""
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         """The TTL of a running job's heartbeat; rq 3 passes ``working_time``, rq 2 does not."""
@@ -118,10 +129,62 @@ class VinrWorker(SimpleWorker):
                 continue
             try:
                 self.beat_job(job, execution)
+                self.ensure_registered()
                 wait = interval
             except RedisError as exc:  # Redis away: keep trying often, so the job is not taken for abandoned
                 log.warning("heartbeat of job %s failed: %s", job.id, exc)
                 wait = self.retry_interval
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None):
+        """RQ's worker heartbeat, then (outside a pipeline) re-registration if Redis lost the worker."""
+        super().heartbeat(timeout, pipeline=pipeline)
+        if pipeline is None:
+            self.ensure_registered()
+
+    def ensure_registered(self) -> None:
+        """Register again when Redis lost this worker (restarted without persistence): readiness counts it."""
+        if self.connection.sismember(self.redis_workers_keys, self.key) and self.connection.hexists(self.key, "birth"):
+            return
+        log.warning("worker %s: Redis forgot this worker; registering again", self.name)
+        self.connection.delete(self.key)
+        self.register_birth()
+
+    def handle_job_success(self, *args, **kwargs):
+        return self.until_redis_answers(super().handle_job_success, *args, **kwargs)
+
+    def handle_job_failure(self, *args, **kwargs):
+        return self.until_redis_answers(super().handle_job_failure, *args, **kwargs)
+
+    def until_redis_answers(self, record, *args, **kwargs):
+        """Record a job's end, retrying while Redis is away (up to ``redis_wait``): the job must not run again."""
+        deadline, delay = time.monotonic() + self.redis_wait, self.retry_interval
+        while True:
+            try:
+                return record(*args, **kwargs)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("worker %s: cannot record the end of a job yet: %s", self.name, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def redis_connection(url: str) -> Redis:
+    """A client that fails fast when Redis is away (never blocks forever on a dead peer)."""
+    return Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+
+
+def wait_for_redis(connection: Redis) -> None:
+    """Block until Redis answers a PING."""
+    delay = 0.5
+    while True:
+        try:
+            connection.ping()
+            return
+        except RedisError as exc:
+            log.warning("redis unreachable (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def run_worker(settings: Settings, queues: list[str] | None = None, burst: bool = False) -> bool:
@@ -133,12 +196,25 @@ def run_worker(settings: Settings, queues: list[str] | None = None, burst: bool 
         process_models().get("videoinr-s", device, choose_dtype(device, False))
     except Exception as exc:  # the worker still serves other models
         log.warning("could not preload videoinr-s: %s", exc)
-    connection = Redis.from_url(settings.redis_url)
+    connection = redis_connection(settings.redis_url)
     names = queues or [settings.queue]
-    worker = VinrWorker(
-        [Queue(n, connection=connection, serializer=JSONSerializer) for n in names],
-        connection=connection,
-        serializer=JSONSerializer,
-    )
-    worker.heartbeat_ttl = settings.heartbeat_ttl
-    return worker.work(burst=burst, logging_level="WARNING")
+    worked = False
+    while True:
+        wait_for_redis(connection)
+        worker = VinrWorker(
+            [Queue(n, connection=connection, serializer=JSONSerializer) for n in names],
+            connection=connection,
+            serializer=JSONSerializer,
+        )
+        worker.heartbeat_ttl, worker.redis_wait = settings.heartbeat_ttl, settings.redis_wait
+        # registry cleanup (abandoned jobs) is the gateway's: a worker that has just reconnected after an
+        # outage must not take jobs whose workers have not beaten again yet for abandoned
+        worker.last_cleaned_at = now()
+        try:
+            worked = worker.work(burst=burst, logging_level="WARNING") or worked
+        except RedisError as exc:  # the work loop ended on a Redis error (teardown included)
+            log.warning("worker %s: redis error (%s); reconnecting", worker.name, exc)
+        if burst or worker._stop_requested:  # SIGTERM/SIGINT (RQ keeps no public flag for it)
+            return worked
+        log.warning("worker %s stopped working without a stop request; starting again", worker.name)
+        time.sleep(1.0)

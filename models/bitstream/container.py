@@ -22,17 +22,19 @@ Byte layout (all integers little-endian)::
                    4  CRC32 of tag, length and payload
                    L  payload
 
-The codec decides what its sections hold (see ``models/nrff/codec.py``). ``parse`` checks every
+The codec decides what its sections hold (``models/nrff/fit.py``, ``models/dnerv/fit.py``). ``parse`` checks every
 bound before it allocates and raises ``BitstreamError`` for anything malformed; nothing is ever
 unpickled, and the worst-case decoded size is bounded by the header limits below.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import BinaryIO
 
 MAGIC = b"VINR"
 VERSION = 1
@@ -47,6 +49,8 @@ MAX_PIXELS = 2 * 10**9
 MAX_SECTIONS = 64
 MAX_FILE = 1 << 30
 """Largest file accepted, bytes."""
+CHUNK = 1 << 20
+"""Bytes per read when verifying a file's sections (``scan``)."""
 HEADER = struct.Struct("<4sBBHHHIIIBBH")
 SECTION = struct.Struct("<4sII")
 
@@ -149,20 +153,31 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     return header, count
 
 
-def parse(data: bytes) -> Bitstream:
-    """Parse and verify a whole bitstream; BitstreamError for anything malformed."""
-    header, count = parse_header(data)
+def scan(handle: BinaryIO, size: int) -> tuple[Header, dict[str, tuple[int, int]]]:
+    """Verify a bitstream of ``size`` bytes read from ``handle`` in ``CHUNK`` reads (memory stays bounded).
+
+    Returns the header and, per section tag, ``(offset, length)`` of its payload in the file.
+    BitstreamError for anything malformed: every length is checked before it is trusted.
+    """
+    if size > MAX_FILE:
+        raise BitstreamError(f"parse: {size} bytes passes the {MAX_FILE}-byte limit")
+    header, count = parse_header(handle.read(HEADER.size + 4))
     offset, sections = HEADER.size + 4, {}
     for index in range(count):
-        if offset + SECTION.size > len(data):
+        raw_header = handle.read(SECTION.size)
+        if len(raw_header) < SECTION.size:
             raise BitstreamError(f"parse: truncated in the header of section {index}")
-        raw, length, crc = SECTION.unpack_from(data, offset)
+        raw, length, crc = SECTION.unpack(raw_header)
         offset += SECTION.size
-        if length > len(data) - offset:
-            raise BitstreamError(f"parse: section {index} claims {length} bytes; {len(data) - offset} remain")
-        payload = data[offset : offset + length]
-        offset += length
-        if zlib.crc32(payload, zlib.crc32(raw + struct.pack("<I", length))) != crc:
+        if length > size - offset:
+            raise BitstreamError(f"parse: section {index} claims {length} bytes; {size - offset} remain")
+        running, left = zlib.crc32(raw + struct.pack("<I", length)), length
+        while left:
+            chunk = handle.read(min(CHUNK, left))
+            if not chunk:
+                raise BitstreamError(f"parse: truncated in section {index}")
+            running, left = zlib.crc32(chunk, running), left - len(chunk)
+        if running != crc:
             raise BitstreamError(f"parse: section {index} CRC mismatch")
         try:
             tag = raw.decode("ascii")
@@ -170,7 +185,14 @@ def parse(data: bytes) -> Bitstream:
             raise BitstreamError(f"parse: section {index} has a non-ASCII tag") from exc
         if tag in sections:
             raise BitstreamError(f"parse: section {tag!r} appears twice")
-        sections[tag] = payload
-    if offset != len(data):
-        raise BitstreamError(f"parse: {len(data) - offset} trailing bytes after the last section")
-    return Bitstream(header, sections)
+        sections[tag] = (offset, length)
+        offset += length
+    if offset != size:
+        raise BitstreamError(f"parse: {size - offset} trailing bytes after the last section")
+    return header, sections
+
+
+def parse(data: bytes) -> Bitstream:
+    """Parse and verify a whole bitstream held in memory; BitstreamError for anything malformed."""
+    header, index = scan(io.BytesIO(data), len(data))
+    return Bitstream(header, {tag: data[offset : offset + length] for tag, (offset, length) in index.items()})

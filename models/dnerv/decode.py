@@ -16,6 +16,7 @@ from models.bitstream import container, keyframes, quant
 from models.bitstream.container import BitstreamError
 from models.dnerv.fit import pad_frames
 from models.dnerv.network import LIMITS, DNeRV, clip_plan, clip_times, keyframe_indices
+from models.probe import choose_video
 
 MAX_VIDEOS = 10_000
 MAX_NAME = 200
@@ -94,21 +95,27 @@ class Library:
     model: DNeRV
     keyframe_payloads: list[bytes]
     decoded_clips: list[tuple[int, int]] = field(default_factory=list)
+    decoded_keyframes: dict[int, torch.Tensor] = field(default_factory=dict)
 
     @property
     def videos(self) -> list[dict]:
         return self.config["videos"]
 
     def find(self, name_or_index: str | int | None) -> int:
-        """A video's index from its name or number (the first when None)."""
-        if name_or_index is None:
-            return 0
-        names = [v["name"] for v in self.videos]
-        if str(name_or_index) in names:
-            return names.index(str(name_or_index))
-        if str(name_or_index).isdigit() and int(name_or_index) < len(names):
-            return int(name_or_index)
-        raise KeyError(f"no video {name_or_index!r}; the library holds {names}")
+        """A video's index from its name or number (the first when None); UnknownVideoError if none."""
+        return choose_video(self.videos, None if name_or_index is None else str(name_or_index))
+
+    def keyframes(self, index: int) -> torch.Tensor:
+        """Video ``index``'s keyframes, decoded once, as padded ``(K, 3, H, W)`` floats (BitstreamError if bad)."""
+        if index not in self.decoded_keyframes:
+            count, clip = self.videos[index]["frames"], self.config["preset"]["clip"]
+            h, w = self.header.height, self.header.width
+            pad_h, pad_w = self.config["padded"]
+            keys = np.stack(keyframes.decode(self.keyframe_payloads[index], w, h, len(keyframe_indices(count, clip))))
+            self.decoded_keyframes[index] = pad_frames(
+                torch.from_numpy(keys).permute(0, 3, 1, 2).float() / 255, pad_h, pad_w
+            )
+        return self.decoded_keyframes[index]
 
     def fps(self, index: int) -> Fraction:
         return Fraction(*self.videos[index]["fps"])
@@ -119,10 +126,8 @@ class Library:
         count, clip = self.videos[index]["frames"], self.config["preset"]["clip"]
         stop = count if stop is None else stop
         h, w = self.header.height, self.header.width
-        pad_h, pad_w = self.config["padded"]
         indices = keyframe_indices(count, clip)
-        keys = np.stack(keyframes.decode(self.keyframe_payloads[index], w, h, len(indices)))
-        keys = pad_frames(torch.from_numpy(keys).permute(0, 3, 1, 2).float() / 255, pad_h, pad_w)
+        keys = self.keyframes(index)
         for first, end, end_key in clip_plan(count, clip):
             if end <= start or first >= stop:
                 continue

@@ -30,9 +30,25 @@ def get_owner(
     if not settings.api_keys:
         return ""
     key = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
-    if not key or not any(hmac.compare_digest(key, k) for k in settings.api_keys):
-        raise HTTPException(401, "a valid API key is required (Authorization: Bearer KEY or X-API-Key)")
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
+    # compared as bytes: a header may hold any Latin-1 text, and compare_digest refuses non-ASCII str
+    given = key.encode("utf-8") if key else b""
+    if not given or not any(hmac.compare_digest(given, k.encode("utf-8")) for k in settings.api_keys):
+        raise HTTPException(
+            401,
+            "a valid API key is required (Authorization: Bearer KEY or X-API-Key)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return hashlib.sha256(given).hexdigest()[:32]
+
+
+def metrics_access(
+    settings: Annotated[Settings, Depends(get_settings)],
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> None:
+    """/metrics needs a key when the service has keys, unless VINR_METRICS_PUBLIC is set."""
+    if not settings.metrics_public:
+        get_owner(settings, authorization, x_api_key)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

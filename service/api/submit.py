@@ -11,14 +11,24 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.routes.jobs import job_out, job_state, result_stream
 from service.schemas import Problem
-from service.storage import JobFiles, UploadMissingError, UploadTooLargeError, new_job_id, receive_upload
+from service.storage import (
+    JobFiles,
+    TooManyUploadsError,
+    UploadMalformedError,
+    UploadMissingError,
+    UploadStalledError,
+    UploadTooLargeError,
+    new_job_id,
+    receive_upload,
+)
 from worker.errors import VinrError
 
 
 def upload_responses(*extra: int) -> dict:
     """OpenAPI responses of an upload route: the streamed video, and its error statuses."""
     streamed = {"content": {"video/mp4": {}}, "description": "with Accept: video/mp4 or wait=true"}
-    return {200: streamed, **{code: {"model": Problem} for code in sorted({401, 413, 422, *extra})}}
+    codes = {400, 401, 408, 413, 422, 429, 503, *extra}
+    return {200: streamed, **{code: {"model": Problem} for code in sorted(codes)}}
 
 
 def upload_body(what: str) -> dict:
@@ -48,26 +58,44 @@ async def submit(
     check: Callable[[Path], object],
     stream: bool,
 ) -> JSONResponse | StreamingResponse:
-    """Create the job folder, receive and ``check`` the upload (its errors: 413 / 422), queue the job."""
-    files = JobFiles(settings.data_dir, new_job_id())
-    await run_in_threadpool(files.create, {"kind": kind, "owner": owner, "params": params})
+    """Create the job folder, receive and ``check`` the upload, queue the job; any failure removes the folder."""
     try:
-        await receive_upload(request, files.input, settings.max_upload_bytes)
-        await run_in_threadpool(check, files.input)
-    except UploadTooLargeError as exc:
-        files.delete()
-        raise HTTPException(413, f"upload too large: {exc} (VINR_MAX_UPLOAD_BYTES)") from exc
-    except (UploadMissingError, VinrError) as exc:
-        files.delete()
-        raise HTTPException(422, str(exc)) from exc
-    except BaseException:
-        files.delete()
-        raise
-    await run_in_threadpool(backend.enqueue, files.id, kind, str(files.dir), params)
+        with request.app.state.uploads.slot(owner):
+            files = JobFiles(settings.data_dir, new_job_id())
+            await run_in_threadpool(files.create, {"kind": kind, "owner": owner, "params": params})
+            try:
+                await receive_upload(request, files.input, settings.max_upload_bytes, settings.upload_idle_timeout)
+                await run_in_threadpool(check, files.input)
+                await run_in_threadpool(backend.enqueue, files.id, kind, str(files.dir), params)
+            except BaseException as exc:
+                files.delete()
+                error = upload_error(exc, files)
+                if error is exc:
+                    raise
+                raise error from exc
+    except TooManyUploadsError as exc:
+        raise HTTPException(429, f"too many uploads: {exc}", headers={"Retry-After": "5"}) from exc
     if stream:
         return result_stream(files, backend, settings.job_timeout)
     body = job_out(files, await job_state(backend, files.id))
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": f"/jobs/{files.id}"})
+
+
+def upload_error(exc: BaseException, files: JobFiles) -> BaseException:
+    """The HTTP error an upload's failure gives (its message without server paths); others unchanged."""
+    statuses = {
+        UploadTooLargeError: (413, "upload too large: {} (VINR_MAX_UPLOAD_BYTES)"),
+        UploadStalledError: (408, "upload stalled: {} (VINR_UPLOAD_IDLE_TIMEOUT)"),
+        UploadMalformedError: (400, "{}"),
+        UploadMissingError: (422, "{}"),
+        VinrError: (422, "{}"),
+    }
+    for kind, (status, template) in statuses.items():
+        if isinstance(exc, kind):
+            return HTTPException(status, files.redact(template.format(exc)))
+    if isinstance(exc, HTTPException):
+        return HTTPException(exc.status_code, files.redact(str(exc.detail)), headers=exc.headers)
+    return exc
 
 
 def wants_stream(wait: bool, accept: str | None) -> bool:

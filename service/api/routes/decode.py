@@ -3,49 +3,41 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 
 from models.bitstream import container
-from models.dnerv.decode import read_config
+from models.bitstream.container import BitstreamError
+from models.probe import Probe, UnknownVideoError, probe_file
 from service.api.deps import BackendDep, OwnerDep, SettingsDep
 from service.api.submit import submit, upload_body, upload_responses, wants_stream
 from service.schemas import JobOut
+from service.settings import Settings
 from worker.decoding import parse_range
+from worker.errors import VinrError
 
 router = APIRouter(tags=["decode"])
-DECODERS = {"nrff", "dnerv"}
-"""Codecs this server decodes."""
 FRAMES = re.compile(r"^\d*:\d*$")
 
 
-def check_bitstream(path, frames: str | None, video: str | None) -> container.Header:
-    """Parse the upload's container (limits, every section's CRC), check ``video`` and ``frames``."""
-    data = path.read_bytes()
-    if data[:4] != container.MAGIC:
-        raise HTTPException(415, "unsupported format: not a vinr bitstream (magic 'VINR')")
+def check_bitstream(path: Path, frames: str | None, video: str | None, settings: Settings) -> Probe:
+    """Verify the upload (bounded memory), the chosen ``video`` and ``frames``, and the output limits."""
+    with path.open("rb") as handle:
+        if handle.read(len(container.MAGIC)) != container.MAGIC:
+            raise HTTPException(415, "unsupported format: not a vinr bitstream (magic 'VINR')")
     try:
-        stream = container.parse(data)
-        count = stream.header.frames
-        if stream.header.codec == "dnerv":
-            videos = read_config(stream.sections.get("CONF", b""), stream.header)["videos"]
-            names = [v["name"] for v in videos]
-            if video is None:
-                chosen = 0
-            elif video in names:
-                chosen = names.index(video)
-            elif video.isdigit() and int(video) < len(names):
-                chosen = int(video)
-            else:
-                raise HTTPException(422, f"no video {video!r} in the library; it holds {names}")
-            count = videos[chosen]["frames"]
-    except container.BitstreamError as exc:
+        probe = probe_file(path, video)
+    except BitstreamError as exc:
         raise HTTPException(422, f"malformed bitstream: {exc}") from exc
-    if stream.header.codec not in DECODERS:
-        raise HTTPException(415, f"unsupported codec {stream.header.codec!r}; this server decodes {sorted(DECODERS)}")
-    parse_range(frames, count)  # ParameterError: 422
-    return stream.header
+    except UnknownVideoError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    start, stop = parse_range(frames, probe.frames)  # ParameterError: 422
+    problem = settings.output_limit_error(probe.width, probe.height, stop - start)
+    if problem:
+        raise VinrError(problem)
+    return probe
 
 
 @router.post(
@@ -78,6 +70,6 @@ async def decode(
         owner,
         "decode",
         params,
-        lambda path: check_bitstream(path, frames, video),
+        lambda path: check_bitstream(path, frames, video, settings),
         wants_stream(wait, accept),
     )

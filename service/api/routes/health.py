@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import BackendDep
-from service.schemas import Health
+from service.api.deps import BackendDep, metrics_access
+from service.schemas import Health, Problem
 
 router = APIRouter(tags=["health"])
 
@@ -26,7 +26,12 @@ async def readyz(backend: BackendDep):
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(metrics_access)],
+    responses={401: {"model": Problem}, 503: {"model": Problem}},
+)
 async def metrics(backend: BackendDep) -> str:
     """Prometheus text: jobs by state, queue depth, output frames per second, live workers."""
     m = await run_in_threadpool(backend.metrics)

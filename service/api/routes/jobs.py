@@ -7,6 +7,7 @@ import json
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import BackendDep, JobDep, SettingsDep
@@ -15,14 +16,26 @@ from service.schemas import JobOut, Problem, Progress
 from service.storage import JobFiles, follow
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-NOT_FOUND = {404: {"model": Problem, "description": "no such job (or another key's)"}}
+NOT_FOUND = {
+    401: {"model": Problem, "description": "no or a wrong API key"},
+    404: {"model": Problem, "description": "no such job (or another key's)"},
+    503: {"model": Problem, "description": "Redis is unreachable; retry after Retry-After seconds"},
+}
 EVENT_INTERVAL = 0.5
 """Seconds between progress looks on an event stream."""
-LOST = JobState("failed", error="the job's record expired or was lost (gateway restarted in embedded mode?)")
 
 
 async def job_state(backend, job_id: str) -> JobState:
-    return await run_in_threadpool(backend.state, job_id) or LOST
+    """The backend's state of a job; a failed state with the backend's reason when its record is gone."""
+    return await run_in_threadpool(backend.state, job_id) or JobState("failed", error=backend.lost)
+
+
+async def job_state_or_none(backend, job_id: str) -> JobState | None:
+    """``job_state``, or None while Redis is unreachable (streams wait for it instead of breaking)."""
+    try:
+        return await job_state(backend, job_id)
+    except RedisError:
+        return None
 
 
 def job_out(files: JobFiles, state: JobState) -> JobOut:
@@ -32,7 +45,7 @@ def job_out(files: JobFiles, state: JobState) -> JobOut:
         kind=meta.get("kind", "upsample"),
         state=state.state,
         progress=Progress(**state.progress),
-        error=state.error,
+        error=files.redact(state.error) if state.error else None,
         params=meta.get("params", {}),
         created_at=meta.get("created_at", 0.0),
         result_url=f"/jobs/{files.id}/result",
@@ -44,7 +57,8 @@ def result_stream(files: JobFiles, backend, timeout: float) -> StreamingResponse
     """The result as it is written, ending when the job ends."""
 
     async def finished() -> bool:
-        return (await job_state(backend, files.id)).done
+        state = await job_state_or_none(backend, files.id)
+        return state is not None and state.done
 
     headers = {"Location": f"/jobs/{files.id}", "X-Job-Id": files.id, "Cache-Control": "no-store"}
     return StreamingResponse(follow(files.result, finished, timeout), media_type="video/mp4", headers=headers)
@@ -69,7 +83,13 @@ async def job_events(files: JobDep, backend: BackendDep, request: Request) -> St
     async def events():
         last = None
         while not await request.is_disconnected():
-            state = await job_state(backend, files.id)
+            state = await job_state_or_none(backend, files.id)
+            if state is None:  # Redis away: say so once, keep the stream open, look again
+                if last != "unavailable":
+                    last = "unavailable"
+                    yield 'event: unavailable\ndata: {"detail": "the job queue (Redis) is unreachable"}\n\n'
+                await asyncio.sleep(EVENT_INTERVAL)
+                continue
             body = job_out(files, state).model_dump_json()
             if body != last:
                 last = body

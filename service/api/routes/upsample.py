@@ -15,7 +15,7 @@ from service.settings import Settings
 from worker.errors import VinrError
 from worker.jobs import upsample_request
 from worker.media import VideoReader
-from worker.pipeline import plan_output
+from worker.pipeline import MAX_FPS, MAX_SCALE, MAX_SIDE, plan_output
 
 router = APIRouter(tags=["upsample"])
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -33,19 +33,9 @@ def check_budget(path, params: dict, settings: Settings) -> None:
             f"the input lasts {info.duration:.1f} s; VINR_MAX_INPUT_SECONDS is {settings.max_input_seconds:g}"
         )
     plan = plan_output(info, request)
-    pixels = plan.width * plan.height
-    if pixels > settings.max_output_pixels:
-        raise VinrError(
-            f"an output frame of {plan.width}x{plan.height} passes VINR_MAX_OUTPUT_PIXELS "
-            f"({settings.max_output_pixels})"
-        )
-    if plan.frames > settings.max_output_frames:
-        raise VinrError(f"{plan.frames} output frames pass VINR_MAX_OUTPUT_FRAMES ({settings.max_output_frames})")
-    if plan.frames * pixels > settings.max_output_work:
-        raise VinrError(
-            f"{plan.frames} frames of {plan.width}x{plan.height} pass VINR_MAX_OUTPUT_WORK "
-            f"({settings.max_output_work:g} frame-pixels)"
-        )
+    problem = settings.output_limit_error(plan.width, plan.height, plan.frames)
+    if problem:
+        raise VinrError(problem)
 
 
 @router.post(
@@ -60,11 +50,13 @@ async def upsample(
     settings: SettingsDep,
     backend: BackendDep,
     owner: OwnerDep,
-    scale: Annotated[float | None, Query(description="spatial factor in [1, 8], e.g. 3.5")] = None,
-    width: Annotated[int | None, Query(gt=0)] = None,
-    height: Annotated[int | None, Query(gt=0)] = None,
-    fps: Annotated[float | None, Query(gt=0, description="output frame rate, e.g. 120")] = None,
-    time_factor: Annotated[float | None, Query(gt=0, description="output rate as a multiple of the input's")] = None,
+    scale: Annotated[float | None, Query(ge=1, le=MAX_SCALE, description="spatial factor in [1, 8], e.g. 3.5")] = None,
+    width: Annotated[int | None, Query(gt=0, le=MAX_SIDE)] = None,
+    height: Annotated[int | None, Query(gt=0, le=MAX_SIDE)] = None,
+    fps: Annotated[float | None, Query(gt=0, le=MAX_FPS, description="output frame rate, e.g. 120")] = None,
+    time_factor: Annotated[
+        float | None, Query(gt=0, le=MAX_FPS, description="output rate as a multiple of the input's")
+    ] = None,
     model: Annotated[str, Query(description="a served model name")] = "videoinr-s",
     codec: Annotated[Literal["h264", "hevc", "av1", "vp9"], Query()] = "h264",
     crf: Annotated[int | None, Query(ge=0, le=63)] = None,
