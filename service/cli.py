@@ -129,9 +129,24 @@ def cmd_decode(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise OutputError(f"decode: {output} exists; pass --overwrite to replace it")
+    from service.settings import Settings
+
     bar = None if args.quiet else ProgressBar("decode")
+    limit = None
+    if not args.no_output_limits:
+
+        def limit(width: int, height: int, frames: int) -> str | None:
+            problem = Settings().output_limit_error(width, height, frames)
+            return f"{problem}; pass --no-output-limits to decode it anyway" if problem else None
+
     result = run_decode(
-        args.input, output, args.frames, encode_options(args), progress=bar.update if bar else None, video=args.video
+        args.input,
+        output,
+        args.frames,
+        encode_options(args),
+        progress=bar.update if bar else None,
+        video=args.video,
+        output_limit=limit,
     )
     if bar:
         bar.finish()
@@ -172,13 +187,26 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+"""Hosts that only this machine reaches."""
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP gateway (with an in-process worker unless VINR_REDIS_URL is set)."""
+    import os
+
     import uvicorn
 
     from service.main import create_app
+    from service.settings import Settings
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+    settings = Settings()
+    if args.host not in LOOPBACK and not settings.api_keys:
+        logging.warning(
+            "serve: listening on %s without VINR_API_KEYS: anyone who reaches this port can run jobs", args.host
+        )
+    os.umask(0o077)  # job files are the uploader's: readable by this service's user only
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -191,6 +219,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     if args.device:
         os.environ["VINR_DEVICE"] = args.device
+    os.umask(0o077)  # results are readable by this service's user only
     run_worker(Settings(), args.queues, burst=args.burst)
     return 0
 
@@ -247,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .mov, .webm)")
     dec.add_argument("--frames", help="frame range START:STOP (half-open), e.g. 10:20")
     dec.add_argument("--video", help="dnerv: which video of the library (name or index; default the first)")
+    dec.add_argument(
+        "--no-output-limits",
+        action="store_true",
+        help="decode outputs larger than VINR_MAX_OUTPUT_PIXELS/FRAMES/WORK (the container's own limits still apply)",
+    )
     dec.add_argument("--overwrite", action="store_true")
     dec.add_argument("--quiet", action="store_true")
     add_encode_options(dec)

@@ -8,11 +8,14 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service.api.routes import decode, health, jobs, upsample
 from service.queue import make_backend
@@ -82,6 +85,24 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
     return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+"""HTTP methods a 405's ``Allow`` may list."""
+
+
+def path_methods(routes, scope) -> set[str]:
+    """Every method some route serves at the scope's path (each method tried against every route)."""
+    return {m for m in METHODS if any(r.matches({**scope, "method": m})[0] == Match.FULL for r in routes)}
+
+
+async def http_error(request: Request, exc: StarletteHTTPException):
+    """Starlette's errors, with a 405's ``Allow`` listing every method of the path (not just one route's)."""
+    if exc.status_code == 405:
+        allowed = path_methods(request.app.routes, request.scope)
+        if allowed:
+            exc = StarletteHTTPException(405, exc.detail, headers={"Allow": ", ".join(sorted(allowed))})
+    return await http_exception_handler(request, exc)
+
+
 def openapi_schema(app: FastAPI) -> dict:
     """FastAPI's schema with every 422 documented as what the service sends: ``Problem`` (``{"detail": str}``)."""
     if app.openapi_schema is None:
@@ -107,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.uploads = UploadSlots(settings.max_concurrent_uploads, settings.max_concurrent_uploads_per_key)
     app.add_exception_handler(RedisError, redis_unavailable)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     for module in (upsample, decode, jobs, health):
         app.include_router(module.router)
     app.openapi = lambda: openapi_schema(app)

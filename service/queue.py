@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -26,6 +26,13 @@ from worker.runtime import ModelCache
 
 TERMINAL = ("finished", "failed", "canceled")
 """States a job never leaves."""
+RECOVERY_LOCK = "vinr:lock:recover"
+"""Redis lock held while abandoned jobs are requeued (one gateway thread at a time)."""
+
+
+def abandoned_key(job_id: str) -> str:
+    """Redis counter of the times a job was found abandoned (not in job.meta: workers rewrite the meta)."""
+    return f"vinr:abandoned:{job_id}"
 
 
 @dataclass
@@ -92,7 +99,11 @@ class RQBackend:
         if self.outage_grace():
             return
         try:
-            self._recover(scan_failed)
+            # one recovery at a time, across threads and gateways: each abandoned job is requeued once
+            with self.redis.lock(RECOVERY_LOCK, timeout=60, blocking_timeout=0):
+                self._recover(scan_failed)
+        except LockError:  # another thread or gateway is recovering right now
+            return
         except RedisError:
             self.outage_seen = time.monotonic()
             raise
@@ -120,9 +131,9 @@ class RQBackend:
             abandoned = result is not None and "AbandonedJobError" in (result.exc_string or "")
             if not (abandoned and job.is_failed):
                 continue
-            if job.meta.get("abandoned", 0) < self.settings.retries:
-                job.meta["abandoned"] = job.meta.get("abandoned", 0) + 1
-                job.save_meta()
+            times = self.redis.incr(abandoned_key(job_id))
+            self.redis.expire(abandoned_key(job_id), CANCEL_TTL)
+            if times <= self.settings.retries:
                 failed.requeue(job_id)
             elif job.args:  # failed for good: the dead worker's partial result goes
                 Path(job.args[0], "result.mp4").unlink(missing_ok=True)

@@ -43,10 +43,10 @@ class Settings(BaseSettings):
     """Device workers run models on (``auto``, ``cpu``, ``cuda:N``)."""
     upload_idle_timeout: float = 30.0
     """Seconds an upload may send nothing before it is dropped (408)."""
-    max_concurrent_uploads: int = 16
+    max_concurrent_uploads: int = 32
     """Uploads received at once, all keys together; more get 429."""
-    max_concurrent_uploads_per_key: int = 4
-    """Uploads received at once per API key (or in all, without keys); more get 429."""
+    max_concurrent_uploads_per_key: int = 8
+    """Uploads received at once per API key (without keys every client counts as one key); more get 429."""
     metrics_public: bool = False
     """Serve /metrics without a key even when VINR_API_KEYS is set."""
     redis_wait: float = 600.0

@@ -85,6 +85,15 @@ def read_bitstream(path: str | Path) -> bytes:
     return path.read_bytes()
 
 
+def read_bitstream_head(path: str | Path) -> bytes:
+    """The first bytes of a bitstream: enough for its header."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"read_bitstream: {path} does not exist or is not a file")
+    with path.open("rb") as handle:
+        return handle.read(container.HEADER.size + 4)
+
+
 def run_decode(
     source: str | Path,
     output: str | Path,
@@ -94,14 +103,23 @@ def run_decode(
     should_stop: Callable[[], bool] | None = None,
     atomic: bool = True,
     video: str | None = None,
+    output_limit: Callable[[int, int, int], str | None] | None = None,
 ) -> DecodeResult:
-    """Decode ``source`` (.nrff, or one ``video`` of a .dnerv library) into a video at ``output``."""
+    """Decode ``source`` (.nrff, or one ``video`` of a .dnerv library) into a video at ``output``.
+
+    ``output_limit(width, height, frames)`` says why the output is too large (ParameterError), or None.
+    """
     started = time.perf_counter()
     try:
+        header, _ = container.parse_header(read_bitstream_head(source))
+        if output_limit and (problem := output_limit(header.width, header.height, 1)):
+            raise ParameterError(f"run_decode: {problem}")  # before anything is decoded
         chosen = open_source(read_bitstream(source), video)
     except BitstreamError as exc:
         raise InputError(f"run_decode: {source}: {exc}") from exc
     start, stop = parse_range(frames, chosen.count)
+    if output_limit and (problem := output_limit(chosen.width, chosen.height, stop - start)):
+        raise ParameterError(f"run_decode: {problem}")
     options = encode or EncodeOptions()
     width, height = chosen.width, chosen.height
     if even_size(width, height, options.output_pix_fmt()) != (width, height):

@@ -92,8 +92,13 @@ class VinrWorker(SimpleWorker):
     """Seconds to wait for Redis to come back before giving up on recording a job's end (``VINR_REDIS_WAIT``)."""
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
-        """The TTL of a running job's heartbeat; rq 3 passes ``working_time``, rq 2 does not."""
-        return self.heartbeat_ttl
+        """The TTL of a running job's registry entry; rq 3 passes ``working_time``, rq 2 does not.
+
+        RQ scores entries in whole seconds (``floor(now) + ttl``) and takes ``score <= floor(now)`` as
+        expired, so an entry of TTL ``t`` may lapse ``t - 1`` seconds after a beat: one second more
+        keeps at least ``heartbeat_ttl`` seconds of tolerance (a dead worker is found within TTL + 1 s).
+        """
+        return self.heartbeat_ttl + 1
 
     def prepare_execution(self, job):
         """RQ's execution record of the job about to run, kept for the heartbeat thread."""
@@ -116,24 +121,33 @@ class VinrWorker(SimpleWorker):
         """One heartbeat of a running job: the worker's key, the job's execution and registry entry, the job."""
         with self.connection.pipeline() as pipe:
             self.heartbeat(self.job_monitoring_interval + 60, pipeline=pipe)
-            execution.heartbeat(job.started_job_registry, self.heartbeat_ttl, pipeline=pipe)
-            job.heartbeat(now(), self.heartbeat_ttl, pipeline=pipe, xx=True)
+            ttl = self.get_heartbeat_ttl(job)
+            execution.heartbeat(job.started_job_registry, ttl, pipeline=pipe)
+            job.heartbeat(now(), ttl, pipeline=pipe, xx=True)
             pipe.execute()
 
     def _beat(self, job, stop: threading.Event) -> None:
         interval = max(self.retry_interval, self.heartbeat_ttl / 4)
-        wait = interval
+        wait, last = interval, time.monotonic()
         while not stop.wait(wait):
             execution = self.current_execution
             if execution is None:
                 continue
+            gap = time.monotonic() - last
+            if gap > 0.75 * self.heartbeat_ttl:  # the process was starved: the job nearly counted as abandoned
+                log.warning(
+                    "heartbeat of job %s came %.1f s after the last (TTL %s s)", job.id, gap, self.heartbeat_ttl
+                )
             try:
                 self.beat_job(job, execution)
                 self.ensure_registered()
-                wait = interval
+                wait, last = interval, time.monotonic()
             except RedisError as exc:  # Redis away: keep trying often, so the job is not taken for abandoned
                 log.warning("heartbeat of job %s failed: %s", job.id, exc)
                 wait = self.retry_interval
+        gap = time.monotonic() - last
+        if gap > 0.75 * self.heartbeat_ttl:
+            log.warning("job %s ended %.1f s after its last heartbeat (TTL %s s)", job.id, gap, self.heartbeat_ttl)
 
     def heartbeat(self, timeout: int | None = None, pipeline=None):
         """RQ's worker heartbeat, then (outside a pipeline) re-registration if Redis lost the worker."""

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from models import ops
 from models.dnerv.decode import open_library
+from models.probe import UnknownVideoError
 from tests.corruption import assert_corruption_refused, assert_truncations_refused
 
 PSNR_FLOOR = 15.0
@@ -43,7 +44,7 @@ def test_repeated_decoding_gives_identical_bytes(dnerv_library):
 
 
 def test_unknown_video_is_a_clear_error(dnerv_library):
-    with pytest.raises(KeyError, match="no video"):
+    with pytest.raises(UnknownVideoError, match="no video"):
         open_library(dnerv_library[1]).find("nope")
 
 

@@ -93,10 +93,10 @@ def worker(tmp_path, models_dir, redis_db, queue_name) -> Iterator[Callable[[], 
     """Start ``vinr worker`` processes on the test Redis; they are killed at the end."""
     procs = []
 
-    def start(heartbeat_ttl: int = 20) -> subprocess.Popen:
+    def start(heartbeat_ttl: int = 20, redis_url: str = REDIS_URL) -> subprocess.Popen:
         env = {
             **os.environ,
-            "VINR_REDIS_URL": REDIS_URL,
+            "VINR_REDIS_URL": redis_url,
             "VINR_DATA_DIR": str(tmp_path / "data"),
             "VINR_MODELS_DIR": str(models_dir),
             "VINR_DEVICE": "cpu",
@@ -115,6 +115,55 @@ def worker(tmp_path, models_dir, redis_db, queue_name) -> Iterator[Callable[[], 
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+class OwnRedis:
+    """A redis-server of one test's own, with an append-only file (as docker-compose.yml runs it)."""
+
+    def __init__(self, folder: Path, appendonly: bool = True):
+        self.exe = shutil.which("redis-server")
+        self.folder, self.appendonly, self.port = folder, appendonly, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        args = [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), "--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        log = (self.folder / "redis.log").open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self.answers, timeout=20, interval=0.1)
+
+    def answers(self) -> bool:
+        try:
+            return bool(Redis.from_url(self.url, socket_connect_timeout=1).ping())
+        except Exception:
+            return False
+
+    def stop(self) -> None:
+        """A clean shutdown (SIGTERM: Redis writes its append-only file and exits)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[Callable[..., OwnRedis]]:
+    """Start Redis servers of this test's own (skipped where redis-server is not installed)."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    servers = []
+
+    def start(appendonly: bool = True) -> OwnRedis:
+        folder = tmp_path / f"redis-{len(servers)}"
+        folder.mkdir()
+        server = OwnRedis(folder, appendonly)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 def wait_for(check: Callable[[], object], timeout: float = 60, interval: float = 0.2):

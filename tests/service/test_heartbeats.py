@@ -56,8 +56,9 @@ def test_long_job_stays_started_and_runs_once(serve, worker, long_clip, tmp_path
 def test_killed_worker_job_is_retried_once_then_finishes(serve, worker, long_clip, tmp_path):
     client, job_id = kill_worker_mid_job(serve, worker, long_clip, retries=1, heartbeat_ttl=TTL)
     worker(heartbeat_ttl=TTL)
-    assert wait_for(lambda: finished(client, job_id), timeout=120)["state"] == "finished"
+    body = wait_for(lambda: finished(client, job_id), timeout=120)
     runs = attempts(tmp_path, job_id)
+    assert body["state"] == "finished", (body, runs)
     assert [r["event"] for r in runs] == ["start", "start", "end"], runs  # the killed run never ended
     assert runs[0]["pid"] != runs[1]["pid"] and runs[2]["outcome"] == "finished"
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.media import audio_span, texture_frames, video_frames, write_clip
+from tests.processes import open_files_under
 from worker.errors import CancelledError, OutputError, ParameterError
 from worker.media import EncodeOptions, VideoReader
 from worker.pipeline import UpsampleRequest, plan_output, run_upsample
@@ -171,21 +172,6 @@ def test_plan_refuses_non_finite_and_huge_rates(clip_with_audio, field, value):
 def test_plan_refuses_huge_integer_sizes(clip_with_audio):
     with VideoReader(clip_with_audio) as reader, pytest.raises(ParameterError, match="width and height"):
         plan_output(reader.info, UpsampleRequest(width=10**400))
-
-
-def open_files_under(folder) -> list[str]:
-    """Paths under ``folder`` that this process holds open (Linux /proc), deleted ones included."""
-    import os
-
-    found = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith(str(folder)):
-            found.append(target)
-    return found
 
 
 def test_a_cancelled_run_releases_its_input(tmp_path, clip_with_audio, tiny_model_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,15 +18,19 @@ from worker.decoding import parse_range
 from worker.errors import VinrError
 
 router = APIRouter(tags=["decode"])
-FRAMES = re.compile(r"^\d*:\d*$")
 
 
 def check_bitstream(path: Path, frames: str | None, video: str | None, settings: Settings) -> Probe:
     """Verify the upload (bounded memory), the chosen ``video`` and ``frames``, and the output limits."""
     with path.open("rb") as handle:
-        if handle.read(len(container.MAGIC)) != container.MAGIC:
-            raise HTTPException(415, "unsupported format: not a vinr bitstream (magic 'VINR')")
+        head = handle.read(container.HEADER.size + 4)
+    if head[: len(container.MAGIC)] != container.MAGIC:
+        raise HTTPException(415, "unsupported format: not a vinr bitstream (magic 'VINR')")
     try:
+        header, _ = container.parse_header(head)
+        problem = settings.output_limit_error(header.width, header.height, 1)  # before any decoding
+        if problem:
+            raise VinrError(problem)
         probe = probe_file(path, video)
     except BitstreamError as exc:
         raise HTTPException(422, f"malformed bitstream: {exc}") from exc
@@ -52,7 +55,9 @@ async def decode(
     settings: SettingsDep,
     backend: BackendDep,
     owner: OwnerDep,
-    frames: Annotated[str | None, Query(description="frame range START:STOP (half-open)")] = None,
+    frames: Annotated[
+        str | None, Query(pattern=r"^\d*:\d*$", max_length=40, description="frame range START:STOP (half-open)")
+    ] = None,
     video: Annotated[str | None, Query(max_length=200, description="D-NeRV: a video's name or index")] = None,
     codec: Annotated[Literal["h264", "hevc", "av1", "vp9"], Query()] = "h264",
     crf: Annotated[int | None, Query(ge=0, le=63)] = None,
@@ -60,8 +65,6 @@ async def decode(
     accept: Annotated[str | None, Header()] = None,
 ):
     """Upload a neural bitstream (.nrff, or a .dnerv library and a video) to decode: 202 with the job, or the MP4."""
-    if frames is not None and not FRAMES.match(frames):
-        raise HTTPException(422, f"frames must be START:STOP, got {frames!r}")
     params = {"frames": frames, "video": video, "codec": codec, "crf": crf}
     return await submit(
         request,
