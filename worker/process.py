@@ -84,12 +84,12 @@ class VinrWorker(SimpleWorker):
     retry_interval = 0.5
     """Seconds between heartbeat tries while Redis does not answer (so the first beat after an outage is prompt)."""
 
+    redis_wait = 600.0
+    """Seconds to wait for Redis to come back before giving up on recording a job's end (``VINR_REDIS_WAIT``)."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.current_execution = None
-
-    redis_wait = 600.0
-    """Seconds to wait for Redis to come back before giving up on recording a job's end (``VINR_REDIS_WAIT``)."""
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         """The TTL of a running job's registry entry; rq 3 passes ``working_time``, rq 2 does not.
@@ -133,11 +133,7 @@ class VinrWorker(SimpleWorker):
             execution = self.current_execution
             if execution is None:
                 continue
-            gap = time.monotonic() - last
-            if gap > 0.75 * self.heartbeat_ttl:  # the process was starved: the job nearly counted as abandoned
-                log.warning(
-                    "heartbeat of job %s came %.1f s after the last (TTL %s s)", job.id, gap, self.heartbeat_ttl
-                )
+            self.warn_if_late(job, last, "beat again")
             try:
                 self.beat_job(job, execution)
                 self.ensure_registered()
@@ -145,9 +141,13 @@ class VinrWorker(SimpleWorker):
             except RedisError as exc:  # Redis away: keep trying often, so the job is not taken for abandoned
                 log.warning("heartbeat of job %s failed: %s", job.id, exc)
                 wait = self.retry_interval
+        self.warn_if_late(job, last, "ended")
+
+    def warn_if_late(self, job, last: float, what: str) -> None:
+        """Log when a job's beats were so far apart (a starved process) that it nearly counted as abandoned."""
         gap = time.monotonic() - last
         if gap > 0.75 * self.heartbeat_ttl:
-            log.warning("job %s ended %.1f s after its last heartbeat (TTL %s s)", job.id, gap, self.heartbeat_ttl)
+            log.warning("job %s %s %.1f s after its last heartbeat (TTL %s s)", job.id, what, gap, self.heartbeat_ttl)
 
     def heartbeat(self, timeout: int | None = None, pipeline=None):
         """RQ's worker heartbeat, then (outside a pipeline) re-registration if Redis lost the worker."""

@@ -41,14 +41,10 @@ def get_owner(
     return hashlib.sha256(given).hexdigest()[:32]
 
 
-def metrics_access(
-    settings: Annotated[Settings, Depends(get_settings)],
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> None:
+def metrics_access(settings: Annotated[Settings, Depends(get_settings)], request: Request) -> None:
     """/metrics needs a key when the service has keys, unless VINR_METRICS_PUBLIC is set."""
     if not settings.metrics_public:
-        get_owner(settings, authorization, x_api_key)
+        get_owner(settings, request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
