@@ -74,7 +74,7 @@ class RQBackend:
         self.turn = 0  # calls of recover_in_turn
 
     def outage_grace(self) -> bool:
-        """True for two heartbeat TTLs after a Redis error: workers first beat again, then jobs can be abandoned."""
+        """True until Redis has answered for two heartbeat TTLs after an error: workers beat again first."""
         return time.monotonic() - self.outage_seen < 2 * self.settings.heartbeat_ttl
 
     def enqueue(self, job_id: str, kind: str, job_dir: str, params: dict) -> None:
@@ -96,9 +96,10 @@ class RQBackend:
         Cheap by default (only jobs that have just expired); ``scan_failed`` also looks through the
         failed registry, for jobs a worker's own maintenance moved there first.
         """
-        if self.outage_grace():
-            return
         try:
+            if self.outage_grace():
+                self.redis.ping()  # still away? then the grace runs on from now
+                return
             # one recovery at a time, across threads and gateways: each abandoned job is requeued once
             with self.redis.lock(RECOVERY_LOCK, timeout=60, blocking_timeout=0):
                 self._recover(scan_failed)

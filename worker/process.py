@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 from rq import Queue, SimpleWorker, get_current_job
 from rq.serializers import JSONSerializer
 from rq.utils import now
@@ -32,6 +35,8 @@ CANCEL_TTL = 24 * 3600
 """Seconds a cancellation flag is kept in Redis."""
 CANCEL_CHECK_INTERVAL = 0.5
 """Seconds between looks at the cancellation flag."""
+RETRY_CAP = 1.0
+"""Longest pause, seconds, between a worker's tries of a Redis command while Redis is away."""
 
 
 def cancel_key(job_id: str) -> str:
@@ -83,9 +88,6 @@ class VinrWorker(SimpleWorker):
     """Seconds a running job's registry entry lives without a heartbeat (``VINR_HEARTBEAT_TTL``)."""
     retry_interval = 0.5
     """Seconds between heartbeat tries while Redis does not answer (so the first beat after an outage is prompt)."""
-
-    redis_wait = 600.0
-    """Seconds to wait for Redis to come back before giving up on recording a job's end (``VINR_REDIS_WAIT``)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -163,29 +165,20 @@ class VinrWorker(SimpleWorker):
         self.connection.delete(self.key)
         self.register_birth()
 
-    def handle_job_success(self, *args, **kwargs):
-        return self.until_redis_answers(super().handle_job_success, *args, **kwargs)
 
-    def handle_job_failure(self, *args, **kwargs):
-        return self.until_redis_answers(super().handle_job_failure, *args, **kwargs)
+def redis_connection(url: str, wait: float = 0.0) -> Redis:
+    """A Redis client that fails fast when Redis is away (the gateway answers 503 at once).
 
-    def until_redis_answers(self, record, *args, **kwargs):
-        """Record a job's end, retrying while Redis is away (up to ``redis_wait``): the job must not run again."""
-        deadline, delay = time.monotonic() + self.redis_wait, self.retry_interval
-        while True:
-            try:
-                return record(*args, **kwargs)
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("worker %s: cannot record the end of a job yet: %s", self.name, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-
-def redis_connection(url: str) -> Redis:
-    """A client that fails fast when Redis is away (never blocks forever on a dead peer)."""
-    return Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    With ``wait`` (workers), every command instead retries a lost connection for about that many
+    seconds, so everything RQ writes while a job runs or ends (heartbeats, progress, the job's end)
+    waits for Redis to come back instead of failing: a job that ends during an outage is recorded
+    afterwards and never runs twice.
+    """
+    options = {"socket_connect_timeout": 5, "health_check_interval": 30}
+    if wait > 0:
+        options["retry"] = Retry(ExponentialBackoff(cap=RETRY_CAP, base=0.05), retries=math.ceil(wait / RETRY_CAP))
+        options["retry_on_error"] = [RedisConnectionError, RedisTimeoutError]
+    return Redis.from_url(url, **options)
 
 
 def wait_for_redis(connection: Redis) -> None:
@@ -210,7 +203,7 @@ def run_worker(settings: Settings, queues: list[str] | None = None, burst: bool 
         process_models().get("videoinr-s", device, choose_dtype(device, False))
     except Exception as exc:  # the worker still serves other models
         log.warning("could not preload videoinr-s: %s", exc)
-    connection = redis_connection(settings.redis_url)
+    connection = redis_connection(settings.redis_url, wait=settings.redis_wait)
     names = queues or [settings.queue]
     worked = False
     while True:
@@ -219,8 +212,11 @@ def run_worker(settings: Settings, queues: list[str] | None = None, burst: bool 
             [Queue(n, connection=connection, serializer=JSONSerializer) for n in names],
             connection=connection,
             serializer=JSONSerializer,
+            # an idle worker wakes every heartbeat TTL (dequeue timeout = worker_ttl - 15) to beat and, if
+            # Redis lost its data, register again; a dead idle worker leaves /readyz within worker_ttl + 60 s
+            worker_ttl=settings.heartbeat_ttl + 15,
         )
-        worker.heartbeat_ttl, worker.redis_wait = settings.heartbeat_ttl, settings.redis_wait
+        worker.heartbeat_ttl = settings.heartbeat_ttl
         # registry cleanup (abandoned jobs) is the gateway's: a worker that has just reconnected after an
         # outage must not take jobs whose workers have not beaten again yet for abandoned
         worker.last_cleaned_at = now()

@@ -77,7 +77,9 @@ def test_chaos(serve, worker, own_redis, clip_with_audio, long_clip, tmp_path):
     starts = {job_id: [r["event"] for r in runs_of(folder)].count("start") for job_id, folder in folders.items()}
     twice = [job_id for job_id, count in starts.items() if count > 1]
     assert all(count >= 1 for count in starts.values()), starts
-    assert len(twice) <= 1 and all(starts[j] == 2 for j in twice), starts  # only the killed worker's job
+    logs = "".join(log.read_text() for log in sorted(tmp_path.glob("worker-*.log")))
+    detail = {j: runs_of(folders[j]) for j in twice}
+    assert len(twice) <= 1 and all(starts[j] == 2 for j in twice), (detail, logs[-3000:])  # only the killed job
     assert sorted(p.name for p in (tmp_path / "data" / "jobs").iterdir()) == sorted(accepted)  # refused: no folder
     wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
 
