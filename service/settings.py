@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     metrics_public: bool = False
     """Serve /metrics without a key even when VINR_API_KEYS is set."""
     redis_wait: float = 600.0
-    """Seconds a worker waits for Redis to come back before it gives up on recording a finished job."""
+    """Seconds a worker's Redis commands keep retrying while Redis is away (then the worker reconnects anew)."""
 
     def output_limit_error(self, width: int, height: int, frames: int) -> str | None:
         """Why an output of ``frames`` frames of ``width`` x ``height`` passes a VINR_MAX_OUTPUT_* limit, or None."""
