@@ -80,6 +80,8 @@ def test_chaos(serve, worker, own_redis, clip_with_audio, long_clip, tmp_path):
     logs = "".join(log.read_text() for log in sorted(tmp_path.glob("worker-*.log")))
     detail = {j: runs_of(folders[j]) for j in twice}
     assert len(twice) <= 1 and all(starts[j] == 2 for j in twice), (detail, logs[-3000:])  # only the killed job
+    ends = {job_id: [r["event"] for r in runs_of(folder)].count("end") for job_id, folder in folders.items()}
+    assert set(ends.values()) == {1}, ends  # every job ran to its end exactly once (the killed run never ended)
     assert sorted(p.name for p in (tmp_path / "data" / "jobs").iterdir()) == sorted(accepted)  # refused: no folder
     wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
 
