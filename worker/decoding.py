@@ -75,11 +75,17 @@ def parse_range(text: str | None, frames: int) -> tuple[int, int]:
     return start, stop
 
 
-def read_bitstream(path: str | Path) -> bytes:
-    """The file's bytes, refusing anything larger than the container allows before reading it."""
+def existing_file(path: str | Path) -> Path:
+    """``path`` as a Path; InputError unless it is a file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"read_bitstream: {path} does not exist or is not a file")
+    return path
+
+
+def read_bitstream(path: str | Path) -> bytes:
+    """The file's bytes, refusing anything larger than the container allows before reading it."""
+    path = existing_file(path)
     if path.stat().st_size > MAX_FILE:
         raise InputError(f"read_bitstream: {path} is larger than {MAX_FILE} bytes")
     return path.read_bytes()
@@ -87,10 +93,7 @@ def read_bitstream(path: str | Path) -> bytes:
 
 def read_bitstream_head(path: str | Path) -> bytes:
     """The first bytes of a bitstream: enough for its header."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"read_bitstream: {path} does not exist or is not a file")
-    with path.open("rb") as handle:
+    with existing_file(path).open("rb") as handle:
         return handle.read(container.HEADER.size + 4)
 
 

@@ -14,7 +14,7 @@ from service.api.deps import BackendDep, OwnerDep, SettingsDep
 from service.api.submit import submit, upload_body, upload_responses, wants_stream
 from service.schemas import JobOut
 from service.settings import Settings
-from worker.decoding import parse_range
+from worker.decoding import parse_range, read_bitstream_head
 from worker.errors import VinrError
 
 router = APIRouter(tags=["decode"])
@@ -22,8 +22,7 @@ router = APIRouter(tags=["decode"])
 
 def check_bitstream(path: Path, frames: str | None, video: str | None, settings: Settings) -> Probe:
     """Verify the upload (bounded memory), the chosen ``video`` and ``frames``, and the output limits."""
-    with path.open("rb") as handle:
-        head = handle.read(container.HEADER.size + 4)
+    head = read_bitstream_head(path)
     if head[: len(container.MAGIC)] != container.MAGIC:
         raise HTTPException(415, "unsupported format: not a vinr bitstream (magic 'VINR')")
     try:
