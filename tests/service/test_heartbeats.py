@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from tests.service.conftest import REDIS_URL, wait_for
 from tests.service.test_api import finished, kill_worker_mid_job, post_video
 
@@ -22,12 +20,6 @@ def attempts(tmp_path, job_id: str) -> list[dict]:
     """The job folder's run log (worker.jobs.ATTEMPTS)."""
     path = tmp_path / "data" / "jobs" / job_id / "attempts.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def test_rq_version_under_test_is_reported():
-    import rq
-
-    print(f"rq {rq.__version__}")
 
 
 def test_long_job_stays_started_and_runs_once(serve, worker, long_clip, tmp_path):
@@ -63,14 +55,13 @@ def test_killed_worker_job_is_retried_once_then_finishes(serve, worker, long_cli
     assert runs[0]["pid"] != runs[1]["pid"] and runs[2]["outcome"] == "finished"
 
 
-@pytest.mark.parametrize("jobs", [4])
-def test_two_workers_never_run_the_same_job(serve, worker, clip_with_audio, tmp_path, jobs):
+def test_two_workers_never_run_the_same_job(serve, worker, clip_with_audio, tmp_path):
     worker(heartbeat_ttl=TTL)
     worker(heartbeat_ttl=TTL)
     client = serve(redis_url=REDIS_URL, heartbeat_ttl=TTL)
     ids = [
         post_video(client, clip_with_audio, {"scale": 3, "time_factor": 3, "model": "tiny"}).json()["id"]
-        for _ in range(jobs)
+        for _ in range(4)
     ]
     for job_id in ids:
         assert wait_for(lambda j=job_id: finished(client, j), timeout=120)["state"] == "finished"
