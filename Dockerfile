@@ -10,7 +10,8 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
-    VINR_DATA_DIR=/data
+    VINR_DATA_DIR=/data \
+    VINR_CACHE_DIR=/data/cache
 
 RUN python -m venv /opt/venv
 WORKDIR /app
@@ -20,7 +21,12 @@ COPY requirements.lock pyproject.toml README.md ./
 COPY models ./models
 COPY worker ./worker
 COPY service ./service
-RUN pip install -c requirements.lock . && pip check
+# onnxruntime-gpu at the version the lock pins for onnxruntime (the CPU build the tests run): vinr[onnx-gpu]
+RUN ORT_VERSION="$(sed -n 's/^onnxruntime==//p' requirements.lock)" \
+    && test -n "$ORT_VERSION" \
+    && pip install -c requirements.lock ".[onnx-gpu]" "onnxruntime-gpu==$ORT_VERSION" \
+    && pip check \
+    && python -c "import onnxruntime; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
 
 # Fail the build, not a user's job, when a dependency is missing: import every module, --help every command.
 COPY .ci/smoke /usr/local/bin/vinr-smoke

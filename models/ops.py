@@ -21,15 +21,21 @@ def pixel_centres(
     With ``scale = h / H`` the centres of an H x W output land in the pixel units of an h x w input
     covering the same picture.
     """
-    ys = (torch.arange(height, device=device, dtype=dtype) + 0.5) * scale_y
-    xs = (torch.arange(width, device=device, dtype=dtype) + 0.5) * scale_x
+    # float32 ranges, then the dtype: ONNX's Range has no float16, and half loses integers above 2048
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * scale_y
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * scale_x
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=-1)
+    return torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=-1).to(dtype)
 
 
-def to_grid(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Pixel-unit (x, y) points ``(B, N, 2)`` -> grid_sample coordinates ``(B, 1, N, 2)``."""
-    size = points.new_tensor([width, height])
+def size_xy(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(width, height)`` of an image ``(..., H, W)`` as a tensor; traced as a shape, so an ONNX export
+    keeps the sizes dynamic (``new_tensor([w, h])`` would freeze the example's)."""
+    return torch._shape_as_tensor(image)[-2:].flip(0).to(device=image.device, dtype=dtype)
+
+
+def to_grid(points: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """Pixel-unit (x, y) points ``(B, N, 2)`` -> grid_sample coordinates ``(B, 1, N, 2)``; ``size`` is (w, h)."""
     return (points * (2.0 / size) - 1.0).unsqueeze(1)
 
 
@@ -38,15 +44,18 @@ def sample_points(image: torch.Tensor, points: torch.Tensor, mode: str = "biline
 
     Border padding: points outside repeat the edge (what a backward warp at a frame border wants).
     """
-    grid = to_grid(points, image.shape[-2], image.shape[-1]).to(image.dtype)
-    out = F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
-    return out[:, :, 0, :].transpose(1, 2)
+    return grid_sample(image, points, mode)[:, :, 0, :].transpose(1, 2)
 
 
-def nearest_centres(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Centre of the pixel containing each point (clamped inside the image), ``(B, N, 2)``."""
-    limit = points.new_tensor([width - 1, height - 1])
-    return torch.minimum(torch.floor(points).clamp(min=0), limit) + 0.5
+def grid_sample(image: torch.Tensor, points: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """``sample_points`` in ``grid_sample``'s own layout: ``(B, C, 1, N)`` (channels first, no transpose)."""
+    grid = to_grid(points, size_xy(image, points.dtype)).to(image.dtype)
+    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
+
+
+def nearest_centres(points: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """Centre of the pixel containing each point (clamped inside an image of ``size`` (w, h)), ``(B, N, 2)``."""
+    return torch.minimum(torch.floor(points).clamp(min=0), size - 1) + 0.5
 
 
 def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -57,11 +66,12 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return sample_points(image, points).transpose(1, 2).reshape(image.shape[0], -1, h, w)
 
 
-def resize_flow(flow: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Resample pixel-unit flows ``(B, 2k, h, w)`` (k stacked (dx, dy) pairs), rescaling them too."""
-    ratio = flow.new_tensor([width / flow.shape[-1], height / flow.shape[-2]])
+def resize_flow(flow: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Resample pixel-unit flows ``(B, 2k, h, w)`` (k stacked (dx, dy) pairs) to ``like``'s size, rescaling
+    them too (the ratio is computed from traced shapes, so it stays dynamic in an ONNX export)."""
+    ratio = size_xy(like, flow.dtype) / size_xy(flow, flow.dtype)
     ratio = ratio.repeat(flow.shape[1] // 2).view(1, -1, 1, 1)
-    return F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False) * ratio
+    return F.interpolate(flow, size=like.shape[-2:], mode="bilinear", align_corners=False) * ratio
 
 
 def resize(image: torch.Tensor, height: int, width: int, mode: str = "bicubic") -> torch.Tensor:
@@ -91,3 +101,8 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """Per-pixel-normalised Charbonnier loss: mean of sqrt((pred - target)^2 + eps^2)."""
     return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
+
+
+def degrade(frames: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
+    """Bicubic (antialiased) downscale and 8-bit quantisation, as a real low-res input."""
+    return torch.round(resize(frames, height, width or height).clamp(0, 1) * 255) / 255

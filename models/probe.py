@@ -8,7 +8,9 @@ keyframes are not is refused here rather than in the job.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -16,13 +18,32 @@ from typing import BinaryIO
 
 from models.bitstream import container, keyframes
 from models.bitstream.container import BitstreamError
+from models.bitstream.library import UnknownVideoError, choose_video
+
+__all__ = [
+    "FrameRangeError",
+    "NotABitstreamError",
+    "OutputLimitError",
+    "Probe",
+    "UnknownVideoError",
+    "check_bitstream",
+    "probe_file",
+]
 
 REQUIRED = {"CONF", "KEYF", "WGTS"}
 """Sections every NRFF file and D-NeRV library holds."""
 
 
-class UnknownVideoError(LookupError):
-    """A D-NeRV library has no video of the requested name or index."""
+class NotABitstreamError(BitstreamError):
+    """The file does not start with the container's magic bytes (some other format)."""
+
+
+class FrameRangeError(ValueError):
+    """A requested frame range is malformed or outside the video."""
+
+
+class OutputLimitError(ValueError):
+    """The decoded output would pass a limit the caller set."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +55,10 @@ class Probe:
     name: str | None
     frames: int
     fps: Fraction
+
+    start: int = 0
+    stop: int = 0
+    """The frame range to decode, half-open (the whole video unless a range was asked for)."""
 
     @property
     def width(self) -> int:
@@ -50,18 +75,6 @@ def read_at(handle: BinaryIO, offset: int, length: int) -> bytes:
     if len(data) != length:
         raise BitstreamError("probe: the file changed while it was read")
     return data
-
-
-def choose_video(videos: list[dict], video: str | None) -> int:
-    """A video's index from its name or number (the first when None); UnknownVideoError if none."""
-    names = [v["name"] for v in videos]
-    if video is None:
-        return 0
-    if video in names:
-        return names.index(video)
-    if video.isdigit() and int(video) < len(names):
-        return int(video)
-    raise UnknownVideoError(f"no video {video!r} in the library; it holds {names}")
 
 
 def dnerv_keyframes(handle: BinaryIO, section: tuple[int, int], videos: int, chosen: int) -> bytes:
@@ -81,7 +94,6 @@ def dnerv_keyframes(handle: BinaryIO, section: tuple[int, int], videos: int, cho
 
 def probe_file(path: str | Path, video: str | None = None) -> Probe:
     """Verify ``path`` and describe the video it decodes to; BitstreamError, UnknownVideoError."""
-    # imported here: the codecs' decoders import choose_video from this module
     from models.dnerv.decode import read_config as dnerv_config
     from models.dnerv.network import keyframe_indices as dnerv_key_indices
     from models.nrff.decode import read_config as nrff_config
@@ -101,7 +113,7 @@ def probe_file(path: str | Path, video: str | None = None) -> Probe:
             config = nrff_config(conf)
             payload = read_at(handle, *sections["KEYF"])
             count = len(nrff_key_indices(header.frames, config["gop"]))
-            probe = Probe(header, 0, None, header.frames, header.fps)
+            probe = Probe(header, 0, None, header.frames, header.fps, 0, header.frames)
         else:
             config = dnerv_config(conf, header)
             videos = config["videos"]
@@ -109,8 +121,49 @@ def probe_file(path: str | Path, video: str | None = None) -> Probe:
             entry = videos[chosen]
             payload = dnerv_keyframes(handle, sections["KEYF"], len(videos), chosen)
             count = len(dnerv_key_indices(entry["frames"], config["preset"]["clip"]))
-            probe = Probe(header, chosen, entry["name"], entry["frames"], Fraction(*entry["fps"]))
+            probe = Probe(header, chosen, entry["name"], entry["frames"], Fraction(*entry["fps"]), 0, entry["frames"])
     decoded = keyframes.decode(payload, header.width, header.height, max_frames=count)
     if len(decoded) != count:
         raise BitstreamError(f"probe: {len(decoded)} keyframes where {count} are needed")
     return probe
+
+
+def frame_range(text: str | None, frames: int) -> tuple[int, int]:
+    """``"a:b"`` (either side may be empty) -> a checked half-open frame range; FrameRangeError."""
+    if not text:
+        return 0, frames
+    start_text, sep, stop_text = text.partition(":")
+    try:
+        start = int(start_text) if start_text else 0
+        stop = int(stop_text) if stop_text else frames
+    except ValueError as exc:
+        raise FrameRangeError(f"frame range {text!r} is not START:STOP") from exc
+    if not sep or not 0 <= start < stop <= frames:
+        raise FrameRangeError(f"frame range {text!r} is not within 0:{frames}")
+    return start, stop
+
+
+Limit = Callable[[int, int, int], "str | None"]
+"""``limit(width, height, frames)``: why an output that large is refused, or None."""
+
+
+def check_bitstream(
+    path: str | Path, video: str | None = None, frames: str | None = None, limit: Limit | None = None
+) -> Probe:
+    """Everything a decode needs checked, in the order that bounds the work: the magic and header
+    (``limit`` on one frame before anything else is read), every section's CRC, the chosen video and
+    its keyframes, the frame range, then ``limit`` on the range. The callers map the typed errors
+    (BitstreamError, UnknownVideoError, FrameRangeError, OutputLimitError) to 415/422 or exit codes."""
+    path = Path(path)
+    with path.open("rb") as handle:
+        head = handle.read(container.HEADER.size + 4)
+    if head[: len(container.MAGIC)] != container.MAGIC:
+        raise NotABitstreamError(f"not a vinr bitstream (magic {container.MAGIC.decode()!r})")
+    header, _ = container.parse_header(head)
+    if limit and (problem := limit(header.width, header.height, 1)):
+        raise OutputLimitError(problem)
+    probe = probe_file(path, video)
+    start, stop = frame_range(frames, probe.frames)
+    if limit and (problem := limit(probe.width, probe.height, stop - start)):
+        raise OutputLimitError(problem)
+    return dataclasses.replace(probe, start=start, stop=stop)

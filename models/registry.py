@@ -19,6 +19,8 @@ from torch import nn
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 """Folder of the served checkpoints (``NAME.safetensors`` + ``NAME.json``)."""
+DEFAULT_MODEL = "videoinr-s"
+"""The checkpoint ``vinr upsample``, the API and the workers use when none is named."""
 
 _BUILTIN_MODULES = {"videoinr": "models.videoinr.network"}
 """Model name -> module that registers it, imported on first use (nothing runs at import time)."""

@@ -14,9 +14,11 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from worker.errors import InputError, OutputError, VinrError
-from worker.media import CODECS, EncodeOptions, VideoReader
+from models.registry import DEFAULT_MODEL
+from worker.errors import InputError, OutputError, ParameterError, VinrError
+from worker.media import OUTPUT_CODECS, OutputOptions, VideoReader
 from worker.pipeline import UpsampleRequest, run_upsample
+from worker.runtime import BACKENDS
 
 
 class ProgressBar:
@@ -51,11 +53,19 @@ class ProgressBar:
             self.stream.write("\n")
 
 
-def add_encode_options(parser: argparse.ArgumentParser) -> None:
+def new_output(args: argparse.Namespace, command: str) -> Path:
+    """``args.output`` as a Path; OutputError when it exists and ``--overwrite`` was not given."""
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise OutputError(f"{command}: {output} exists; pass --overwrite to replace it")
+    return output
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
     """The output encoding flags shared by every command that writes a video."""
     group = parser.add_argument_group("output encoding")
     group.add_argument(
-        "--codec", default="h264", choices=sorted(CODECS), help="video codec (ffv1: lossless RGB, use .mkv)"
+        "--codec", default="h264", choices=sorted(OUTPUT_CODECS), help="video codec (ffv1: lossless RGB, use .mkv)"
     )
     group.add_argument("--crf", type=int, default=None, help="quality (lower is better); codec default if unset")
     group.add_argument("--preset", default=None, help="encoder speed preset (x264/x265: medium, ...; AV1: 0-13)")
@@ -63,17 +73,15 @@ def add_encode_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fragmented", action="store_true", help="fragmented MP4 (playable while written)")
 
 
-def encode_options(args: argparse.Namespace) -> EncodeOptions:
-    return EncodeOptions(
+def output_options(args: argparse.Namespace) -> OutputOptions:
+    return OutputOptions(
         codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, fragmented=args.fragmented
     )
 
 
 def cmd_upsample(args: argparse.Namespace) -> int:
     """Space-time upsample a video."""
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise OutputError(f"upsample: {output} exists; pass --overwrite to replace it")
+    output = new_output(args, "upsample")
     request = UpsampleRequest(
         scale=args.scale,
         width=args.width,
@@ -84,7 +92,8 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         device=args.device,
         half=args.half,
         tile=args.tile,
-        encode=encode_options(args),
+        backend=args.backend,
+        output=output_options(args),
     )
     bar = None if args.quiet else ProgressBar("upsample")
     result = run_upsample(args.input, output, request, progress=bar.update if bar else None)
@@ -103,9 +112,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     """Encode a video (NRFF), or a folder of videos or one long video (D-NeRV), into a neural bitstream."""
     from worker.encoding import run_encode
 
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise OutputError(f"encode: {output} exists; pass --overwrite to replace it")
+    output = new_output(args, "encode")
     bar = None if args.quiet else ProgressBar("encode")
 
     def report(p: dict) -> None:
@@ -126,9 +133,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     """Decode a neural bitstream (.nrff, or one video of a .dnerv library) into a video."""
     from worker.decoding import run_decode
 
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise OutputError(f"decode: {output} exists; pass --overwrite to replace it")
+    output = new_output(args, "decode")
     from service.settings import Settings
 
     bar = None if args.quiet else ProgressBar("decode")
@@ -143,7 +148,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         args.input,
         output,
         args.frames,
-        encode_options(args),
+        output_options(args),
         progress=bar.update if bar else None,
         video=args.video,
         output_limit=limit,
@@ -155,11 +160,55 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_info(name: str) -> int:
+    """``vinr info --model NAME``: the checkpoint, its training, and where it can run."""
+    import torch
+
+    from models import registry
+    from models.extras import needs_extra
+    from worker.runtime import AUTO_BACKEND, cache_dir, onnx_available
+
+    try:
+        card = registry.read_card(name)
+    except registry.CheckpointError as exc:
+        raise ParameterError(str(exc)) from exc
+    print(f"model: {card['name']} ({registry.resolve(name)})")
+    print(f"spec: {card['spec']}")
+    for key in ("steps", "wall_time_s", "device", "code_version"):
+        if key in card:
+            print(f"{key}: {card[key]}")
+    for key, value in card.get("metrics", {}).items():
+        print(f"metric {key}: {value}")
+    devices = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    print(f"devices: {', '.join(devices)}")
+    print(f"backend torch: torch {torch.__version__}")
+    if onnx_available():
+        with needs_extra("onnx"):
+            import onnxruntime
+
+        providers = ", ".join(onnxruntime.get_available_providers())
+        print(f"backend onnx: onnxruntime {onnxruntime.__version__}, providers {providers}")
+    else:
+        print("backend onnx: not installed (pip install 'vinr[onnx]')")
+    auto = {
+        kind: backend if backend == "torch" or onnx_available() else "torch" for kind, backend in AUTO_BACKEND.items()
+    }
+    print("backend auto: " + ", ".join(f"{kind} -> {backend}" for kind, backend in auto.items()))
+    print(f"export cache: {cache_dir() / 'onnx'}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
-    """Print what a video or a neural bitstream holds."""
+    """Print what a video or a neural bitstream holds, or (--model) a checkpoint and its backends."""
+    if args.model:
+        return model_info(args.model)
+    if not args.file:
+        raise ParameterError("info: give a FILE or --model NAME")
+    from models.bitstream.container import MAGIC
+
     with open(args.file, "rb") as handle:
-        magic = handle.read(4)
-    if magic == b"VINR":
+        magic = handle.read(len(MAGIC))
+    if magic == MAGIC:
         from models.bitstream.container import BitstreamError, parse
         from worker.decoding import read_bitstream
 
@@ -224,71 +273,102 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vinr", description="Neural video upsampling and decoding.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    up = sub.add_parser("upsample", help=cmd_upsample.__doc__, description=cmd_upsample.__doc__)
-    up.add_argument("input")
-    up.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .mov, .webm)")
-    space = up.add_argument_group("space (one of)")
+def add_upsample_command(sub) -> None:
+    """``vinr upsample``'s arguments."""
+    parser = sub.add_parser("upsample", help=cmd_upsample.__doc__, description=cmd_upsample.__doc__)
+    parser.add_argument("input")
+    parser.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .mov, .webm)")
+    space = parser.add_argument_group("space (one of)")
     space.add_argument("--scale", type=float, help="spatial factor, any real number in [1, 8], e.g. 3.5")
     space.add_argument("--width", type=int, help="output width (height follows the aspect ratio if not given)")
     space.add_argument("--height", type=int, help="output height")
-    timing = up.add_argument_group("time (one of)")
+    timing = parser.add_argument_group("time (one of)")
     timing.add_argument("--fps", type=float, help="output frame rate, e.g. 120")
     timing.add_argument("--time-factor", type=float, help="output rate as a multiple of the input's")
-    up.add_argument("--model", default="videoinr-s", help="served checkpoint name or .safetensors path")
-    up.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    up.add_argument("--half", action="store_true", help="float16 inference (CUDA)")
-    up.add_argument("--tile", type=int, default=256, help="low-res tile side in pixels (0: no tiling)")
-    up.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    up.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_encode_options(up)
-    up.set_defaults(run=cmd_upsample)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="served checkpoint name or .safetensors path")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--half", action="store_true", help="float16 inference (CUDA)")
+    parser.add_argument("--tile", type=int, default=256, help="low-res tile side in pixels (0: no tiling)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="torch, onnx (ONNX Runtime; pip install 'vinr[onnx]') or auto (the faster measured on the device)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_options(parser)
+    parser.set_defaults(run=cmd_upsample)
 
-    serve = sub.add_parser("serve", help=cmd_serve.__doc__, description=cmd_serve.__doc__)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.set_defaults(run=cmd_serve)
 
-    work = sub.add_parser("worker", help=cmd_worker.__doc__, description=cmd_worker.__doc__)
-    work.add_argument("--device", help="auto, cpu or cuda:N (default: VINR_DEVICE or auto)")
-    work.add_argument("--queues", nargs="+", help="queues to listen on (default: VINR_QUEUE)")
-    work.add_argument("--burst", action="store_true", help="exit when the queues are empty")
-    work.set_defaults(run=cmd_worker)
+def add_serve_command(sub) -> None:
+    """``vinr serve``'s arguments."""
+    parser = sub.add_parser("serve", help=cmd_serve.__doc__, description=cmd_serve.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.set_defaults(run=cmd_serve)
 
-    enc = sub.add_parser("encode", help=cmd_encode.__doc__, description=cmd_encode.__doc__)
-    enc.add_argument("input", help="a video; for dnerv also a folder of same-size videos")
-    enc.add_argument("-o", "--output", required=True, help="output bitstream (.nrff or .dnerv)")
-    enc.add_argument("--codec", default="nrff", choices=["nrff", "dnerv"], help="neural codec")
-    enc.add_argument("--segment", type=int, default=32, help="dnerv: frames per video when cutting one long video")
-    enc.add_argument("--bpp", type=float, default=0.1, help="target bits per pixel of the whole video")
-    enc.add_argument("--minutes", type=float, default=2.0, help="fitting time budget")
-    enc.add_argument("--steps", type=int, default=3000, help="most fitting steps")
-    enc.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    enc.add_argument("--overwrite", action="store_true")
-    enc.add_argument("--quiet", action="store_true")
-    enc.set_defaults(run=cmd_encode)
 
-    dec = sub.add_parser("decode", help=cmd_decode.__doc__, description=cmd_decode.__doc__)
-    dec.add_argument("input")
-    dec.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .mov, .webm)")
-    dec.add_argument("--frames", help="frame range START:STOP (half-open), e.g. 10:20")
-    dec.add_argument("--video", help="dnerv: which video of the library (name or index; default the first)")
-    dec.add_argument(
+def add_worker_command(sub) -> None:
+    """``vinr worker``'s arguments."""
+    parser = sub.add_parser("worker", help=cmd_worker.__doc__, description=cmd_worker.__doc__)
+    parser.add_argument("--device", help="auto, cpu or cuda:N (default: VINR_DEVICE or auto)")
+    parser.add_argument("--queues", nargs="+", help="queues to listen on (default: VINR_QUEUE)")
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.set_defaults(run=cmd_worker)
+
+
+def add_encode_command(sub) -> None:
+    """``vinr encode``'s arguments."""
+    parser = sub.add_parser("encode", help=cmd_encode.__doc__, description=cmd_encode.__doc__)
+    parser.add_argument("input", help="a video; for dnerv also a folder of same-size videos")
+    parser.add_argument("-o", "--output", required=True, help="output bitstream (.nrff or .dnerv)")
+    parser.add_argument("--codec", default="nrff", choices=["nrff", "dnerv"], help="neural codec")
+    parser.add_argument("--segment", type=int, default=32, help="dnerv: frames per video when cutting one long video")
+    parser.add_argument("--bpp", type=float, default=0.1, help="target bits per pixel of the whole video")
+    parser.add_argument("--minutes", type=float, default=2.0, help="fitting time budget")
+    parser.add_argument("--steps", type=int, default=3000, help="most fitting steps")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--quiet", action="store_true")
+    parser.set_defaults(run=cmd_encode)
+
+
+def add_decode_command(sub) -> None:
+    """``vinr decode``'s arguments."""
+    parser = sub.add_parser("decode", help=cmd_decode.__doc__, description=cmd_decode.__doc__)
+    parser.add_argument("input")
+    parser.add_argument("-o", "--output", required=True, help="output video (.mp4, .mkv, .mov, .webm)")
+    parser.add_argument("--frames", help="frame range START:STOP (half-open), e.g. 10:20")
+    parser.add_argument("--video", help="dnerv: which video of the library (name or index; default the first)")
+    parser.add_argument(
         "--no-output-limits",
         action="store_true",
         help="decode outputs larger than VINR_MAX_OUTPUT_PIXELS/FRAMES/WORK (the container's own limits still apply)",
     )
-    dec.add_argument("--overwrite", action="store_true")
-    dec.add_argument("--quiet", action="store_true")
-    add_encode_options(dec)
-    dec.set_defaults(run=cmd_decode)
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--quiet", action="store_true")
+    add_output_options(parser)
+    parser.set_defaults(run=cmd_decode)
 
-    info = sub.add_parser("info", help=cmd_info.__doc__, description=cmd_info.__doc__)
-    info.add_argument("file")
-    info.set_defaults(run=cmd_info)
+
+def add_info_command(sub) -> None:
+    """``vinr info``'s arguments."""
+    parser = sub.add_parser("info", help=cmd_info.__doc__, description=cmd_info.__doc__)
+    parser.add_argument("file", nargs="?", help="a video or a .nrff/.dnerv bitstream")
+    parser.add_argument("--model", help="instead: a checkpoint's card, and the backends and providers it can run on")
+    parser.set_defaults(run=cmd_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vinr", description="Neural video upsampling and decoding.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_upsample_command(sub)
+    add_serve_command(sub)
+    add_worker_command(sub)
+    add_encode_command(sub)
+    add_decode_command(sub)
+    add_info_command(sub)
     return parser
 
 

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api import errors
 from service.api.routes import decode, health, jobs, upsample
+from service.metrics import LatencyMiddleware, Metrics
 from service.queue import make_backend
 from service.settings import Settings
 from service.storage import JobFiles, UploadSlots, expired_jobs
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings = settings or Settings()
     app.state.backend = make_backend(settings)
     app.state.uploads = UploadSlots(settings.max_concurrent_uploads, settings.max_concurrent_uploads_per_key)
+    app.state.metrics = Metrics(app.state.backend)
+    app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     errors.install(app)
     for module in (upsample, decode, jobs, health):
         app.include_router(module.router)

@@ -19,12 +19,15 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service.settings import Settings
-from worker.errors import CancelledError
+from service.states import CANCELED_BY_REQUEST, State
+from worker import durations
+from worker.durations import MemoryDurations
+from worker.errors import CanceledError
 from worker.jobs import JOB_FUNCTIONS, JOBS, JobContext
-from worker.process import CANCEL_TTL, cancel_key, redis_connection
+from worker.process import redis_connection
 from worker.runtime import ModelCache
+from worker.settings import CANCEL_TTL, cancel_key
 
-TERMINAL = ("finished", "failed", "canceled")
 """States a job never leaves."""
 RECOVERY_LOCK = "vinr:lock:recover"
 """Redis lock held while abandoned jobs are requeued (one gateway thread at a time)."""
@@ -39,14 +42,14 @@ def abandoned_key(job_id: str) -> str:
 class JobState:
     """What the gateway knows of a job."""
 
-    state: str  # queued, started, finished, failed, canceled
+    state: State
     progress: dict = field(default_factory=dict)
     error: str | None = None
     result: dict | None = None
 
     @property
     def done(self) -> bool:
-        return self.state in TERMINAL
+        return self.state.done
 
 
 def error_line(exc_string: str | None) -> str:
@@ -147,22 +150,22 @@ class RQBackend:
             return None
         status = job.get_status(refresh=True)
         state = {
-            JobStatus.QUEUED: "queued",
-            JobStatus.DEFERRED: "queued",
-            JobStatus.SCHEDULED: "queued",
-            JobStatus.STARTED: "started",
-            JobStatus.FINISHED: "finished",
-            JobStatus.FAILED: "failed",
-            JobStatus.STOPPED: "canceled",
-            JobStatus.CANCELED: "canceled",
-        }.get(status, "queued")
+            JobStatus.QUEUED: State.QUEUED,
+            JobStatus.DEFERRED: State.QUEUED,
+            JobStatus.SCHEDULED: State.QUEUED,
+            JobStatus.STARTED: State.STARTED,
+            JobStatus.FINISHED: State.FINISHED,
+            JobStatus.FAILED: State.FAILED,
+            JobStatus.STOPPED: State.CANCELED,
+            JobStatus.CANCELED: State.CANCELED,
+        }.get(status, State.QUEUED)
         progress = job.get_meta(refresh=False).get("progress", {})
         if self.redis.exists(cancel_key(job_id)):
-            return JobState("canceled", progress, "cancelled by request")
-        if state == "failed":
+            return JobState(State.CANCELED, progress, CANCELED_BY_REQUEST)
+        if state is State.FAILED:
             result = job.latest_result()
             return JobState(state, progress, error_line(result.exc_string if result else job.exc_info))
-        return JobState(state, progress, result=job.return_value() if state == "finished" else None)
+        return JobState(state, progress, result=job.return_value() if state is State.FINISHED else None)
 
     def cancel(self, job_id: str) -> None:
         self.redis.set(cancel_key(job_id), 1, ex=CANCEL_TTL)
@@ -191,13 +194,14 @@ class RQBackend:
             except NoSuchJobError:
                 continue
         return {
-            "queued": self.queue.count,
-            "started": started.count,
-            "finished": self.queue.finished_job_registry.count,
-            "failed": self.queue.failed_job_registry.count,
-            "canceled": self.queue.canceled_job_registry.count,
+            State.QUEUED.value: self.queue.count,
+            State.STARTED.value: started.count,
+            State.FINISHED.value: self.queue.finished_job_registry.count,
+            State.FAILED.value: self.queue.failed_job_registry.count,
+            State.CANCELED.value: self.queue.canceled_job_registry.count,
             "fps": fps,
             "workers": Worker.count(queue=self.queue),
+            "durations": durations.read(self.redis),
         }
 
 
@@ -214,10 +218,11 @@ class EmbeddedBackend:
         self.jobs: dict[str, JobState] = {}
         self.stops: dict[str, threading.Event] = {}
         self.lock = threading.Lock()
+        self.durations = MemoryDurations()
 
     def enqueue(self, job_id: str, kind: str, job_dir: str, params: dict) -> None:
         with self.lock:
-            self.jobs[job_id] = JobState("queued")
+            self.jobs[job_id] = JobState(State.QUEUED)
             self.stops[job_id] = threading.Event()
         self.pool.submit(self._run, job_id, kind, job_dir, params)
 
@@ -225,19 +230,21 @@ class EmbeddedBackend:
         job, stop = self.jobs[job_id], self.stops[job_id]
         if stop.is_set():
             return
-        job.state = "started"
+        job.state = State.STARTED
 
         def report(progress: dict) -> None:
             job.progress = progress
 
-        context = JobContext(report, stop.is_set, self.models, self.settings.device)
+        context = JobContext(report, stop.is_set, self.models, self.settings.device, self.settings.backend)
+        started = time.monotonic()
         try:
             job.result = JOBS[kind](job_dir, params, context)
-            job.state = "finished"
-        except CancelledError:
-            job.state, job.error = "canceled", "cancelled by request"
+            job.state = State.FINISHED
+        except CanceledError:
+            job.state, job.error = State.CANCELED, CANCELED_BY_REQUEST
         except Exception as exc:  # reported to the client, like RQ's failed registry
-            job.state, job.error = "failed", str(exc) or type(exc).__name__
+            job.state, job.error = State.FAILED, str(exc) or type(exc).__name__
+        self.durations.record(kind, job.state.value, time.monotonic() - started)
 
     def state(self, job_id: str) -> JobState | None:
         return self.jobs.get(job_id)
@@ -247,19 +254,19 @@ class EmbeddedBackend:
             if job_id in self.stops:
                 self.stops[job_id].set()
             job = self.jobs.get(job_id)
-            if job is not None and job.state == "queued":
-                job.state, job.error = "canceled", "cancelled by request"
+            if job is not None and job.state is State.QUEUED:
+                job.state, job.error = State.CANCELED, CANCELED_BY_REQUEST
 
     def ready(self) -> tuple[bool, str]:
         return True, "embedded worker"
 
     def metrics(self) -> dict:
-        counts = {s: 0 for s in ("queued", "started", *TERMINAL)}
+        counts = {s.value: 0 for s in State}
         fps = 0.0
         for job in list(self.jobs.values()):
-            counts[job.state] += 1
-            fps += job.progress.get("fps") or 0.0 if job.state == "started" else 0.0
-        return {**counts, "fps": fps, "workers": 1}
+            counts[job.state.value] += 1
+            fps += job.progress.get("fps") or 0.0 if job.state is State.STARTED else 0.0
+        return {**counts, "fps": fps, "workers": 1, "durations": self.durations.read()}
 
     def close(self) -> None:
         for stop in self.stops.values():

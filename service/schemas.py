@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from service.states import State
+
 
 class Progress(BaseModel):
     """How far a running job is."""
@@ -21,7 +23,7 @@ class JobOut(BaseModel):
 
     id: str
     kind: Literal["upsample", "decode"]
-    state: Literal["queued", "started", "finished", "failed", "canceled"]
+    state: State
     progress: Progress
     error: str | None = Field(None, description="why the job failed, one line")
     params: dict = Field(default_factory=dict, description="the parameters it was created with")

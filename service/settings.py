@@ -1,27 +1,19 @@
-"""One settings class, read from ``VINR_*`` environment variables; shared by gateway and workers."""
+"""The gateway's settings, read from ``VINR_*`` environment variables: the workers' (``worker.settings``) and
+the gateway's own (keys, upload and output limits, job lifetimes)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
+
+from worker.settings import WorkerSettings
 
 
-class Settings(BaseSettings):
+class Settings(WorkerSettings):
     """Every knob of the service. Sizes in bytes, durations in seconds."""
 
-    model_config = SettingsConfigDict(env_prefix="VINR_")
-
-    redis_url: str | None = None
-    """Redis for the RQ queue; unset: ``vinr serve`` runs jobs in-process (embedded mode)."""
-    queue: str = "vinr"
-    """RQ queue name the gateway enqueues to and workers listen on."""
-    data_dir: Path = Path("vinr-data")
-    """Job folders (uploads and results); shared by gateway and workers."""
-    models_dir: Path | None = None
-    """Extra folder of checkpoints served by name, besides the bundled ones."""
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Comma-separated API keys; empty: no authentication. A job is visible only to its creator's key."""
     max_upload_bytes: int = 2 * 1024**3
@@ -37,10 +29,6 @@ class Settings(BaseSettings):
     failure_ttl: int = 24 * 3600
     retries: int = 1
     """Times a job whose worker died is tried again."""
-    heartbeat_ttl: int = 20
-    """Seconds after which a running job whose worker stopped heartbeating counts as abandoned."""
-    device: str = "auto"
-    """Device workers run models on (``auto``, ``cpu``, ``cuda:N``)."""
     upload_idle_timeout: float = 30.0
     """Seconds an upload may send nothing before it is dropped (408)."""
     max_concurrent_uploads: int = 32
@@ -49,8 +37,6 @@ class Settings(BaseSettings):
     """Uploads received at once per API key (without keys every client counts as one key); more get 429."""
     metrics_public: bool = False
     """Serve /metrics without a key even when VINR_API_KEYS is set."""
-    redis_wait: float = 600.0
-    """Seconds a worker's Redis commands keep retrying while Redis is away (then the worker reconnects anew)."""
 
     def output_limit_error(self, width: int, height: int, frames: int) -> str | None:
         """Why an output of ``frames`` frames of ``width`` x ``height`` passes a VINR_MAX_OUTPUT_* limit, or None."""

@@ -5,22 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from models import registry
-from models.videoinr.network import VideoINR
 from tests.media import texture_frames, write_clip
-
-TINY = {"channels": 8, "encoder_blocks": 1, "motion_channels": 8, "fusion_blocks": 1, "hidden": 16}
-"""A VideoINR small enough that pipeline tests spend their time on the pipeline."""
+from tests.networks import TINY, random_videoinr
 
 
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = VideoINR(**TINY)
-    for p in model.parameters():
-        p.data.add_(torch.randn_like(p) * 0.01)
+    model = random_videoinr(TINY)
     return registry.save(model, tmp_path_factory.mktemp("models") / "tiny", {"note": "random, for tests"})
 
 

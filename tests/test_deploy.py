@@ -15,5 +15,6 @@ def test_compose_publishes_the_api_on_loopback_unless_told_otherwise():
 
 def test_the_image_installs_from_the_lock_and_fails_its_build_on_a_missing_dependency():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "pip install -c requirements.lock ." in dockerfile
+    assert 'pip install -c requirements.lock ".[onnx-gpu]"' in dockerfile
+    assert "onnxruntime-gpu==$ORT_VERSION" in dockerfile  # the same version as the lock's CPU onnxruntime
     assert "vinr-smoke" in dockerfile and (ROOT / ".ci" / "smoke").is_file()

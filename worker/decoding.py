@@ -17,9 +17,9 @@ from models.bitstream import container
 from models.bitstream.container import MAX_FILE, BitstreamError
 from models.dnerv.decode import open_library
 from models.nrff.decode import open_bitstream
-from models.probe import UnknownVideoError
-from worker.errors import CancelledError, InputError, ParameterError
-from worker.media import EncodeOptions, VideoWriter, even_size
+from models.probe import FrameRangeError, OutputLimitError, UnknownVideoError, check_bitstream
+from worker.errors import CanceledError, InputError, ParameterError
+from worker.media import OutputOptions, VideoWriter, even_size
 
 
 @dataclass
@@ -33,17 +33,13 @@ class Source:
     render: Callable[[int, int], Iterator[tuple[int, np.ndarray]]]
 
 
-def open_source(data: bytes, video: str | None = None) -> Source:
-    """The video to decode: the whole NRFF file, or one video of a D-NeRV library (by name or index)."""
+def open_source(data: bytes, index: int = 0) -> Source:
+    """The video to decode: the whole NRFF file, or video ``index`` of a D-NeRV library."""
     header, _ = container.parse_header(data)
     if header.codec == "nrff":
         decoder = open_bitstream(data)
         return Source(header.width, header.height, header.fps, header.frames, decoder.frames)
     library = open_library(data)
-    try:
-        index = library.find(video)
-    except UnknownVideoError as exc:
-        raise ParameterError(f"open_source: {exc}") from exc
     library.keyframes(index)  # decoded now: bad keyframes are an unreadable input, not a failure mid-decode
     count = library.videos[index]["frames"]
     return Source(
@@ -58,21 +54,6 @@ class DecodeResult:
     width: int
     height: int
     seconds: float
-
-
-def parse_range(text: str | None, frames: int) -> tuple[int, int]:
-    """``"a:b"`` (either side may be empty) -> a checked half-open frame range."""
-    if not text:
-        return 0, frames
-    start_text, sep, stop_text = text.partition(":")
-    try:
-        start = int(start_text) if start_text else 0
-        stop = int(stop_text) if stop_text else frames
-    except ValueError as exc:
-        raise ParameterError(f"parse_range: {text!r} is not START:STOP") from exc
-    if not sep or not 0 <= start < stop <= frames:
-        raise ParameterError(f"parse_range: {text!r} is not a range within 0:{frames}")
-    return start, stop
 
 
 def existing_file(path: str | Path) -> Path:
@@ -91,17 +72,11 @@ def read_bitstream(path: str | Path) -> bytes:
     return path.read_bytes()
 
 
-def read_bitstream_head(path: str | Path) -> bytes:
-    """The first bytes of a bitstream: enough for its header."""
-    with existing_file(path).open("rb") as handle:
-        return handle.read(container.HEADER.size + 4)
-
-
 def run_decode(
     source: str | Path,
     output: str | Path,
     frames: str | None = None,
-    encode: EncodeOptions | None = None,
+    options: OutputOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     atomic: bool = True,
@@ -114,16 +89,14 @@ def run_decode(
     """
     started = time.perf_counter()
     try:
-        header, _ = container.parse_header(read_bitstream_head(source))
-        if output_limit and (problem := output_limit(header.width, header.height, 1)):
-            raise ParameterError(f"run_decode: {problem}")  # before anything is decoded
-        chosen = open_source(read_bitstream(source), video)
+        probe = check_bitstream(existing_file(source), video, frames, output_limit)
+        chosen = open_source(read_bitstream(source), probe.video)
     except BitstreamError as exc:
         raise InputError(f"run_decode: {source}: {exc}") from exc
-    start, stop = parse_range(frames, chosen.count)
-    if output_limit and (problem := output_limit(chosen.width, chosen.height, stop - start)):
-        raise ParameterError(f"run_decode: {problem}")
-    options = encode or EncodeOptions()
+    except (UnknownVideoError, FrameRangeError, OutputLimitError) as exc:
+        raise ParameterError(f"run_decode: {exc}") from exc
+    start, stop = probe.start, probe.stop
+    options = options or OutputOptions()
     width, height = chosen.width, chosen.height
     if even_size(width, height, options.output_pix_fmt()) != (width, height):
         raise ParameterError(
@@ -133,7 +106,7 @@ def run_decode(
     with VideoWriter(output, width, height, chosen.fps, options, atomic=atomic) as writer:
         for index, image in chosen.render(start, stop):
             if should_stop and should_stop():
-                raise CancelledError("run_decode: cancelled")
+                raise CanceledError("run_decode: canceled")
             writer.write(image, (index - start) / float(chosen.fps))
             if progress:
                 progress(index - start + 1, stop - start)

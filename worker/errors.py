@@ -33,7 +33,7 @@ class OutputError(VinrError):
     exit_code = 5
 
 
-class CancelledError(VinrError):
-    """The job was cancelled while running."""
+class CanceledError(VinrError):
+    """The job was canceled while running."""
 
     exit_code = 130

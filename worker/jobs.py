@@ -1,7 +1,7 @@
 """Job functions: ids, paths and plain parameters in, files out. RQ runs them; so does embedded mode.
 
 ``upsample_job`` reads ``JOB_DIR/input`` and writes ``JOB_DIR/result.mp4`` as a fragmented MP4 that
-grows while the job runs (the gateway streams it); a failed or cancelled job deletes it.
+grows while the job runs (the gateway streams it); a failed or canceled job deletes it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.media import EncodeOptions
+from models.registry import DEFAULT_MODEL
+from worker.media import OutputOptions
 from worker.pipeline import UpsampleRequest, load_upsampler, run_upsample
 from worker.runtime import ModelCache
 
@@ -27,26 +28,28 @@ ATTEMPTS = "attempts.jsonl"
 
 @dataclass
 class JobContext:
-    """How a running job reports progress and learns it was cancelled."""
+    """How a running job reports progress and learns it was canceled."""
 
     report: Callable[[dict], None]
     should_stop: Callable[[], bool]
     models: ModelCache
     device: str = "auto"
+    backend: str = "auto"
 
 
-def upsample_request(params: dict, device: str) -> UpsampleRequest:
+def upsample_request(params: dict, device: str, backend: str = "auto") -> UpsampleRequest:
     """The pipeline request for a job's plain parameters (output always a fragmented MP4)."""
-    encode = EncodeOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
+    output = OutputOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
     return UpsampleRequest(
         scale=params.get("scale"),
         width=params.get("width"),
         height=params.get("height"),
         fps=params.get("fps"),
         time_factor=params.get("time_factor"),
-        model=params.get("model") or "videoinr-s",
+        model=params.get("model") or DEFAULT_MODEL,
         device=device,
-        encode=encode,
+        backend=backend,
+        output=output,
     )
 
 
@@ -112,7 +115,7 @@ def private_result(folder: Path) -> Path:
 
 
 def _upsample(folder: Path, params: dict, context: JobContext) -> dict:
-    request = upsample_request(params, context.device)
+    request = upsample_request(params, context.device, context.backend)
     upsampler = load_upsampler(request, context.models)
     result = run_upsample(
         folder / "input",
@@ -142,12 +145,12 @@ def decode_job(job_dir: str, params: dict, context: JobContext) -> dict:
 def _decode(folder: Path, params: dict, context: JobContext) -> dict:
     from worker.decoding import run_decode
 
-    encode = EncodeOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
+    output = OutputOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
     result = run_decode(
         folder / "input",
         private_result(folder),
         params.get("frames"),
-        encode,
+        output,
         progress=progress_reporter(context.report),
         should_stop=context.should_stop,
         atomic=False,
@@ -161,22 +164,9 @@ def _decode(folder: Path, params: dict, context: JobContext) -> dict:
     }
 
 
-def rq_decode(job_dir: str, params: dict) -> dict:
-    """The RQ entry point of ``decode_job``."""
-    from worker.process import rq_context
-
-    return decode_job(job_dir, params, rq_context())
-
-
-def rq_upsample(job_dir: str, params: dict) -> dict:
-    """The RQ entry point: progress in ``job.meta``, cancellation by a Redis flag."""
-    from worker.process import rq_context
-
-    return upsample_job(job_dir, params, rq_context())
-
-
-JOB_FUNCTIONS = {"upsample": "worker.jobs.rq_upsample", "decode": "worker.jobs.rq_decode"}
-"""Job kind -> the dotted path RQ imports (plain strings: the queue never pickles functions)."""
+JOB_FUNCTIONS = {"upsample": "worker.process.rq_upsample", "decode": "worker.process.rq_decode"}
+"""Job kind -> the dotted path RQ imports (plain strings: the queue never pickles functions); the RQ
+entry points live beside the RQ worker, in ``worker.process``."""
 
 JOBS = {"upsample": upsample_job, "decode": decode_job}
 """Job kind -> the function an embedded worker calls."""

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 """Output file extension -> FFmpeg muxer."""
-CODECS = {
+OUTPUT_CODECS = {
     "h264": "libx264",
     "libx264": "libx264",
     "hevc": "libx265",
@@ -218,8 +218,8 @@ class VideoReader:
 
 
 @dataclass(frozen=True)
-class EncodeOptions:
-    """Output encoding: codec name (see CODECS), quality, speed preset, pixel format, streaming."""
+class OutputOptions:
+    """Output encoding: codec name (see OUTPUT_CODECS), quality, speed preset, pixel format, streaming."""
 
     codec: str = "h264"
     crf: int | None = None  # None: the codec's default in DEFAULT_CRF
@@ -229,9 +229,9 @@ class EncodeOptions:
 
     @property
     def encoder(self) -> str:
-        if self.codec not in CODECS:
-            raise ParameterError(f"EncodeOptions: unknown codec {self.codec!r}; choose from {sorted(CODECS)}")
-        return CODECS[self.codec]
+        if self.codec not in OUTPUT_CODECS:
+            raise ParameterError(f"OutputOptions: unknown codec {self.codec!r}; choose from {sorted(OUTPUT_CODECS)}")
+        return OUTPUT_CODECS[self.codec]
 
     def output_pix_fmt(self, high_bit_depth: bool = False) -> str:
         """The pixel format written: the requested one, else 4:2:0 (10-bit for 10-bit input) or RGB for ffv1."""
@@ -263,7 +263,7 @@ def check_encodable(encoder: str, width: int, height: int, pix_fmt: str) -> None
         )
 
 
-def codec_options(encoder: str, options: EncodeOptions, fps: Fraction) -> dict[str, str]:
+def codec_options(encoder: str, options: OutputOptions, fps: Fraction) -> dict[str, str]:
     """Encoder private options for quality and speed."""
     opts: dict[str, str] = {}
     if encoder in DEFAULT_CRF:
@@ -295,34 +295,52 @@ class VideoWriter:
         width: int,
         height: int,
         fps: Fraction,
-        options: EncodeOptions,
+        options: OutputOptions,
         audio_from: str | Path | None = None,
         high_bit_depth: bool = False,
         atomic: bool = True,
     ):
-        self.path = Path(path)
-        muxer = CONTAINERS.get(self.path.suffix.lower())
+        self.target = Path(path)
+        muxer = self._muxer(options)
+        encoder, self.pix_fmt = options.encoder, options.output_pix_fmt(high_bit_depth)
+        check_encodable(encoder, width, height, self.pix_fmt)
+        self.atomic = atomic
+        self.path = self._partial_path() if atomic else self.target
+        self._open(muxer, encoder, width, height, fps, options)
+        self.high_bit_depth = high_bit_depth
+        self.rgb_format = "rgb48le" if high_bit_depth else "rgb24"
+        self.matrix = 1 if height >= 720 else 6  # BT.709 : SMPTE 170M (BT.601)
+        self._tag_colour()
+        self.copier = StreamCopier(Path(audio_from), self.container, muxer) if audio_from else None
+        self.last_pts = None
+
+    def _muxer(self, options: OutputOptions) -> str:
+        """The muxer OUT's extension names; OutputError / ParameterError for what cannot be written."""
+        muxer = CONTAINERS.get(self.target.suffix.lower())
         if muxer is None:
             raise OutputError(
-                f"VideoWriter: unsupported output extension {self.path.suffix!r}; use one of {sorted(CONTAINERS)}"
+                f"VideoWriter: unsupported output extension {self.target.suffix!r}; use one of {sorted(CONTAINERS)}"
             )
         if options.fragmented and muxer not in ("mp4", "mov"):
             raise ParameterError("VideoWriter: fragmented output needs an .mp4 or .mov file")
-        encoder, self.pix_fmt = options.encoder, options.output_pix_fmt(high_bit_depth)
-        check_encodable(encoder, width, height, self.pix_fmt)
-        self.target = self.path
-        if atomic:
-            if not self.path.parent.is_dir():
-                raise OutputError(f"VideoWriter: folder {self.path.parent} does not exist")
-            try:
-                handle, name = tempfile.mkstemp(
-                    prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}", dir=self.path.parent
-                )
-            except OSError as exc:
-                raise OutputError(f"VideoWriter: cannot write to {self.path.parent}: {exc}") from exc
-            os.close(handle)
-            self.path = Path(name)
-        self.atomic = atomic
+        return muxer
+
+    def _partial_path(self) -> Path:
+        """A new temporary file beside OUT, renamed onto it by ``close()``."""
+        folder = self.target.parent
+        if not folder.is_dir():
+            raise OutputError(f"VideoWriter: folder {folder} does not exist")
+        try:
+            handle, name = tempfile.mkstemp(
+                prefix=f".{self.target.stem}.", suffix=f".partial{self.target.suffix}", dir=folder
+            )
+        except OSError as exc:
+            raise OutputError(f"VideoWriter: cannot write to {folder}: {exc}") from exc
+        os.close(handle)
+        return Path(name)
+
+    def _open(self, muxer: str, encoder: str, width: int, height: int, fps: Fraction, options: OutputOptions) -> None:
+        """The output container and its video stream."""
         try:
             # flush_packets: each fragment reaches the file (and a streaming client) as soon as it is muxed
             container_options = {"movflags": FRAGMENTED, "flush_packets": "1"} if options.fragmented else {}
@@ -333,15 +351,13 @@ class VideoWriter:
             raise OutputError(f"VideoWriter: cannot open {self.target}: {exc}") from exc
         self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, self.pix_fmt
         self.stream.time_base = self.stream.codec_context.time_base = TIME_BASE
-        self.high_bit_depth = high_bit_depth
-        self.rgb_format = "rgb48le" if high_bit_depth else "rgb24"
-        self.matrix = 1 if height >= 720 else 6  # BT.709 : SMPTE 170M (BT.601)
+
+    def _tag_colour(self) -> None:
+        """YUV output: BT.709 from 720 lines up, else BT.601, limited range (RGB output has no tags)."""
         if not av.VideoFormat(self.pix_fmt).is_rgb:
             ctx = self.stream.codec_context
             ctx.colorspace = ctx.color_primaries = ctx.color_trc = self.matrix
             ctx.color_range = 1  # limited (MPEG)
-        self.copier = StreamCopier(Path(audio_from), self.container, muxer) if audio_from else None
-        self.last_pts = None
 
     def write(self, image: np.ndarray, time: float) -> None:
         """Encode one RGB frame ``(H, W, 3)`` float in [0, 1] shown at ``time`` seconds."""

@@ -21,10 +21,11 @@ from fractions import Fraction
 from pathlib import Path
 
 from models import registry
+from models.registry import DEFAULT_MODEL
 from models.videoinr.upsampler import UpsampleOptions, Upsampler
-from worker.errors import CancelledError, ParameterError, VinrError
-from worker.media import EncodeOptions, Frame, VideoInfo, VideoReader, VideoWriter, check_encodable, even_size
-from worker.runtime import ModelCache, choose_device, choose_dtype
+from worker.errors import CanceledError, ParameterError, VinrError
+from worker.media import Frame, OutputOptions, VideoInfo, VideoReader, VideoWriter, check_encodable, even_size
+from worker.runtime import ModelCache, choose_backend, choose_device, choose_dtype
 from worker.scenes import SceneCutDetector
 
 MAX_SCALE = 8.0
@@ -46,11 +47,12 @@ class UpsampleRequest:
     height: int | None = None
     fps: float | None = None
     time_factor: float | None = None
-    model: str = "videoinr-s"
+    model: str = DEFAULT_MODEL
     device: str = "auto"
     half: bool = False
     tile: int = 256
-    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    backend: str = "auto"
+    output: OutputOptions = field(default_factory=OutputOptions)
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,9 @@ def plan_output(info: VideoInfo, request: UpsampleRequest) -> OutputPlan:
         fps = info.fps * Fraction(min(request.time_factor or 1, 2 * MAX_FPS)).limit_denominator(1000)
     if not 0 < fps <= MAX_FPS:
         raise ParameterError(f"plan_output: fps must be in (0, {MAX_FPS:g}], got {float(fps):g}")
-    pix_fmt = request.encode.output_pix_fmt(info.bit_depth > 8)
+    pix_fmt = request.output.output_pix_fmt(info.bit_depth > 8)
     width, height = even_size(width, height, pix_fmt)
-    check_encodable(request.encode.encoder, width, height, pix_fmt)
+    check_encodable(request.output.encoder, width, height, pix_fmt)
     return OutputPlan(width, height, fps, max(1, round(info.duration * fps)))
 
 
@@ -110,8 +112,9 @@ def load_upsampler(request: UpsampleRequest, cache: ModelCache | None = None) ->
     """The request's model on its device, wrapped for whole-frame inference."""
     device = choose_device(request.device)
     dtype = choose_dtype(device, request.half)
+    backend = choose_backend(request.backend, device)
     try:
-        model = (cache or ModelCache()).get(request.model, device, dtype)
+        model = (cache or ModelCache()).get(request.model, device, dtype, backend)
     except registry.CheckpointError as exc:
         raise ParameterError(str(exc)) from exc
     return Upsampler(model, device, dtype, UpsampleOptions(tile=request.tile))
@@ -168,11 +171,11 @@ def get(q: queue.Queue, stop: threading.Event, producer: Stage | None = None):
 
 
 def join_stage(stage: Stage, should_stop: Callable[[], bool] | None) -> None:
-    """Wait for a stage to finish, raising CancelledError if the job is cancelled meanwhile."""
+    """Wait for a stage to finish, raising CanceledError if the job is canceled meanwhile."""
     while stage.is_alive():
         stage.join(timeout=0.1)
         if should_stop and should_stop():
-            raise CancelledError("run_upsample: cancelled")
+            raise CanceledError("run_upsample: canceled")
 
 
 class Renderer:
@@ -205,7 +208,7 @@ class Renderer:
     def run(self, frames: Callable[[], Frame | None]) -> None:
         previous, previous_code, last_step = None, None, None
         while (frame := frames()) is not None:
-            code = self.upsampler.encode(frame.image)
+            code = self.upsampler.features(frame.image)
             cut = self.detector.push(frame.image)
             if previous is None:
                 self.start = frame.time
@@ -230,6 +233,72 @@ class Renderer:
         self.alone(previous_code, self.pending_before(previous.time + duration - 0.5 / float(self.plan.fps)))
 
 
+class UpsamplePipeline:
+    """One run: a decode thread, inference in the calling thread (``Renderer``), an encode thread,
+    joined by bounded queues; a shared stop event ends every wait when one of them fails."""
+
+    def __init__(
+        self,
+        reader: VideoReader,
+        writer: VideoWriter,
+        plan: OutputPlan,
+        progress: Callable[[int, int], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ):
+        self.reader, self.writer, self.plan = reader, writer, plan
+        self.progress, self.should_stop = progress, should_stop
+        self.stop = threading.Event()
+        self.frames_in: queue.Queue = queue.Queue(QUEUE_FRAMES)
+        self.rendered: queue.Queue = queue.Queue(QUEUE_FRAMES)
+        self.written = 0
+        self.reading = Stage(self.read, "read", self.stop)
+        self.writing = Stage(self.write, "write", self.stop)
+
+    def read(self, stage: Stage) -> None:
+        frames, started = self.reader.frames(), time.perf_counter()
+        for frame in frames:
+            stage.busy += time.perf_counter() - started
+            put(self.frames_in, frame, self.stop)
+            started = time.perf_counter()
+
+    def write(self, stage: Stage) -> None:
+        while (item := get(self.rendered, self.stop)) is not None:
+            started = time.perf_counter()
+            self.writer.write(*item)
+            stage.busy += time.perf_counter() - started
+            self.written += 1
+            if self.progress:
+                self.progress(self.written, max(self.plan.frames, self.written))
+
+    def emit(self, image, t: float) -> None:
+        if self.should_stop and self.should_stop():
+            raise CanceledError("run_upsample: canceled")
+        put(self.rendered, (image, t), self.stop)
+
+    def run(self, upsampler: Upsampler) -> Path:
+        """Make every output frame and close the writer; on any failure abort it and raise the cause."""
+        self.reading.start()
+        self.writing.start()
+        try:
+            Renderer(upsampler, self.plan, self.emit).run(lambda: get(self.frames_in, self.stop, self.reading))
+            put(self.rendered, None, self.stop)
+            join_stage(self.writing, self.should_stop)
+            if self.reading.error or self.writing.error:
+                raise PipelineStoppedError
+            return self.writer.close()
+        except BaseException as exc:
+            self.stop.set()
+            self.writing.join(timeout=5)
+            self.writer.abort()
+            failed = self.reading.error or self.writing.error
+            if isinstance(exc, PipelineStoppedError) and failed is not None:
+                raise failed from None  # the stage that stopped the pipeline says why
+            raise
+        finally:
+            self.stop.set()
+            self.reading.join(timeout=5)
+
+
 def run_upsample(
     source: str | Path,
     output: str | Path,
@@ -249,57 +318,12 @@ def run_upsample(
             plan.width,
             plan.height,
             plan.fps,
-            request.encode,
+            request.output,
             audio_from=source,
             high_bit_depth=reader.info.bit_depth > 8,
             atomic=atomic,
         )
-        stop = threading.Event()
-        decoded: queue.Queue = queue.Queue(QUEUE_FRAMES)
-        rendered: queue.Queue = queue.Queue(QUEUE_FRAMES)
-        written = [0]
-
-        def decode(stage: Stage) -> None:
-            frames, started = reader.frames(), time.perf_counter()
-            for frame in frames:
-                stage.busy += time.perf_counter() - started
-                put(decoded, frame, stop)
-                started = time.perf_counter()
-
-        def encode(stage: Stage) -> None:
-            while (item := get(rendered, stop)) is not None:
-                started = time.perf_counter()
-                writer.write(*item)
-                stage.busy += time.perf_counter() - started
-                written[0] += 1
-                if progress:
-                    progress(written[0], max(plan.frames, written[0]))
-
-        def emit(image, t: float) -> None:
-            if should_stop and should_stop():
-                raise CancelledError("run_upsample: cancelled")
-            put(rendered, (image, t), stop)
-
-        decoder, encoder = Stage(decode, "decode", stop), Stage(encode, "encode", stop)
-        decoder.start()
-        encoder.start()
-        try:
-            Renderer(upsampler, plan, emit).run(lambda: get(decoded, stop, decoder))
-            put(rendered, None, stop)
-            join_stage(encoder, should_stop)
-            if decoder.error or encoder.error:
-                raise PipelineStoppedError
-            path = writer.close()
-        except BaseException as exc:
-            stop.set()
-            encoder.join(timeout=5)
-            writer.abort()
-            failed = decoder.error or encoder.error
-            if isinstance(exc, PipelineStoppedError) and failed is not None:
-                raise failed from None  # the stage that stopped the pipeline says why
-            raise
-        finally:
-            stop.set()
-            decoder.join(timeout=5)
-    stages = {"decode": decoder.busy, **upsampler.times.seconds, "encode": encoder.busy}
-    return UpsampleResult(path, plan, written[0], time.perf_counter() - started, stages)
+        pipeline = UpsamplePipeline(reader, writer, plan, progress, should_stop)
+        path = pipeline.run(upsampler)
+    stages = {"read": pipeline.reading.busy, **upsampler.times.seconds, "write": pipeline.writing.busy}
+    return UpsampleResult(path, plan, pipeline.written, time.perf_counter() - started, stages)

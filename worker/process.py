@@ -25,29 +25,25 @@ from rq import Queue, SimpleWorker, get_current_job
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
-from service.settings import Settings
-from worker.jobs import JobContext
-from worker.runtime import ModelCache, choose_device, choose_dtype
+from models.registry import DEFAULT_MODEL
+from worker import durations
+from worker.errors import CanceledError
+from worker.jobs import JOBS, JobContext
+from worker.runtime import ModelCache, choose_backend, choose_device, choose_dtype
+from worker.settings import WorkerSettings, cancel_key
 
 log = logging.getLogger(__name__)
 
-CANCEL_TTL = 24 * 3600
-"""Seconds a cancellation flag is kept in Redis."""
 CANCEL_CHECK_INTERVAL = 0.5
 """Seconds between looks at the cancellation flag."""
 RETRY_CAP = 1.0
 """Longest pause, seconds, between a worker's tries of a Redis command while Redis is away."""
 
 
-def cancel_key(job_id: str) -> str:
-    """Redis key whose presence tells a running job to stop."""
-    return f"vinr:cancel:{job_id}"
-
-
 @functools.lru_cache(maxsize=1)
 def process_models() -> ModelCache:
     """This process's model cache (one per worker process, kept between jobs)."""
-    settings = Settings()
+    settings = WorkerSettings()
     return ModelCache((settings.models_dir,) if settings.models_dir else ())
 
 
@@ -73,7 +69,33 @@ def rq_context() -> JobContext:
                 log.warning("cancellation flag of job %s not read: %s", job.id, exc)
         return stopped[0]
 
-    return JobContext(report, should_stop, process_models(), Settings().device)
+    settings = WorkerSettings()
+    return JobContext(report, should_stop, process_models(), settings.device, settings.backend)
+
+
+def run_timed(kind: str, job_dir: str, params: dict) -> dict:
+    """Run a job with this worker's context, and count its duration by how it ended (for /metrics)."""
+    job = get_current_job()
+    started, state = time.monotonic(), "failed"
+    try:
+        result = JOBS[kind](job_dir, params, rq_context())
+        state = "finished"
+        return result
+    except CanceledError:
+        state = "canceled"
+        raise
+    finally:
+        durations.record(job.connection, kind, state, time.monotonic() - started)
+
+
+def rq_decode(job_dir: str, params: dict) -> dict:
+    """The RQ entry point of ``decode_job``."""
+    return run_timed("decode", job_dir, params)
+
+
+def rq_upsample(job_dir: str, params: dict) -> dict:
+    """The RQ entry point: progress in ``job.meta``, cancellation by a Redis flag."""
+    return run_timed("upsample", job_dir, params)
 
 
 class VinrWorker(SimpleWorker):
@@ -194,13 +216,14 @@ def wait_for_redis(connection: Redis) -> None:
             delay = min(delay * 2, 10.0)
 
 
-def run_worker(settings: Settings, queues: list[str] | None = None, burst: bool = False) -> bool:
+def run_worker(settings: WorkerSettings, queues: list[str] | None = None, burst: bool = False) -> bool:
     """Load the default model once, then work the queues (until SIGTERM, or empty with ``burst``)."""
     if not settings.redis_url:
         raise SystemExit("vinr worker: VINR_REDIS_URL is not set (embedded mode needs no worker)")
     device = choose_device(settings.device)
-    try:
-        process_models().get("videoinr-s", device, choose_dtype(device, False))
+    try:  # the ONNX backend exports (or checks its cached export) here, before the first job
+        backend = choose_backend(settings.backend, device)
+        process_models().get(DEFAULT_MODEL, device, choose_dtype(device, False), backend)
     except Exception as exc:  # the worker still serves other models
         log.warning("could not preload videoinr-s: %s", exc)
     connection = redis_connection(settings.redis_url, wait=settings.redis_wait)

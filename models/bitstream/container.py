@@ -38,7 +38,7 @@ from typing import BinaryIO
 
 MAGIC = b"VINR"
 VERSION = 1
-CODECS = {1: "nrff", 2: "dnerv"}
+NEURAL_CODECS = {1: "nrff", 2: "dnerv"}
 """Codec id -> name."""
 MAX_SIDE = 8192
 """Largest width or height accepted, pixels."""
@@ -82,7 +82,7 @@ class Bitstream:
 
 def check_header(h: Header) -> None:
     """Refuse sizes beyond the limits (for writing and reading alike)."""
-    if h.codec not in CODECS.values():
+    if h.codec not in NEURAL_CODECS.values():
         raise BitstreamError(f"check_header: unknown codec {h.codec!r}")
     if not (1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE):
         raise BitstreamError(f"check_header: size {h.width}x{h.height} outside 1..{MAX_SIDE}")
@@ -98,7 +98,7 @@ def write(stream: Bitstream) -> bytes:
     """Serialise a bitstream."""
     h = stream.header
     check_header(h)
-    codec_id = next(k for k, v in CODECS.items() if v == h.codec)
+    codec_id = next(k for k, v in NEURAL_CODECS.items() if v == h.codec)
     fixed = HEADER.pack(
         MAGIC,
         VERSION,
@@ -142,13 +142,13 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     (crc,) = struct.unpack_from("<I", data, HEADER.size)
     if crc != zlib.crc32(data[: HEADER.size]):
         raise BitstreamError("parse: header CRC mismatch")
-    if codec_id not in CODECS:
+    if codec_id not in NEURAL_CODECS:
         raise BitstreamError(f"parse: unknown codec id {codec_id}")
     if count > MAX_SECTIONS:
         raise BitstreamError(f"parse: {count} sections passes {MAX_SECTIONS}")
     if not (num and den):
         raise BitstreamError("parse: zero frame rate")
-    header = Header(CODECS[codec_id], width, height, frames, Fraction(num, den), matrix, rng)
+    header = Header(NEURAL_CODECS[codec_id], width, height, frames, Fraction(num, den), matrix, rng)
     check_header(header)
     return header, count
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from models.bitstream.container import BitstreamError
 
-CODECS = {1: ("libx265", "hevc", "hevc"), 2: ("libsvtav1", "ivf", "libdav1d")}
+KEYFRAME_CODECS = {1: ("libx265", "hevc", "hevc"), 2: ("libsvtav1", "ivf", "libdav1d")}
 """id -> (encoder, container format, decoder)."""
 NAMES = {"hevc": 1, "av1": 2}
 MIN_SIDE = 64
@@ -36,7 +36,7 @@ def encode(frames: list[np.ndarray], codec: str = "hevc", quality: int = 28) -> 
     """Intra-code RGB uint8 frames ``(H, W, 3)``; ``quality`` is the CRF (lower is better)."""
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration at info level
     codec_id = NAMES[codec]
-    encoder, fmt, _ = CODECS[codec_id]
+    encoder, fmt, _ = KEYFRAME_CODECS[codec_id]
     height, width = frames[0].shape[:2]
     pad_w, pad_h = padded_size(width, height)
     buffer = io.BytesIO()
@@ -66,9 +66,9 @@ def decode(payload: bytes, width: int, height: int, max_frames: int) -> list[np.
     if len(payload) < HEADER.size:
         raise BitstreamError("keyframes.decode: truncated")
     codec_id, _, count = HEADER.unpack_from(payload)
-    if codec_id not in CODECS or not 1 <= count <= max_frames:
+    if codec_id not in KEYFRAME_CODECS or not 1 <= count <= max_frames:
         raise BitstreamError(f"keyframes.decode: codec {codec_id} or count {count} is invalid")
-    _, fmt, decoder = CODECS[codec_id]
+    _, fmt, decoder = KEYFRAME_CODECS[codec_id]
     pad_w, pad_h = padded_size(width, height)
     frames = []
     try:

@@ -14,9 +14,8 @@ import torch
 
 from models.bitstream import container, keyframes, quant
 from models.bitstream.container import BitstreamError
-from models.dnerv.fit import pad_frames
-from models.dnerv.network import LIMITS, DNeRV, clip_plan, clip_times, keyframe_indices
-from models.probe import choose_video
+from models.bitstream.library import choose_video
+from models.dnerv.network import LIMITS, DNeRV, clip_plan, clip_times, keyframe_indices, pad_frames
 
 MAX_VIDEOS = 10_000
 MAX_NAME = 200

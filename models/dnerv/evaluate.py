@@ -20,9 +20,9 @@ import numpy as np
 
 from models.dnerv.decode import open_library
 from models.dnerv.fit import DNeRVOptions, Video, fit
+from models.evaluation import classic, mean_psnr, plot, read_clip
 from models.extras import needs_extra
 from models.nrff.decode import open_bitstream
-from models.nrff.evaluate import classic, mean_psnr, plot, read_clip
 from models.nrff.fit import FitOptions
 from models.nrff.fit import fit as fit_nrff
 

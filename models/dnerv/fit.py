@@ -14,18 +14,17 @@ from __future__ import annotations
 import json
 import math
 import struct
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from models.bitstream import container, keyframes, quant
-from models.dnerv.network import PRESETS, DNeRV, clip_plan, clip_times, keyframe_indices
-from models.nrff.fit import BITS_PER_WEIGHT, KEYFRAME_CRFS, WEIGHT_BITS
+from models.bitstream.rate import BITS_PER_WEIGHT, KEYFRAME_CRFS, WEIGHT_BITS
+from models.dnerv.network import PRESETS, DNeRV, DNeRVConfig, clip_plan, clip_times, keyframe_indices, pad_frames
+from models.schedule import Budget, cosine, fit_report
 
 
 @dataclass(frozen=True)
@@ -54,11 +53,6 @@ def padded(height: int, width: int, stages: int) -> tuple[int, int]:
     return math.ceil(height / unit) * unit, math.ceil(width / unit) * unit
 
 
-def pad_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``(T, 3, h, w)`` -> ``(T, 3, height, width)`` by repeating the right and bottom edges."""
-    return F.pad(frames, (0, width - frames.shape[-1], 0, height - frames.shape[-2]), mode="replicate")
-
-
 def pack_keyframes(payloads: list[bytes]) -> bytes:
     """``u32 n | n x (u32 offset, u32 length) | payloads``."""
     index, offset = [], 4 + 8 * len(payloads)
@@ -81,49 +75,38 @@ def code_keyframes(videos: list[Video], clip: int, budget_bits: float, codec: st
     return chosen
 
 
-def fit(
-    videos: list[Video], options: DNeRVOptions, device="cpu", progress: Callable[[dict], None] | None = None
-) -> bytes:
-    """Encode a collection (all videos the same size) into D-NeRV bitstream bytes."""
-    sizes = {v.frames.shape[1:3] for v in videos}
-    if len(sizes) != 1:
-        raise ValueError(f"fit: every video of a collection must have the same size, got {sorted(sizes)}")
-    torch.manual_seed(options.seed)
-    args = PRESETS[options.preset]
+Clip = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+"""A training clip on the device: truth ``(L, 3, H, W)``, its two keyframes (padded), its times."""
+
+
+def training_clips(
+    videos: list[Video], payloads: list[bytes], config: DNeRVConfig, padded_size: tuple[int, int], device
+) -> list[Clip]:
+    """Every clip of every video with the keyframes as the decoder will see them (coded, then decoded)."""
     height, width = videos[0].frames.shape[1:3]
-    pad_h, pad_w = padded(height, width, len(args["channels"]) - 1)
-    model = DNeRV(**args).to(device)
-    weights_bits = sum(p.numel() for p in model.parameters()) * BITS_PER_WEIGHT
-    total = sum(v.frames.shape[0] for v in videos)
-    payloads = code_keyframes(
-        videos, args["clip"], options.bpp * total * height * width - weights_bits, options.keyframe_codec
-    )
-    clips = []  # (truth (L, 3, H, W), key0, key1, times) on the device, padded
+    clips = []
     for video, payload in zip(videos, payloads):
         count = len(video.frames)
-        indices = keyframe_indices(count, args["clip"])
+        indices = keyframe_indices(count, config.clip)
         keys = np.stack(keyframes.decode(payload, width, height, len(indices)))
-        keys = pad_frames(torch.from_numpy(keys).permute(0, 3, 1, 2).float().to(device) / 255, pad_h, pad_w)
+        keys = pad_frames(torch.from_numpy(keys).permute(0, 3, 1, 2).float().to(device) / 255, *padded_size)
         truth = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float().to(device) / 255
-        for start, stop, end_key in clip_plan(count, args["clip"]):
-            times = clip_times(start, stop, end_key, args["clip"], device)
-            clips.append(
-                (
-                    truth[start:stop],
-                    keys[indices.index(start) : indices.index(start) + 1],
-                    keys[indices.index(end_key) : indices.index(end_key) + 1],
-                    times,
-                )
-            )
+        for start, stop, end_key in clip_plan(count, config.clip):
+            first, last = indices.index(start), indices.index(end_key)
+            times = clip_times(start, stop, end_key, config.clip, device)
+            clips.append((truth[start:stop], keys[first : first + 1], keys[last : last + 1], times))
+    return clips
+
+
+def train(model: DNeRV, clips: list[Clip], options: DNeRVOptions, size: tuple[int, int], progress) -> int:
+    """Fit the shared decoder to random clips within the budget; returns the steps taken."""
+    height, width = size
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     rng = np.random.default_rng(options.seed)
-    started, step = time.monotonic(), 0
-    while step < options.steps and not (options.minutes and time.monotonic() - started > 60 * options.minutes):
-        spent = step / options.steps
-        if options.minutes:
-            spent = max(spent, (time.monotonic() - started) / (60 * options.minutes))
+    budget, step = Budget(options.steps, options.minutes), 0
+    while not budget.exhausted(step):
         for group in optimizer.param_groups:
-            group["lr"] = options.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, spent)))
+            group["lr"] = cosine(options.lr, budget.spent(step))
         truth, key0, key1, times = clips[rng.integers(len(clips))]
         pred = model(key0, key1, times)[: truth.shape[0], :, :height, :width]
         loss = torch.mean((pred - truth) ** 2)
@@ -132,24 +115,38 @@ def fit(
         optimizer.step()
         step += 1
         if progress and step % 10 == 0:
-            progress(
-                {
-                    "step": step,
-                    "steps": options.steps,
-                    "loss": loss.item(),
-                    "psnr": -10 * math.log10(max(loss.item(), 1e-10)),
-                    "elapsed_s": time.monotonic() - started,
-                }
-            )
+            progress(fit_report(step, options.steps, loss.item(), budget.elapsed()))
+    return step
+
+
+def fit(
+    videos: list[Video], options: DNeRVOptions, device="cpu", progress: Callable[[dict], None] | None = None
+) -> bytes:
+    """Encode a collection (all videos the same size) into D-NeRV bitstream bytes."""
+    sizes = {v.frames.shape[1:3] for v in videos}
+    if len(sizes) != 1:
+        raise ValueError(f"fit: every video of a collection must have the same size, got {sorted(sizes)}")
+    torch.manual_seed(options.seed)
+    config = PRESETS[options.preset]
+    height, width = videos[0].frames.shape[1:3]
+    pad_h, pad_w = padded(height, width, len(config.channels) - 1)
+    model = DNeRV(**asdict(config)).to(device)
+    weights_bits = sum(p.numel() for p in model.parameters()) * BITS_PER_WEIGHT
+    total = sum(v.frames.shape[0] for v in videos)
+    payloads = code_keyframes(
+        videos, config.clip, options.bpp * total * height * width - weights_bits, options.keyframe_codec
+    )
+    clips = training_clips(videos, payloads, config, (pad_h, pad_w), device)
+    steps = train(model, clips, options, (height, width), progress)
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     index = [
         {"name": v.name, "frames": int(v.frames.shape[0]), "fps": [v.fps.numerator, v.fps.denominator]} for v in videos
     ]
-    config = {"preset": args, "padded": [pad_h, pad_w], "videos": index, "steps": step}
+    config_section = {"preset": asdict(config), "padded": [pad_h, pad_w], "videos": index, "steps": steps}
     fps = videos[0].fps.limit_denominator(1_000_000)
     header = container.Header("dnerv", width, height, total, fps)
     sections = {
-        "CONF": json.dumps(config).encode(),
+        "CONF": json.dumps(config_section).encode(),
         "KEYF": pack_keyframes(payloads),
         "WGTS": quant.pack_state(state, WEIGHT_BITS),
     }

@@ -21,6 +21,7 @@ an MLP of t alone (fewer parameters; t still enters through FiLM); content featu
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,11 +29,26 @@ from torch import nn
 
 from models import ops
 
-PRESETS: dict[str, dict] = {
-    "dnerv-s": {"channels": [32, 24, 16, 12], "content": [12, 16, 24, 32], "clip": 8, "frequencies": 8},
-    "dnerv-m": {"channels": [96, 64, 48, 32], "content": [24, 32, 48, 64], "clip": 8, "frequencies": 8},
+
+@dataclass(frozen=True)
+class DNeRVConfig:
+    """D-NeRV's constructor arguments; ``asdict`` is what a library's CONF section records."""
+
+    channels: tuple[int, ...]
+    """Decoder width per scale, coarse to fine."""
+    content: tuple[int, ...]
+    """Keyframe encoder width per scale, fine to coarse."""
+    clip: int = 8
+    """Frames per clip between two keyframes."""
+    frequencies: int = 8
+    """Sine/cosine frequencies of the time encoding."""
+
+
+PRESETS: dict[str, DNeRVConfig] = {
+    "dnerv-s": DNeRVConfig(channels=(32, 24, 16, 12), content=(12, 16, 24, 32)),
+    "dnerv-m": DNeRVConfig(channels=(96, 64, 48, 32), content=(24, 32, 48, 64)),
 }
-"""Named constructor arguments (``channels``: decoder width per scale, coarse to fine)."""
+"""Named configurations."""
 LIMITS = {"stages": (1, 6), "width": (4, 256), "clip": (1, 32), "frequencies": (1, 16)}
 """Accepted ranges of a configuration read from a file."""
 
@@ -137,3 +153,8 @@ def clip_times(start: int, stop: int, end_key: int, clip: int, device=None) -> t
     span = max(1, end_key - start)
     times = [(j - start) / span for j in range(start, stop)]
     return torch.tensor(times + [times[-1]] * (clip - len(times)), device=device)
+
+
+def pad_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``(T, 3, h, w)`` -> ``(T, 3, height, width)`` by repeating the right and bottom edges."""
+    return F.pad(frames, (0, width - frames.shape[-1], 0, height - frames.shape[-2]), mode="replicate")

@@ -13,8 +13,6 @@ Sections: ``CONF`` (JSON: gop, width, depth, frequencies), ``KEYF`` (keyframes, 
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,16 +21,12 @@ import numpy as np
 import torch
 
 from models.bitstream import container, keyframes, quant
+from models.bitstream.rate import BITS_PER_WEIGHT, KEYFRAME_CRFS, WEIGHT_BITS
 from models.nrff.network import NRFF, keyframe_indices, render
+from models.schedule import Budget, cosine, fit_report
 
-WEIGHT_BITS = 8
-"""Bits per quantised weight."""
-BITS_PER_WEIGHT = 7.0
-"""Expected entropy-coded bits per 8-bit weight (for choosing the width)."""
 KEYFRAME_SHARE = 0.6
 """Share of the bit budget given to keyframes (0.6 beat 0.5 in a trial on carphone; docs/codec.md)."""
-KEYFRAME_CRFS = tuple(range(20, 56, 3))
-"""CRFs tried for the keyframes."""
 
 
 @dataclass(frozen=True)
@@ -94,14 +88,11 @@ def fit(
     target = to_tensor(frames, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     rng = np.random.default_rng(options.seed)
-    started, step = time.monotonic(), 0
+    budget, step = Budget(options.steps, options.minutes), 0
     rows_per, cols_per = max(8, height // 4), max(8, width // 4)
-    while step < options.steps and not (options.minutes and time.monotonic() - started > 60 * options.minutes):
-        spent = step / options.steps
-        if options.minutes:  # a time budget: the schedule follows whichever budget is further spent
-            spent = max(spent, (time.monotonic() - started) / (60 * options.minutes))
+    while not budget.exhausted(step):
         for group in optimizer.param_groups:
-            group["lr"] = options.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, spent)))
+            group["lr"] = cosine(options.lr, budget.spent(step))
         loss = 0.0
         for frame in rng.choice(count, size=min(4, count), replace=False):
             rows = torch.from_numpy(np.sort(rng.choice(height, min(rows_per, height), replace=False))).to(device)
@@ -114,16 +105,7 @@ def fit(
         optimizer.step()
         step += 1
         if progress and (step % 20 == 0 or step == options.steps):
-            elapsed = time.monotonic() - started
-            progress(
-                {
-                    "step": step,
-                    "steps": options.steps,
-                    "loss": loss.item() / min(4, count),
-                    "psnr": -10 * math.log10(max(loss.item() / min(4, count), 1e-10)),
-                    "elapsed_s": elapsed,
-                }
-            )
+            progress(fit_report(step, options.steps, loss.item() / min(4, count), budget.elapsed()))
     weights = quant.pack_state({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, WEIGHT_BITS)
     config = {
         "gop": options.gop,

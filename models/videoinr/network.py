@@ -22,7 +22,13 @@ Deviations from the paper, and why:
   visibilities (Super SloMo, Jiang et al. CVPR 2018). At init the model is "bicubic + warped blend",
   which converges in CPU-hours instead of GPU-days, and t = 0 / t = 1 reproduce the input frames.
 - The SpatialINR also reads the cell size (output pixel size in low-res pixels), as LIIF does,
-  because one model serves every scale in [1, 4].
+  because one model serves every scale in [1, 4]. As in the paper it does not read t
+  (``spatial_time=False``, from ``videoinr-s`` v2 on): its code is computed once per output pixel
+  and pair and shared by every output time between the pair; ``videoinr-s-v1`` read t.
+- First layers are split by input: the columns that read low-res features and colours are applied
+  once per low-res pixel (a 1x1 convolution in ``encode_pair``) and then sampled, which is exact
+  because nearest and bilinear sampling commute with a per-pixel linear map. Queries run
+  channels-first, the layout ``grid_sample`` returns.
 - MLPs use GELU by default; SIREN (sine, w0 = 30, the paper's choice) is kept as ``activation="sine"``.
   Sine MLPs need their special initialisation and small learning rates; GELU trains stably with
   Adam at our short budgets and leaves the residual heads near zero at init.
@@ -35,20 +41,44 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from models import ops
 from models.registry import register
 
-PRESETS: dict[str, dict] = {
-    "videoinr-s": {"channels": 32, "encoder_blocks": 4, "motion_channels": 32, "fusion_blocks": 1, "hidden": 64},
-    "videoinr-m": {"channels": 64, "encoder_blocks": 30, "motion_channels": 128, "fusion_blocks": 10, "hidden": 256},
+
+@dataclass(frozen=True)
+class VideoINRConfig:
+    """VideoINR's constructor arguments; ``asdict`` is a checkpoint's spec ``args``."""
+
+    channels: int = 32
+    """Feature channels of the encoder and the alignment."""
+    encoder_blocks: int = 4
+    motion_channels: int = 32
+    """Width of the flow estimator's convolutions."""
+    fusion_blocks: int = 1
+    hidden: int = 64
+    """Width of the SpatialINR and decoder MLPs (the TemporalINR's is half)."""
+    activation: str = "gelu"
+    """``gelu`` or ``sine`` (SIREN)."""
+    spatial_time: bool = True
+    """Whether the SpatialINR reads t (v1); False (v2) computes it once for all output times of a pair."""
+
+
+PRESETS: dict[str, VideoINRConfig] = {
+    "videoinr-s": VideoINRConfig(spatial_time=False),
+    "videoinr-s-v1": VideoINRConfig(),
+    "videoinr-m": VideoINRConfig(
+        channels=64, encoder_blocks=30, motion_channels=128, fusion_blocks=10, hidden=256, spatial_time=False
+    ),
 }
-"""Named constructor arguments; ``videoinr-s`` trains on 2 CPU cores, ``videoinr-m`` is for GPUs."""
+"""Named configurations; ``videoinr-s`` (and the first version, ``videoinr-s-v1``, whose SpatialINR reads t) train
+on 2 CPU cores, ``videoinr-m`` is for GPUs."""
 
 
 class ResBlock(nn.Module):
@@ -129,8 +159,7 @@ class MotionEstimator(nn.Module):
         flow = None
         for level in reversed(range(self.levels)):
             f0, f1 = pyramid[level]
-            h, w = f0.shape[-2:]
-            flow = f0.new_zeros(f0.shape[0], 4, h, w) if flow is None else ops.resize_flow(flow, h, w)
+            flow = torch.zeros_like(f0[:, :4]) if flow is None else ops.resize_flow(flow, f0)
             warped1 = ops.backward_warp(f1, flow[:, :2])
             warped0 = ops.backward_warp(f0, flow[:, 2:])
             flow = flow + self.refiners[level](torch.cat([f0, warped1, f1, warped0, flow], dim=1))
@@ -144,8 +173,9 @@ class PairState:
     images: torch.Tensor  # (B, 6, h, w): frame 0 RGB then frame 1 RGB, in [0, 1]
     features: torch.Tensor  # (B, 3C, h, w): aligned frame-0, fused middle, aligned frame-1
     flows: torch.Tensor  # (B, 4, h, w): flow 0->1 then 1->0, low-res pixels
-    warp_features: torch.Tensor  # (2B, C, h, w): aligned frame-0 / frame-1 features, what flows warp
-    warp_images: torch.Tensor  # (2B, 3, h, w): frame 0 / frame 1 RGB, interleaved like warp_features
+    warp_images: torch.Tensor  # (2B, 3, h, w): frame 0 / frame 1 RGB, interleaved (what the flows warp)
+    spatial_map: torch.Tensor  # (B, H, h*w): the SpatialINR's first layer on features and colours, per pixel
+    decoder_maps: torch.Tensor  # (2B, H, h, w): the decoder's first layer on aligned frame-0 / frame-1 features
 
     @property
     def size(self) -> tuple[int, int]:
@@ -164,28 +194,31 @@ class VideoINR(nn.Module):
         fusion_blocks: int = 1,
         hidden: int = 64,
         activation: str = "gelu",
+        spatial_time: bool = True,
     ):
         super().__init__()
         c, h = channels, hidden
-        self.spec = {
-            "name": "videoinr",
-            "args": {
-                "channels": channels,
-                "encoder_blocks": encoder_blocks,
-                "motion_channels": motion_channels,
-                "fusion_blocks": fusion_blocks,
-                "hidden": hidden,
-                "activation": activation,
-            },
-        }
+        self.config = VideoINRConfig(
+            channels, encoder_blocks, motion_channels, fusion_blocks, hidden, activation, spatial_time
+        )
+        self.spec = {"name": "videoinr", "args": asdict(self.config)}
         self.channels = c
         self.encoder = conv_stack(3, c, encoder_blocks)
         self.motion = MotionEstimator(c, motion_channels)
         self.align = nn.ModuleList([conv_stack(2 * c, c, fusion_blocks) for _ in range(2)])
         self.fuse = conv_stack(2 * c, c, fusion_blocks)
-        self.spatial = mlp(3 * c + 6 + 2 + 2 + 1, [h, h, h], h, activation)
-        self.temporal = mlp(h + 4 + 1, [h // 2, h // 2], 6, activation, zero_last=True)
-        self.decoder = mlp(h + 2 * c + 6 + 1, [h, h], 3, activation, zero_last=True)
+        self.spatial_time = spatial_time
+        # input layouts (the order of the first layers' columns): what each MLP reads
+        self.spatial_inputs = {"feat": 3 * c, "rgb": 6, "rel": 2, "cell": 2, "t": int(spatial_time)}
+        self.temporal_inputs = {"z": h, "prior": 4, "t": 1}
+        self.decoder_inputs = {"z": h, "feat0": c, "feat1": c, "rgb0": 3, "rgb1": 3, "t": 1}
+        self.spatial = mlp(sum(self.spatial_inputs.values()), [h, h, h], h, activation)
+        self.temporal = mlp(sum(self.temporal_inputs.values()), [h // 2, h // 2], 6, activation, zero_last=True)
+        self.decoder = mlp(sum(self.decoder_inputs.values()), [h, h], 3, activation, zero_last=True)
+
+    @classmethod
+    def from_config(cls, config: VideoINRConfig) -> VideoINR:
+        return cls(**asdict(config))
 
     def encode_frame(self, image: torch.Tensor) -> torch.Tensor:
         """Per-frame features ``(B, C, h, w)`` of an RGB frame ``(B, 3, h, w)`` in [0, 1]."""
@@ -199,43 +232,114 @@ class VideoINR(nn.Module):
         aligned0 = feat0 + self.align[0](torch.cat([feat0, ops.backward_warp(feat1, flows[:, :2])], 1))
         aligned1 = feat1 + self.align[1](torch.cat([feat1, ops.backward_warp(feat0, flows[:, 2:])], 1))
         middle = self.fuse(torch.cat([aligned0, aligned1], 1))
-        return PairState(
-            torch.cat([image0, image1], 1),
-            torch.cat([aligned0, middle, aligned1], 1),
-            flows,
-            torch.stack([aligned0, aligned1], 1).flatten(0, 1),  # built once per pair, not per query chunk
-            torch.stack([image0, image1], 1).flatten(0, 1),
+        images = torch.cat([image0, image1], 1)
+        features = torch.cat([aligned0, middle, aligned1], 1)
+        # First layers are linear, and nearest/bilinear sampling commutes with a per-pixel linear map:
+        # apply the columns that read features and colours once per low-res pixel, then sample.
+        spatial = self.parts(self.spatial[0], self.spatial_inputs)
+        spatial_map = F.conv2d(features, spatial["feat"][..., None, None]) + F.conv2d(
+            images - 0.5, spatial["rgb"][..., None, None]
         )
+        decoder = self.parts(self.decoder[0], self.decoder_inputs)
+        project0 = F.conv2d(aligned0, decoder["feat0"][..., None, None])
+        project1 = F.conv2d(aligned1, decoder["feat1"][..., None, None])
+        decoder_maps = torch.stack([project0, project1], 1).flatten(0, 1)
+        return PairState(
+            images,
+            features,
+            flows,
+            torch.stack([image0, image1], 1).flatten(0, 1),  # built once per pair, not per query chunk
+            spatial_map.flatten(2),
+            decoder_maps,
+        )
+
+    @staticmethod
+    def parts(layer: nn.Linear, inputs: dict[str, int]) -> dict[str, torch.Tensor]:
+        """A first layer's weight split into the columns that read each named input."""
+        return dict(zip(inputs, layer.weight.split(list(inputs.values()), dim=1)))
+
+    @staticmethod
+    def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """A linear layer over the channels of a channels-first ``(B, C, ...)`` tensor."""
+        flat = x.flatten(2)
+        if bias is None:
+            out = torch.matmul(weight, flat)
+        else:
+            out = torch.baddbmm(bias.view(1, -1, 1), weight.expand(flat.shape[0], -1, -1), flat)
+        return out.view(x.shape[0], weight.shape[0], *x.shape[2:])
+
+    def run(self, layers: nn.Sequential, hidden: torch.Tensor) -> torch.Tensor:
+        """The rest of an MLP after its first layer's pre-activation ``hidden`` ``(B, C, ...)``."""
+        for layer in layers[1:]:
+            hidden = self.linear(hidden, layer.weight, layer.bias) if isinstance(layer, nn.Linear) else layer(hidden)
+        return hidden
 
     def query(self, state: PairState, points: torch.Tensor, t: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """RGB ``(B, N, 3)`` at low-res pixel-unit points ``(B, N, 2)``, times ``t`` ``(B,)`` in [0, 1].
 
         ``cell`` ``(B, 2)`` is the output pixel's (width, height) in low-res pixels (1 / scale).
         """
+        return self.query_times(state, points, t.view(-1, 1), cell)[:, :, 0].transpose(1, 2)
+
+    def query_times(
+        self, state: PairState, points: torch.Tensor, times: torch.Tensor, cell: torch.Tensor
+    ) -> torch.Tensor:
+        """RGB ``(B, 3, T, N)`` at points ``(B, N, 2)`` for each of ``T`` times ``(B, T)``.
+
+        What does not depend on time (the spatial code ``z`` when the SpatialINR takes no ``t``, its
+        projections into the temporal and decoder MLPs, the prior flow) is computed once for all T.
+        Everything runs channels-first, ``(B, C, T, N)``, the layout ``grid_sample`` returns, so no
+        sampled tensor is transposed.
+        """
         batch, n = points.shape[:2]
-        h, w = state.size
-        c = self.channels
-        tt = t.to(points.dtype).view(batch, 1, 1).expand(batch, n, 1)
-        centres = ops.nearest_centres(points, h, w)
-        near_feat = ops.sample_points(state.features, centres, "nearest")
-        near_rgb = ops.sample_points(state.images, centres, "nearest")
-        cells = cell.to(points.dtype).view(batch, 1, 2).expand(batch, n, 2)
-        z = self.spatial(torch.cat([near_feat, near_rgb - 0.5, points - centres, cells, tt], -1))
+        dtype = points.dtype
+        size = ops.size_xy(state.flows, dtype)  # (w, h) of the low-res maps, a tensor (dynamic in ONNX)
+        tt = times.to(dtype).view(batch, 1, -1, 1)  # (B, 1, T, 1)
 
-        prior = ops.sample_points(state.flows, points)
-        motion = self.temporal(torch.cat([z, prior, tt], -1))
-        point0 = points + tt * (prior[..., 2:4] + motion[..., 0:2])
-        point1 = points + (1 - tt) * (prior[..., 0:2] + motion[..., 2:4])
+        # SpatialINR: nearest low-res pixel's projected features + relative offset + cell (+ t)
+        spatial = self.parts(self.spatial[0], self.spatial_inputs)
+        centres = ops.nearest_centres(points, size)
+        index = ((centres[..., 1] - 0.5) * size[0] + (centres[..., 0] - 0.5)).long()  # (B, N)
+        hidden = state.spatial_map.shape[1]
+        if batch == 1:
+            gathered = state.spatial_map.index_select(2, index[0])
+        else:
+            gathered = state.spatial_map.gather(2, index.unsqueeze(1).expand(-1, hidden, -1))
+        bias = self.spatial[0].bias + cell.to(dtype) @ spatial["cell"].t()  # (B, H)
+        rel = (points - centres).transpose(1, 2)  # (B, 2, N)
+        pre = torch.baddbmm(gathered + bias.unsqueeze(2), spatial["rel"].expand(batch, -1, -1), rel).unsqueeze(2)
+        if self.spatial_time:
+            pre = pre + spatial["t"].view(1, -1, 1, 1) * tt
+        z = self.run(self.spatial, pre)  # (B, H, 1 or T, N)
 
-        both = torch.stack([point0, point1], 1).flatten(0, 1)  # (2B, N, 2)
-        warped_feat = ops.sample_points(state.warp_features, both).view(batch, 2, n, c)
-        warped_rgb = ops.sample_points(state.warp_images, both, "bicubic").view(batch, 2, n, 3)
+        # TemporalINR: residual motion over the prior flow, and visibilities
+        temporal = self.parts(self.temporal[0], self.temporal_inputs)
+        prior = ops.grid_sample(state.flows, points)  # (B, 4, 1, N)
+        pre = self.linear(z, temporal["z"], self.temporal[0].bias) + self.linear(prior, temporal["prior"])
+        motion = self.run(self.temporal, pre + temporal["t"].view(1, -1, 1, 1) * tt)  # (B, 6, T, N)
+        steps = motion.shape[2]
+        xy = points.transpose(1, 2).unsqueeze(2)  # (B, 2, 1, N)
+        point0 = xy + tt * (prior[:, 2:4] + motion[:, 0:2])
+        point1 = xy + (1 - tt) * (prior[:, 0:2] + motion[:, 2:4])
+        both = torch.stack([point0, point1], 1).reshape(2 * batch, 2, steps * n).transpose(1, 2)  # (2B, T*N, 2)
 
-        vis = torch.sigmoid(motion[..., 4:6])
-        weight0, weight1 = (1 - tt) * vis[..., :1], tt * vis[..., 1:]
-        base = (weight0 * warped_rgb[:, 0] + weight1 * warped_rgb[:, 1]) / (weight0 + weight1).clamp_min(1e-6)
-        decoder_in = [z, warped_feat[:, 0], warped_feat[:, 1], warped_rgb[:, 0] - 0.5, warped_rgb[:, 1] - 0.5, tt]
-        return base + self.decoder(torch.cat(decoder_in, -1))
+        # decoder: projected warped features + warped colours + t, residual over the visibility blend
+        decoder = self.parts(self.decoder[0], self.decoder_inputs)
+        warped = ops.grid_sample(state.decoder_maps, both).view(batch, 2, -1, steps, n)
+        warped_rgb = ops.grid_sample(state.warp_images, both, "bicubic").view(batch, 6, steps, n)
+        rgb_weight = torch.cat([decoder["rgb0"], decoder["rgb1"]], 1)
+        rgb_bias = self.decoder[0].bias - 0.5 * rgb_weight.sum(1)
+        pre = self.linear(warped_rgb, rgb_weight, rgb_bias)
+        pre += warped[:, 0]
+        pre += warped[:, 1]
+        pre += self.linear(z, decoder["z"])
+        pre += decoder["t"].view(1, -1, 1, 1) * tt
+        residual = self.run(self.decoder, pre)  # (B, 3, T, N)
+
+        vis = torch.sigmoid(motion[:, 4:6])
+        weight0, weight1 = (1 - tt) * vis[:, :1], tt * vis[:, 1:]
+        base = (weight0 * warped_rgb[:, :3] + weight1 * warped_rgb[:, 3:]) / (weight0 + weight1).clamp_min(1e-6)
+        return base + residual
 
     def query_frame(self, state: PairState, height: int, width: int, t: float, chunk: int = 65536) -> torch.Tensor:
         """The whole ``(B, 3, height, width)`` output frame at time ``t``, ``chunk`` points at a time."""
@@ -243,22 +347,33 @@ class VideoINR(nn.Module):
         points = ops.pixel_centres(
             height, width, h / height, w / width, device=state.images.device, dtype=state.images.dtype
         )
-        return (
-            self.query_points(state, points, t, (w / width, h / height), chunk)
-            .transpose(1, 2)
-            .reshape(state.images.shape[0], 3, height, width)
+        return self.query_points(state, points, [t], (w / width, h / height), chunk)[:, :, 0].reshape(
+            state.images.shape[0], 3, height, width
         )
 
     def query_points(
-        self, state: PairState, points: torch.Tensor, t: float, cell: tuple[float, float], chunk: int = 65536
+        self,
+        state: PairState,
+        points: torch.Tensor,
+        times: list[float],
+        cell: tuple[float, float],
+        chunk: int = 65536,
     ) -> torch.Tensor:
-        """RGB ``(B, N, 3)`` at the same points ``(N, 2)`` for every batch item, in chunks."""
+        """RGB ``(B, 3, T, N)`` at the same points ``(N, 2)`` for every batch item and time.
+
+        All times go through the MLPs together, ``chunk // T`` points at a time (``chunk`` bounds
+        the points x times in flight, so memory does not grow with the number of times).
+        """
         batch = state.images.shape[0]
         like = state.images
-        times = like.new_full((batch,), float(t))
+        stamps = like.new_tensor(times).expand(batch, -1)
         cells = like.new_tensor(cell).expand(batch, 2)
-        out = [self.query(state, part.unsqueeze(0).expand(batch, -1, -1), times, cells) for part in points.split(chunk)]
-        return torch.cat(out, 1)
+        step = max(1, chunk // len(times))
+        out = [
+            self.query_times(state, part.unsqueeze(0).expand(batch, -1, -1), stamps, cells)
+            for part in points.split(step)
+        ]
+        return torch.cat(out, 3)
 
     def forward(
         self, image0: torch.Tensor, image1: torch.Tensor, points: torch.Tensor, t: torch.Tensor, cell: torch.Tensor
@@ -268,39 +383,33 @@ class VideoINR(nn.Module):
         return self.query(state, points, t, cell)
 
 
-def count_macs(model: VideoINR, lr_size: int = 32, scale: float = 4.0) -> dict[str, float]:
-    """Multiply-accumulates: per low-res pixel (per frame, per pair) and per output pixel (queries)."""
-    totals = {"value": 0}
-
-    def hook(module, inputs, output):
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            totals["value"] += output.numel() * module.in_channels // module.groups * k
-        elif isinstance(module, nn.Linear):
-            totals["value"] += output.numel() * module.in_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+def count_macs(model: VideoINR, lr_size: int = 32, scale: float = 4.0, times: int = 4) -> dict[str, float]:
+    """Multiply-accumulates per low-res pixel (encoder per frame, pair stage per pair) and per output
+    pixel (queries, with ``times`` output frames per pair sharing what does not depend on time)."""
     image = torch.rand(1, 3, lr_size, lr_size)
     out_size = int(lr_size * scale)
+    points = ops.pixel_centres(out_size, out_size, 1 / scale, 1 / scale)
+    counts = []
     with torch.no_grad():
-        feat = model.encode_frame(image)
-        per_frame, totals["value"] = totals["value"], 0
-        state = model.encode_pair(image, image, feat, feat)
-        per_pair, totals["value"] = totals["value"], 0
-        model.query_frame(state, out_size, out_size, 0.5)
-        per_query = totals["value"]
-    for handle in handles:
-        handle.remove()
+        for stage in ("encoder", "pair", "queries"):
+            with FlopCounterMode(display=False) as counter:
+                if stage == "encoder":
+                    feat = model.encode_frame(image)
+                elif stage == "pair":
+                    state = model.encode_pair(image, image, feat, feat)
+                else:
+                    model.query_points(state, points, [(k + 1) / (times + 1) for k in range(times)], (1 / scale,) * 2)
+            counts.append(counter.get_total_flops() / 2)
     return {
-        "encoder_per_lr_pixel": per_frame / lr_size**2,
-        "pair_per_lr_pixel": per_pair / lr_size**2,
-        "queries_per_output_pixel": per_query / out_size**2,
+        "encoder_per_lr_pixel": counts[0] / lr_size**2,
+        "pair_per_lr_pixel": counts[1] / lr_size**2,
+        "queries_per_output_pixel": counts[2] / (out_size**2 * times),
     }
 
 
 def describe(preset: str) -> dict[str, float]:
     """Parameter count and MACs of a preset (what its model card records)."""
-    model = VideoINR(**PRESETS[preset])
+    model = VideoINR.from_config(PRESETS[preset])
     return {"parameters": sum(p.numel() for p in model.parameters()), **count_macs(model)}
 
 

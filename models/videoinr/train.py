@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import shlex
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +25,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models import ops, registry
+from models.schedule import Budget, cosine
 from models.videoinr import data
 from models.videoinr.network import PRESETS, describe
 
+TRAINING_DIR = registry.CHECKPOINT_DIR / "training"
+"""Resumable training states (safetensors + JSON, a few MB each), one folder per preset."""
 GAPS = (2, 4, 8)
 """Frame distances between the two inputs inside a window (time factors 2x, 4x, 8x)."""
 
@@ -44,11 +45,6 @@ class Batch:
     t: torch.Tensor  # (B,)
     cell: torch.Tensor  # (B, 2)
     target: torch.Tensor  # (B, N, 3)
-
-
-def degrade(frames: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
-    """Bicubic (antialiased) downscale and 8-bit quantisation, as a real low-res input."""
-    return torch.round(ops.resize(frames, height, width or height).clamp(0, 1) * 255) / 255
 
 
 def augment(window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -89,8 +85,8 @@ def sample_batch(
     ratio = lr_patch / hr
     points = torch.stack([(index % hr).float() + 0.5, (index // hr).float() + 0.5], -1) * ratio
     return Batch(
-        degrade(hr0, lr_patch),
-        degrade(hr1, lr_patch),
+        ops.degrade(hr0, lr_patch),
+        ops.degrade(hr1, lr_patch),
         points,
         torch.tensor(times, dtype=torch.float32),
         torch.full((batch, 2), ratio),
@@ -107,7 +103,7 @@ def validate(model, windows: np.ndarray, device, scale: int = 4, gap: int = 4) -
     scores, baseline = [], []
     for window in windows:
         clip = torch.from_numpy(np.array(window[: gap + 1])).permute(0, 3, 1, 2).float().to(device) / 255
-        low = degrade(clip, lr)
+        low = ops.degrade(clip, lr)
         state = model.encode_pair(low[:1], low[-1:], model.encode_frame(low[:1]), model.encode_frame(low[-1:]))
         up0, up1 = ops.resize(low[:1], size, size), ops.resize(low[-1:], size, size)
         for k in range(1, gap):
@@ -146,11 +142,35 @@ def load_state(folder: Path, model, optimizer) -> dict:
     return info
 
 
+def warm_start(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Copy ``source`` tensors into ``model``: whole where shapes match, the leading slice where the
+    model's tensor is smaller in some dimension (a first layer that reads fewer inputs, the dropped
+    ones last), nothing otherwise. Returns which names were copied, sliced or left as initialised."""
+    report: dict[str, list[str]] = {"copied": [], "sliced": [], "initialised": []}
+    target = model.state_dict()
+    with torch.no_grad():
+        for name, tensor in target.items():
+            value = source.get(name)
+            if value is not None and value.shape == tensor.shape:
+                tensor.copy_(value)
+                report["copied"].append(name)
+            elif (
+                value is not None
+                and value.dim() == tensor.dim()
+                and all(a <= b for a, b in zip(tensor.shape, value.shape))
+            ):
+                tensor.copy_(value[tuple(slice(0, size) for size in tensor.shape)])
+                report["sliced"].append(name)
+            else:
+                report["initialised"].append(name)
+    return {key: names for key, names in report.items() if key != "copied"} | {"copied": [str(len(report["copied"]))]}
+
+
 def learning_rate(step: int, progress: float, peak: float, warmup: int = 200) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay to 5% of ``peak`` as progress goes 0 -> 1."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return cosine(peak, progress, floor=0.05)
 
 
 def code_version() -> str:
@@ -168,7 +188,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="videoinr-s")
     parser.add_argument("--data", type=Path, default=Path("cache/videoinr"), help="built by models.videoinr.data")
     parser.add_argument("--out", type=Path, help="checkpoint path (default models/checkpoints/PRESET)")
-    parser.add_argument("--work", type=Path, help="resumable state folder (default cache/train/PRESET)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="resumable state folder (default models/checkpoints/training/PRESET, committed so that a later "
+        "session resumes where this one stopped)",
+    )
     parser.add_argument("--steps", type=int, default=12000)
     parser.add_argument(
         "--minutes",
@@ -187,84 +212,98 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--val-every", type=int, default=1000)
     parser.add_argument("--save-every", type=int, default=500)
     parser.add_argument("--fresh", action="store_true", help="ignore a saved state in --work")
+    parser.add_argument(
+        "--init",
+        help="warm start from this checkpoint (name or path) where shapes allow; ignored when resuming",
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train, logging loss and validation PSNR; write the checkpoint and its card."""
-    args = parse_args(argv)
-    out = args.out or registry.CHECKPOINT_DIR / args.preset
-    work = args.work or Path("cache/train") / args.preset
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    device = torch.device(args.device)
-    model = registry.make({"name": "videoinr", "args": PRESETS[args.preset]}).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    train, val = data.load_split(args.data, "train"), data.load_split(args.data, "val")[:32]
+def train_step(model, optimizer, batch: Batch, device: torch.device) -> float:
+    """One optimiser step on ``batch``; returns its loss."""
+    pred = model(
+        batch.image0.to(device),
+        batch.image1.to(device),
+        batch.points.to(device),
+        batch.t.to(device),
+        batch.cell.to(device),
+    )
+    loss = ops.charbonnier(pred, batch.target.to(device))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def start(args: argparse.Namespace, model, optimizer, work: Path) -> dict:
+    """The run's info (step, elapsed seconds, log): resumed from ``work``, warm-started, or new."""
     info = {"step": 0, "elapsed_s": 0.0, "log": []}
     if (work / "state.safetensors").is_file() and not args.fresh:
         info = load_state(work, model, optimizer)
         print(f"resumed from {work} at step {info['step']}", flush=True)
-    started, step, running = time.time() - info["elapsed_s"], info["step"], []
-    version = info.get("code_version") or code_version()  # the code that trains, not the code at the end
-    info["code_version"] = version
-    while step < args.steps:
-        if args.minutes and time.time() - started > args.minutes * 60:
-            print(f"time budget reached at step {step}", flush=True)
-            break
-        progress = step / args.steps
-        if args.minutes:  # a time budget: the schedule follows whichever budget is further spent
-            progress = max(progress, (time.time() - started) / (args.minutes * 60))
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, progress, args.lr)
-        batch = sample_batch(train, np.random.default_rng([args.seed, step]), args.batch, args.lr_patch, args.points)
-        pred = model(
-            batch.image0.to(device),
-            batch.image1.to(device),
-            batch.points.to(device),
-            batch.t.to(device),
-            batch.cell.to(device),
-        )
-        loss = ops.charbonnier(pred, batch.target.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        running.append(loss.item())
-        step += 1
-        if step % args.log_every == 0:
-            print(
-                f"step {step} loss {np.mean(running):.5f} lr {optimizer.param_groups[0]['lr']:.2e} "
-                f"{time.time() - started:.0f}s",
-                flush=True,
-            )
-            running = []
-        if step % args.val_every == 0 or step == args.steps:
-            metrics = validate(model, val, device)
-            info["log"].append({"step": step, **metrics})
-            print(f"step {step} val {metrics}", flush=True)
-        if step % args.save_every == 0:
-            save_state(work, model, optimizer, {**info, "step": step, "elapsed_s": time.time() - started})
-    metrics = validate(model, val, device)
-    wall = time.time() - started
-    save_state(work, model, optimizer, {**info, "step": step, "elapsed_s": wall})
+    elif args.init:
+        info["init"] = {"checkpoint": args.init, **warm_start(model, registry.load(args.init).state_dict())}
+        print(f"warm start from {args.init}: {info['init']}", flush=True)
+    info["code_version"] = info.get("code_version") or code_version()  # the code that trains, not at the end
+    return info
+
+
+def card(args: argparse.Namespace, argv: list[str] | None, info: dict, metrics: dict, wall: float, device) -> dict:
+    """The checkpoint's card: data, commands, steps, wall time, machine, scores, cost, code version."""
     manifest_path = args.data / "manifest.json"
-    card = {
+    return {
         "preset": args.preset,
         "data": json.loads(manifest_path.read_text()) if manifest_path.is_file() else str(args.data),
         "data_command": "python -m models.videoinr.data --out cache/videoinr",
         "command": "python -m models.videoinr.train " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "steps": step,
+        "steps": info["step"],
         "wall_time_s": round(wall, 1),
         "device": str(device),
         "machine": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads".strip(),
         "metrics": {**metrics, "validation": "32 held-out windows, 4x space, 4x time, in-between frames, RGB"},
         "validation_log": info["log"],
+        **({"init": info["init"]} if "init" in info else {}),
         "cost": describe(args.preset),
-        "code_version": version,
+        "code_version": info["code_version"],
     }
-    path = registry.save(model.cpu(), out, card)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train, logging loss and validation PSNR; write the checkpoint and its card."""
+    args = parse_args(argv)
+    out = args.out or registry.CHECKPOINT_DIR / args.preset
+    work = args.work or TRAINING_DIR / args.preset
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    model = registry.make({"name": "videoinr", "args": asdict(PRESETS[args.preset])}).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    train, val = data.load_split(args.data, "train"), data.load_split(args.data, "val")[:32]
+    info = start(args, model, optimizer, work)
+    budget, step, running = Budget(args.steps, args.minutes, info["elapsed_s"]), info["step"], []
+    while not budget.exhausted(step):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, budget.spent(step), args.lr)
+        batch = sample_batch(train, np.random.default_rng([args.seed, step]), args.batch, args.lr_patch, args.points)
+        running.append(train_step(model, optimizer, batch, device))
+        step += 1
+        if step % args.log_every == 0:
+            lr = optimizer.param_groups[0]["lr"]
+            print(f"step {step} loss {np.mean(running):.5f} lr {lr:.2e} {budget.elapsed():.0f}s", flush=True)
+            running = []
+        if step % args.val_every == 0 or step == args.steps:
+            info["log"].append({"step": step, **validate(model, val, device)})
+            print(f"step {step} val {info['log'][-1]}", flush=True)
+        if step % args.save_every == 0:
+            save_state(work, model, optimizer, {**info, "step": step, "elapsed_s": budget.elapsed()})
+    if step < args.steps:
+        print(f"time budget reached at step {step}", flush=True)
+    metrics = validate(model, val, device)
+    info.update(step=step, elapsed_s=budget.elapsed())
+    save_state(work, model, optimizer, info)
+    path = registry.save(model.cpu(), out, card(args, argv, info, metrics, info["elapsed_s"], device))
     print(f"wrote {path} ({metrics})", flush=True)
     return 0
 

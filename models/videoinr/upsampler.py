@@ -12,6 +12,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ class Tile:
 
 
 @dataclass
-class EncodedFrame:
+class FrameFeatures:
     """A frame's low-res crops and per-tile features (kept while the frame is in a pair)."""
 
     size: tuple[int, int]  # low-res (h, w)
@@ -78,12 +79,13 @@ class Upsampler:
 
     def __init__(
         self,
-        model: VideoINR,
+        model: VideoINR | Any,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         options: UpsampleOptions | None = None,
     ):
-        self.model = model.to(device=device, dtype=dtype).eval()
+        # a torch module is moved and put in eval mode; another backend's network (worker.runtime) is used as is
+        self.model = model.to(device=device, dtype=dtype).eval() if isinstance(model, torch.nn.Module) else model
         self.device, self.dtype = torch.device(device), dtype
         self.options = options or UpsampleOptions()
         self.times = StageTimes()
@@ -107,7 +109,7 @@ class Upsampler:
         return self._tiles[height, width]
 
     @torch.no_grad()
-    def encode(self, image: np.ndarray) -> EncodedFrame:
+    def features(self, image: np.ndarray) -> FrameFeatures:
         """Encode an RGB frame ``(h, w, 3)`` in [0, 1], tile by tile."""
         started = time.perf_counter()
         crops, feats = [], []
@@ -117,12 +119,12 @@ class Upsampler:
             crop = torch.from_numpy(pixels).to(self.device, self.dtype).permute(2, 0, 1)[None]
             crops.append(crop)
             feats.append(self.model.encode_frame(crop))
-        self.times.add("encoder", started, self.device)
-        return EncodedFrame(image.shape[:2], crops, feats)
+        self.times.add("features", started, self.device)
+        return FrameFeatures(image.shape[:2], crops, feats)
 
     @torch.no_grad()
     def render(
-        self, first: EncodedFrame, second: EncodedFrame, times: list[float], height: int, width: int
+        self, first: FrameFeatures, second: FrameFeatures, times: list[float], height: int, width: int
     ) -> list[np.ndarray]:
         """Output frames ``(height, width, 3)`` float32 at each time in ``times`` (0 = first, 1 = second)."""
         low_h, low_w = first.size
@@ -144,10 +146,10 @@ class Upsampler:
             grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
             points = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], -1)
             cell = (low_w / width, low_h / height)
-            for out, t in zip(outputs, times):
-                rgb = self.model.query_points(state, points, t, cell, self.options.chunk)[0]
+            rgb = self.model.query_points(state, points, list(times), cell, self.options.chunk)[0]
+            for out, frame in zip(outputs, rgb.unbind(1)):
                 out[rows[0] : rows[1], cols[0] : cols[1]] = (
-                    rgb.view(rows[1] - rows[0], cols[1] - cols[0], 3).float().cpu()
+                    frame.reshape(3, rows[1] - rows[0], cols[1] - cols[0]).permute(1, 2, 0).float().cpu()
                 )
             self.times.add("queries", started, self.device)
         return [out.clamp_(0, 1).numpy() for out in outputs]

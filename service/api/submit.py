@@ -9,7 +9,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.api.routes.jobs import job_out, job_state, result_stream
+from service.api.jobview import job_out, job_state, result_stream
 from service.schemas import Problem
 from service.storage import (
     JobFiles,

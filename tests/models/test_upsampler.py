@@ -6,20 +6,16 @@ import resource
 
 import numpy as np
 import pytest
-import torch
 
-from models.videoinr.network import PRESETS, VideoINR
+from models.videoinr.network import VideoINR
 from models.videoinr.upsampler import UpsampleOptions, Upsampler
 from tests.clips import moving_texture
+from tests.networks import random_videoinr
 
 
 @pytest.fixture(scope="module")
 def model() -> VideoINR:
-    torch.manual_seed(0)
-    model = VideoINR(**PRESETS["videoinr-s"]).eval()
-    for p in model.parameters():
-        p.data.add_(torch.randn_like(p) * 0.01)
-    return model
+    return random_videoinr()
 
 
 def frames(height, width):
@@ -35,8 +31,8 @@ def test_tiled_equals_untiled(model, size):
     whole = Upsampler(model, options=UpsampleOptions(tile=0))
     tiled = Upsampler(model, options=UpsampleOptions(tile=24, halo=16))
     assert len(tiled.tiles(h, w)) > 4
-    ref = whole.render(whole.encode(a), whole.encode(b), [0.0, 0.4], out_h, out_w)
-    got = tiled.render(tiled.encode(a), tiled.encode(b), [0.0, 0.4], out_h, out_w)
+    ref = whole.render(whole.features(a), whole.features(b), [0.0, 0.4], out_h, out_w)
+    got = tiled.render(tiled.features(a), tiled.features(b), [0.0, 0.4], out_h, out_w)
     for x, y in zip(ref, got):
         assert x.shape == (out_h, out_w, 3)
         assert np.abs(x - y).max() < 2 / 255 and np.abs(x - y).mean() < 0.2 / 255
@@ -48,7 +44,7 @@ def test_4k_frame_on_cpu_stays_within_memory(model):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     image = np.random.default_rng(0).random((2160, 3840, 3), dtype=np.float32)
     upsampler = Upsampler(model, options=UpsampleOptions(tile=256))
-    code = upsampler.encode(image)
+    code = upsampler.features(image)
     out = upsampler.render(code, code, [0.5], 3240, 5760)[0]
     peak_gib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20
     assert out.shape == (3240, 5760, 3) and peak_gib < 8

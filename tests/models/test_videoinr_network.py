@@ -10,20 +10,18 @@ from models import ops, registry
 from models.videoinr import train
 from models.videoinr.network import PRESETS, VideoINR
 from tests.clips import moving_texture
+from tests.networks import random_videoinr
 
 
 @pytest.fixture(scope="module")
 def random_model() -> VideoINR:
-    torch.manual_seed(0)
-    model = VideoINR(**PRESETS["videoinr-s"]).eval()
-    for p in model.parameters():  # leave the zero-initialised heads non-zero so every path matters
-        p.data.add_(torch.randn_like(p) * 0.02)
-    return model
+    return random_videoinr(noise=0.02)
 
 
-@pytest.fixture(scope="module")
-def shipped() -> VideoINR:
-    return registry.load("videoinr-s")
+@pytest.fixture(scope="module", params=["videoinr-s", "videoinr-s-v1"])
+def shipped(request) -> VideoINR:
+    """The served checkpoint, and its first version (kept loadable under a versioned name)."""
+    return registry.load(request.param)
 
 
 def encode(model, frames):
@@ -43,7 +41,7 @@ def test_output_shape_on_odd_input(random_model, scale):
 
 def test_endpoints_reproduce_their_input_frame(shipped):
     clip = moving_texture(5, 64, 64, velocity=(2.0, 1.0))
-    low = train.degrade(clip, 16)
+    low = ops.degrade(clip, 16)
     with torch.no_grad():
         state = encode(shipped, low[[0, 4]])
         outs = {t: shipped.query_frame(state, 64, 64, t).clamp(0, 1) for t in (0.0, 0.5, 1.0)}
@@ -58,6 +56,27 @@ def test_chunked_queries_equal_unchunked(random_model):
         whole = random_model.query_frame(state, 45, 66, 0.4, chunk=10**6)
         chunked = random_model.query_frame(state, 45, 66, 0.4, chunk=97)
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["videoinr-s", "videoinr-s-v1"])
+def test_all_times_of_a_pair_in_one_batch_equal_one_at_a_time(preset):
+    model = random_videoinr(PRESETS[preset], noise=0.02)
+    frames = torch.rand(2, 3, 11, 14)
+    times = [0.0, 0.3, 0.75, 1.0]
+    points = ops.pixel_centres(31, 40, 11 / 31, 14 / 40)
+    with torch.no_grad():
+        state = encode(model, frames)
+        together = model.query_points(state, points, times, (14 / 40, 11 / 31), chunk=500)  # chunks split points
+        alone = [model.query_points(state, points, [t], (14 / 40, 11 / 31))[:, :, 0] for t in times]
+    assert together.shape == (1, 3, len(times), 31 * 40)
+    for index, frame in enumerate(alone):
+        torch.testing.assert_close(together[:, :, index], frame, rtol=0, atol=1e-5)
+
+
+def test_the_spatial_code_is_shared_across_times_only_when_it_ignores_t():
+    assert PRESETS["videoinr-s"].spatial_time is False and PRESETS["videoinr-s-v1"].spatial_time is True
+    assert registry.load("videoinr-s").spatial_time is False
+    assert registry.load("videoinr-s-v1").spatial_time is True  # an old spec without the field loads as v1
 
 
 def test_cached_frame_features_equal_recomputed(random_model):
@@ -100,7 +119,7 @@ def test_training_steps_reduce_loss():
     torch.manual_seed(0)
     clip = moving_texture(9, 64, 64, velocity=(1.0, 0.5))
     windows = (clip.permute(0, 2, 3, 1).numpy()[None] * 255).round().astype(np.uint8)
-    model = VideoINR(**PRESETS["videoinr-s"])
+    model = VideoINR.from_config(PRESETS["videoinr-s"])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batch = train.sample_batch(windows, np.random.default_rng(0), 4, 16, 1024)
     losses = []
@@ -115,7 +134,7 @@ def test_training_steps_reduce_loss():
 
 def test_shipped_checkpoint_beats_bicubic_blend(shipped):
     clip = moving_texture(5, 96, 96, velocity=(1.5, -1.0), seed=3)
-    low = train.degrade(clip, 24)
+    low = ops.degrade(clip, 24)
     up0, up1 = ops.resize(low[:1], 96, 96), ops.resize(low[4:], 96, 96)
     ours, blend = [], []
     with torch.no_grad():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import av
+import pytest
 
 from tests.service.conftest import REDIS_URL, finished, kill_worker_mid_job, post_video, wait_for
 
@@ -39,12 +40,23 @@ def test_upload_progress_result_over_rq(serve, worker, clip_with_audio, tmp_path
     assert "event: progress" in events and events.rstrip().endswith('data: {"state": "finished"}')
     metrics = client.get("/metrics").text
     assert 'vinr_jobs{state="finished"} 1' in metrics and "vinr_workers 1" in metrics
+    check_histograms(metrics)
+
+
+def check_histograms(metrics: str) -> None:
+    """The job ran by its worker was timed, and the gateway timed the request that made it."""
+    samples = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line and not line.startswith("#"))
+    assert float(samples['vinr_job_duration_seconds_count{kind="upsample",state="finished"}']) >= 1
+    assert float(samples['vinr_job_duration_seconds_bucket{kind="upsample",le="+Inf",state="finished"}']) >= 1
+    upload = 'vinr_http_request_duration_seconds_count{method="POST",route="/upsample",status="202"}'
+    assert float(samples[upload]) == 1
 
 
 def test_upload_progress_result_embedded(serve, clip_with_audio, tmp_path):
     client = serve()
     assert client.get("/readyz").json()["status"] == "ok"
     check_upload_to_result(client, clip_with_audio, tmp_path)
+    check_histograms(client.get("/metrics").text)
 
 
 def test_streamed_result_starts_before_the_job_ends(serve, worker, long_clip):
@@ -83,7 +95,7 @@ def test_delete_stops_a_running_job(serve, worker, long_clip, redis_db):
     assert client.get(f"/jobs/{job_id}").status_code == 404
     job = Job.fetch(job_id, connection=redis_db, serializer=JSONSerializer)
     wait_for(lambda: job.get_status(refresh=True) == "failed", timeout=15)
-    assert "cancelled" in job.latest_result().exc_string, job.latest_result().exc_string[-800:]
+    assert "canceled" in job.latest_result().exc_string, job.latest_result().exc_string[-800:]
 
 
 def test_killed_worker_job_without_retries_fails_clearly(serve, worker, long_clip):
@@ -92,26 +104,67 @@ def test_killed_worker_job_without_retries_fails_clearly(serve, worker, long_cli
     assert body["state"] == "failed" and "worker" in body["error"] and "died" in body["error"]
 
 
-def test_limits_and_errors(serve, clip_with_audio, tmp_path):
-    client = serve(max_upload_bytes=1000, max_output_frames=50)
-    too_big = post_video(client, clip_with_audio, {"scale": 2, "model": "tiny"})
+def no_job_folders(tmp_path) -> bool:
+    jobs = tmp_path / "data" / "jobs"
+    return not jobs.exists() or not list(jobs.iterdir())
+
+
+def test_an_upload_past_the_size_limit_is_a_413(serve, clip_with_audio, tmp_path):
+    too_big = post_video(serve(max_upload_bytes=1000), clip_with_audio, {"scale": 2, "model": "tiny"})
     assert too_big.status_code == 413 and "VINR_MAX_UPLOAD_BYTES" in too_big.json()["detail"]
-    client = serve(max_output_frames=50)
-    frames = post_video(client, clip_with_audio, {"fps": 120, "model": "tiny"})
-    assert frames.status_code == 422 and "VINR_MAX_OUTPUT_FRAMES" in frames.json()["detail"]
-    scale = post_video(client, clip_with_audio, {"scale": 30, "model": "tiny"})
-    assert scale.status_code == 422 and "scale" in scale.json()["detail"]
-    model = post_video(client, clip_with_audio, {"model": "../etc/passwd"})
-    assert model.status_code == 422 and "unknown model" in model.json()["detail"]
+    assert no_job_folders(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        ({"fps": 120, "model": "tiny"}, "VINR_MAX_OUTPUT_FRAMES"),
+        ({"scale": 30, "model": "tiny"}, "scale"),
+        ({"model": "../etc/passwd"}, "unknown model"),
+    ],
+    ids=["too many output frames", "scale out of range", "unknown model"],
+)
+def test_parameters_that_cannot_be_served_are_a_422(serve, clip_with_audio, tmp_path, params, detail):
+    response = post_video(serve(max_output_frames=50), clip_with_audio, params)
+    assert response.status_code == 422 and detail in response.json()["detail"]
+    assert no_job_folders(tmp_path)  # refused uploads leave nothing behind
+
+
+def test_an_unreadable_video_is_a_422(serve, tmp_path):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"not a video" * 100)
-    bad = post_video(client, garbage, {"model": "tiny"})
+    bad = post_video(serve(), garbage, {"model": "tiny"})
     assert bad.status_code == 422 and "cannot read" in bad.json()["detail"]
-    assert client.post("/upsample", params={"model": "tiny"}).status_code == 422  # no video at all
-    assert client.get("/jobs/" + "A" * 22).status_code == 404
-    assert client.get("/jobs/..%2F..%2Fetc").status_code == 404
-    assert client.post("/decode", content=b"NOTNRFF0" + b"\0" * 100).status_code == 415
-    assert not list((tmp_path / "data" / "jobs").iterdir())  # refused uploads leave nothing behind
+    assert no_job_folders(tmp_path)
+
+
+def test_a_request_without_a_video_is_a_422(serve):
+    assert serve().post("/upsample", params={"model": "tiny"}).status_code == 422
+
+
+@pytest.mark.parametrize("job_id", ["A" * 22, "..%2F..%2Fetc"], ids=["unknown", "path traversal"])
+def test_unknown_or_malformed_job_ids_are_a_404(serve, job_id):
+    assert serve().get("/jobs/" + job_id).status_code == 404
+
+
+def test_a_decode_upload_that_is_no_bitstream_is_a_415(serve, tmp_path):
+    assert serve().post("/decode", content=b"NOTNRFF0" + b"\0" * 100).status_code == 415
+    assert no_job_folders(tmp_path)
+
+
+def test_embedded_cancel_stops_a_running_job_and_a_queued_one(serve, long_clip):
+    client = serve()
+    running = post_video(client, long_clip, {"scale": 4, "time_factor": 4, "model": "tiny"}).json()["id"]
+    queued = post_video(client, long_clip, {"scale": 2, "model": "tiny"}).json()["id"]
+    wait_for(lambda: client.get(f"/jobs/{running}").json()["state"] == "started")
+    assert client.get(f"/jobs/{queued}").json()["state"] == "queued"  # one job at a time when embedded
+    assert client.delete(f"/jobs/{queued}").status_code == 204
+    assert client.delete(f"/jobs/{running}").status_code == 204
+    for job_id in (running, queued):
+        assert client.get(f"/jobs/{job_id}").status_code == 404  # its folder is gone
+    # the worker thread is free again: a new job runs to its end
+    done = post_video(client, long_clip, {"scale": 1, "model": "tiny"}).json()["id"]
+    assert wait_for(lambda: finished(client, done), timeout=120)["state"] == "finished"
 
 
 def test_raw_body_upload_and_api_keys(serve, clip_with_audio):

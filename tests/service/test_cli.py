@@ -10,6 +10,7 @@ import av
 import pytest
 
 from service.cli import main
+from tests.media import audio_only
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,13 +73,8 @@ def test_exit_codes(tmp_path, capsys, clip_with_audio, tiny_model_path):
     existing.write_bytes(b"keep me")
     assert run(capsys, "upsample", clip_with_audio, "-o", existing, *common)[0] == 5
     assert existing.read_bytes() == b"keep me"
-    with av.open(str(clip_with_audio)) as src, av.open(str(tmp_path / "tone.m4a"), "w", format="mp4") as dst:
-        out = dst.add_stream_from_template(src.streams.audio[0])
-        for packet in src.demux(src.streams.audio[0]):
-            if packet.dts is not None:
-                packet.stream = out
-                dst.mux(packet)
-    code, _, err = run(capsys, "upsample", tmp_path / "tone.m4a", "-o", tmp_path / "a.mp4", *common)
+    tone = audio_only(clip_with_audio, tmp_path / "tone.m4a")
+    code, _, err = run(capsys, "upsample", tone, "-o", tmp_path / "a.mp4", *common)
     assert code == 4 and "no video stream" in err
     assert not (tmp_path / "a.mp4").exists()
 

@@ -1,7 +1,8 @@
 """Heartbeats of ``vinr worker``: long jobs stay started and run once; dead workers' jobs are retried once.
 
-Real Redis, real worker processes, ``VINR_HEARTBEAT_TTL=2``. ``.ci/run`` runs this file twice: with
-the rq that requirements.lock pins and with the lowest rq that pyproject.toml allows.
+Real Redis, real worker processes, ``VINR_HEARTBEAT_TTL=2`` (6 where two workers share the machine).
+``.ci/run`` runs this file twice: with the rq that requirements.lock pins and with the lowest rq that
+pyproject.toml allows.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from tests.service.test_api import finished, kill_worker_mid_job, post_video
 
 TTL = 2
 """Heartbeat TTL of these tests' workers and gateways, seconds."""
+BUSY_TTL = 6
+"""Heartbeat TTL where two workers share this 2-core machine: a CI run once stalled both for 3 s."""
 
 
 def attempts(tmp_path, job_id: str) -> list[dict]:
@@ -55,10 +58,16 @@ def test_killed_worker_job_is_retried_once_then_finishes(serve, worker, long_cli
     assert runs[0]["pid"] != runs[1]["pid"] and runs[2]["outcome"] == "finished"
 
 
+def worker_logs(tmp_path) -> str:
+    """What the test's worker processes printed (their late-heartbeat warnings among it)."""
+    logs = sorted(tmp_path.glob("worker-*.log"))
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs)
+
+
 def test_two_workers_never_run_the_same_job(serve, worker, clip_with_audio, tmp_path):
-    worker(heartbeat_ttl=TTL)
-    worker(heartbeat_ttl=TTL)
-    client = serve(redis_url=REDIS_URL, heartbeat_ttl=TTL)
+    worker(heartbeat_ttl=BUSY_TTL)
+    worker(heartbeat_ttl=BUSY_TTL)
+    client = serve(redis_url=REDIS_URL, heartbeat_ttl=BUSY_TTL)
     ids = [
         post_video(client, clip_with_audio, {"scale": 3, "time_factor": 3, "model": "tiny"}).json()["id"]
         for _ in range(4)
@@ -66,5 +75,6 @@ def test_two_workers_never_run_the_same_job(serve, worker, clip_with_audio, tmp_
     for job_id in ids:
         assert wait_for(lambda j=job_id: finished(client, j), timeout=120)["state"] == "finished"
     runs = {job_id: attempts(tmp_path, job_id) for job_id in ids}
-    assert all([r["event"] for r in log] == ["start", "end"] for log in runs.values()), runs
+    twice = {job_id: log for job_id, log in runs.items() if [r["event"] for r in log] != ["start", "end"]}
+    assert not twice, f"{twice}\n{worker_logs(tmp_path)}"
     assert len({log[0]["pid"] for log in runs.values()}) == 2, "both workers should have taken jobs"

@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from tests.media import texture_frames, video_frames, write_clip
+from tests.media import audio_only, texture_frames, video_frames, write_clip
 from worker.errors import InputError, NoVideoStreamError, ParameterError
-from worker.media import EncodeOptions, VideoReader, VideoWriter, even_size
+from worker.media import OutputOptions, VideoReader, VideoWriter, even_size
 
 ORANGE = np.array([230, 120, 40], dtype=np.uint8)
 
@@ -67,15 +67,8 @@ def test_reader_errors(tmp_path, clip_with_audio):
     with pytest.raises(InputError):
         with VideoReader(truncated) as reader:
             list(reader.frames())
-    audio_only = tmp_path / "tone.m4a"
-    with av.open(str(clip_with_audio)) as src, av.open(str(audio_only), "w", format="mp4") as dst:
-        out = dst.add_stream_from_template(src.streams.audio[0])
-        for packet in src.demux(src.streams.audio[0]):
-            if packet.dts is not None:
-                packet.stream = out
-                dst.mux(packet)
     with pytest.raises(NoVideoStreamError):
-        VideoReader(audio_only)
+        VideoReader(audio_only(clip_with_audio, tmp_path / "tone.m4a"))
     with pytest.raises(InputError, match="does not exist"):
         VideoReader(tmp_path / "missing.mp4")
 
@@ -90,7 +83,7 @@ def test_even_sizes():
 @pytest.mark.parametrize(("height", "matrix"), [(720, 1), (96, 6)])  # BT.709, SMPTE 170M
 def test_writer_tags_colour_by_size(tmp_path, height, matrix):
     width = height * 4 // 3
-    with VideoWriter(tmp_path / "o.mp4", width, height, Fraction(30), EncodeOptions(crf=30, preset="ultrafast")) as w:
+    with VideoWriter(tmp_path / "o.mp4", width, height, Fraction(30), OutputOptions(crf=30, preset="ultrafast")) as w:
         for i in range(2):
             w.write(np.full((height, width, 3), 0.5, dtype=np.float32), i / 30)
         path = w.close()
@@ -102,9 +95,9 @@ def test_writer_tags_colour_by_size(tmp_path, height, matrix):
 
 def test_writer_refuses_odd_420_and_leaves_nothing_on_abort(tmp_path):
     with pytest.raises(ParameterError, match="even"):
-        VideoWriter(tmp_path / "o.mp4", 175, 97, Fraction(30), EncodeOptions())
+        VideoWriter(tmp_path / "o.mp4", 175, 97, Fraction(30), OutputOptions())
     with pytest.raises(RuntimeError):
-        with VideoWriter(tmp_path / "o.mp4", 64, 48, Fraction(30), EncodeOptions()) as w:
+        with VideoWriter(tmp_path / "o.mp4", 64, 48, Fraction(30), OutputOptions()) as w:
             w.write(np.zeros((48, 64, 3), np.float32), 0.0)
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
@@ -112,7 +105,7 @@ def test_writer_refuses_odd_420_and_leaves_nothing_on_abort(tmp_path):
 
 def test_writer_ffv1_is_lossless_rgb(tmp_path):
     frames = texture_frames(3, 24, 33)
-    with VideoWriter(tmp_path / "o.mkv", 33, 24, Fraction(30), EncodeOptions(codec="ffv1")) as w:
+    with VideoWriter(tmp_path / "o.mkv", 33, 24, Fraction(30), OutputOptions(codec="ffv1")) as w:
         for i, f in enumerate(frames):
             w.write(f.astype(np.float32) / 255, i / 30)
         path = w.close()

@@ -8,13 +8,13 @@ import pytest
 
 from tests.media import audio_span, texture_frames, video_frames, write_clip
 from tests.processes import open_files_under
-from worker.errors import CancelledError, OutputError, ParameterError
-from worker.media import EncodeOptions, VideoReader
+from worker.errors import CanceledError, OutputError, ParameterError
+from worker.media import OutputOptions, VideoReader
 from worker.pipeline import UpsampleRequest, plan_output, run_upsample
 
 
 def request(model, **kwargs) -> UpsampleRequest:
-    kwargs.setdefault("encode", EncodeOptions(preset="ultrafast"))
+    kwargs.setdefault("output", OutputOptions(preset="ultrafast"))
     return UpsampleRequest(model=str(model), device="cpu", **kwargs)
 
 
@@ -43,6 +43,18 @@ def test_mp4_with_audio(tmp_path, clip_with_audio, tiny_model_path):
     assert packets_in == packets_out
 
 
+def test_audio_the_muxer_refuses_is_transcoded(tmp_path, clip_with_audio, tiny_model_path):
+    out = tmp_path / "out.webm"  # WebM takes Opus or Vorbis, not the input's AAC
+    run_upsample(clip_with_audio, out, request(tiny_model_path, scale=2, output=OutputOptions(codec="vp9")))
+    assert probe(out)[2] == ["opus"]
+    start_in, length_in = audio_span(clip_with_audio)
+    start_out, length_out = audio_span(out)
+    assert abs(length_out - length_in) < 0.05 and abs(start_out - start_in) < 0.05  # the whole tone, in sync
+    with av.open(str(out)) as container:
+        samples = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio=0)])
+    assert np.abs(samples).max() > 0.1  # sound, not silence
+
+
 def test_vfr_odd_size_mkv(tmp_path, vfr_odd_mkv, tiny_model_path):
     out = tmp_path / "out.mkv"
     run_upsample(vfr_odd_mkv, out, request(tiny_model_path, scale=1.7, fps=30))
@@ -65,7 +77,7 @@ def test_no_ghost_frame_at_a_scene_cut(tmp_path, tiny_model_path):
     scene_b = 255 - texture_frames(6, 48, 64, seed=2)
     clip = write_clip(tmp_path / "cut.mp4", np.concatenate([scene_a, scene_b]), pix_fmt="yuv444p")
     out = tmp_path / "out.mkv"
-    run_upsample(clip, out, request(tiny_model_path, time_factor=4, encode=EncodeOptions(codec="ffv1")))
+    run_upsample(clip, out, request(tiny_model_path, time_factor=4, output=OutputOptions(codec="ffv1")))
     _, frames = video_frames(out)
     frames = frames.astype(np.float32)
     assert len(frames) == 48
@@ -87,11 +99,11 @@ def test_ten_bit_input_to_ten_bit_hevc(tmp_path, tiny_model_path):
     frames = texture_frames(4, 32, 48).astype(np.uint16) * 257
     clip = write_clip(tmp_path / "ten.mkv", frames, codec="ffv1", pix_fmt="yuv420p10le", high_bit_depth=True)
     out = tmp_path / "out.mp4"
-    run_upsample(clip, out, request(tiny_model_path, scale=2, encode=EncodeOptions(codec="hevc", preset="ultrafast")))
+    run_upsample(clip, out, request(tiny_model_path, scale=2, output=OutputOptions(codec="hevc", preset="ultrafast")))
     with VideoReader(out) as reader:
         assert reader.info.bit_depth == 10 and reader.info.pix_fmt == "yuv420p10le"
     with pytest.raises(ParameterError, match="libx265 needs"):  # tiny HEVC corrupts x265's heap: refused
-        run_upsample(clip, tmp_path / "small.mp4", request(tiny_model_path, encode=EncodeOptions(codec="hevc")))
+        run_upsample(clip, tmp_path / "small.mp4", request(tiny_model_path, output=OutputOptions(codec="hevc")))
 
 
 def test_plan_rejects_bad_parameters(clip_with_audio):
@@ -127,9 +139,9 @@ def test_a_dead_encoder_stops_the_pipeline_with_its_message(tmp_path, tiny_model
     # the renderer fills the queue at 1000 fps while x264 dies on its first frame (a preset it lacks)
     clip = write_clip(tmp_path / "in.mp4", texture_frames(10, 16, 16))
     out = tmp_path / "out.mp4"
-    encode = EncodeOptions(preset="no-such-preset")
+    encode = OutputOptions(preset="no-such-preset")
     for _ in range(3):
-        outcome = run_with_deadline(60, run_upsample, clip, out, request(tiny_model_path, fps=1000, encode=encode))
+        outcome = run_with_deadline(60, run_upsample, clip, out, request(tiny_model_path, fps=1000, output=encode))
         assert isinstance(outcome.get("error"), OutputError), outcome
         assert "encoder failed" in str(outcome["error"]) and not out.exists()
 
@@ -149,7 +161,7 @@ def test_a_cancel_during_a_stalled_encoder_returns(tmp_path, clip_with_audio, ti
         request(tiny_model_path, fps=200),
         should_stop=should_stop,
     )
-    assert isinstance(outcome.get("error"), CancelledError), outcome
+    assert isinstance(outcome.get("error"), CanceledError), outcome
 
 
 @pytest.mark.parametrize(
@@ -159,7 +171,7 @@ def test_a_cancel_during_a_stalled_encoder_returns(tmp_path, clip_with_audio, ti
 def test_plan_refuses_sizes_the_encoder_cannot_take(tmp_path, codec, size, words):
     clip = write_clip(tmp_path / "small.mkv", texture_frames(3, size, size), codec="libx264", pix_fmt="yuv444p")
     with VideoReader(clip) as reader, pytest.raises(ParameterError, match=words):
-        plan_output(reader.info, UpsampleRequest(fps=1000, encode=EncodeOptions(codec=codec)))
+        plan_output(reader.info, UpsampleRequest(fps=1000, output=OutputOptions(codec=codec)))
 
 
 @pytest.mark.parametrize("field", ["fps", "time_factor", "scale"])
@@ -174,13 +186,13 @@ def test_plan_refuses_huge_integer_sizes(clip_with_audio):
         plan_output(reader.info, UpsampleRequest(width=10**400))
 
 
-def test_a_cancelled_run_releases_its_input(tmp_path, clip_with_audio, tiny_model_path):
+def test_a_canceled_run_releases_its_input(tmp_path, clip_with_audio, tiny_model_path):
     import shutil
 
     source = tmp_path / "job" / "input"
     source.parent.mkdir()
     shutil.copy(clip_with_audio, source)
-    with pytest.raises(CancelledError):
+    with pytest.raises(CanceledError):
         run_upsample(source, tmp_path / "job" / "r.mp4", request(tiny_model_path, fps=60), should_stop=lambda: True)
     source.unlink()
     assert open_files_under(tmp_path / "job") == []

@@ -7,39 +7,33 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 
-from models.bitstream import container
 from models.bitstream.container import BitstreamError
-from models.probe import Probe, UnknownVideoError, probe_file
+from models.probe import (
+    FrameRangeError,
+    NotABitstreamError,
+    OutputLimitError,
+    Probe,
+    UnknownVideoError,
+    check_bitstream,
+)
 from service.api.deps import BackendDep, OwnerDep, SettingsDep
 from service.api.submit import submit, upload_body, upload_responses, wants_stream
 from service.schemas import JobOut
 from service.settings import Settings
-from worker.decoding import parse_range, read_bitstream_head
-from worker.errors import VinrError
 
 router = APIRouter(tags=["decode"])
 
 
-def check_bitstream(path: Path, frames: str | None, video: str | None, settings: Settings) -> Probe:
-    """Verify the upload (bounded memory), the chosen ``video`` and ``frames``, and the output limits."""
-    head = read_bitstream_head(path)
-    if head[: len(container.MAGIC)] != container.MAGIC:
-        raise HTTPException(415, "unsupported format: not a vinr bitstream (magic 'VINR')")
+def checked_upload(path: Path, frames: str | None, video: str | None, settings: Settings) -> Probe:
+    """``models.probe.check_bitstream`` on the upload, its errors as 415 / 422."""
     try:
-        header, _ = container.parse_header(head)
-        problem = settings.output_limit_error(header.width, header.height, 1)  # before any decoding
-        if problem:
-            raise VinrError(problem)
-        probe = probe_file(path, video)
+        return check_bitstream(path, video, frames, settings.output_limit_error)
+    except NotABitstreamError as exc:
+        raise HTTPException(415, f"unsupported format: {exc}") from exc
     except BitstreamError as exc:
         raise HTTPException(422, f"malformed bitstream: {exc}") from exc
-    except UnknownVideoError as exc:
+    except (UnknownVideoError, FrameRangeError, OutputLimitError) as exc:
         raise HTTPException(422, str(exc)) from exc
-    start, stop = parse_range(frames, probe.frames)  # ParameterError: 422
-    problem = settings.output_limit_error(probe.width, probe.height, stop - start)
-    if problem:
-        raise VinrError(problem)
-    return probe
 
 
 @router.post(
@@ -72,6 +66,6 @@ async def decode(
         owner,
         "decode",
         params,
-        lambda path: check_bitstream(path, frames, video, settings),
+        lambda path: checked_upload(path, frames, video, settings),
         wants_stream(wait, accept),
     )

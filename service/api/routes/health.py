@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import BackendDep, metrics_access
@@ -32,20 +33,8 @@ async def readyz(backend: BackendDep):
     dependencies=[Depends(metrics_access)],
     responses={401: {"model": Problem}, 503: {"model": Problem}},
 )
-async def metrics(backend: BackendDep) -> str:
-    """Prometheus text: jobs by state, queue depth, output frames per second, live workers."""
-    m = await run_in_threadpool(backend.metrics)
-    lines = ["# HELP vinr_jobs Jobs by state.", "# TYPE vinr_jobs gauge"]
-    lines += [f'vinr_jobs{{state="{s}"}} {m[s]}' for s in ("queued", "started", "finished", "failed", "canceled")]
-    lines += [
-        "# HELP vinr_queue_depth Jobs waiting for a worker.",
-        "# TYPE vinr_queue_depth gauge",
-        f"vinr_queue_depth {m['queued']}",
-        "# HELP vinr_output_frames_per_second Output frames per second being made, all jobs.",
-        "# TYPE vinr_output_frames_per_second gauge",
-        f"vinr_output_frames_per_second {m['fps']:.3f}",
-        "# HELP vinr_workers Live workers.",
-        "# TYPE vinr_workers gauge",
-        f"vinr_workers {m['workers']}",
-    ]
-    return "\n".join(lines) + "\n"
+async def metrics(request: Request) -> Response:
+    """Prometheus text: jobs by state, queue depth, output frames per second, live workers, job
+    durations (histogram by kind and end state) and request latency (histogram by route)."""
+    body = await run_in_threadpool(request.app.state.metrics.render)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

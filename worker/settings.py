@@ -1,0 +1,43 @@
+"""What workers read from ``VINR_*`` environment variables (the gateway's ``Settings`` extends it), and
+the Redis keys and TTLs both sides use.
+
+At the bottom of the import graph (as RQ's ``defaults``): workers never import the gateway.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CANCEL_TTL = 24 * 3600
+"""Seconds a cancellation flag is kept in Redis (the gateway sets it, the running job reads it)."""
+
+
+def cancel_key(job_id: str) -> str:
+    """Redis key whose presence tells a running job to stop."""
+    return f"vinr:cancel:{job_id}"
+
+
+class WorkerSettings(BaseSettings):
+    """The settings both a worker and the gateway need. Durations in seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="VINR_")
+
+    redis_url: str | None = None
+    """Redis for the RQ queue; unset: ``vinr serve`` runs jobs in-process (embedded mode)."""
+    queue: str = "vinr"
+    """RQ queue name the gateway enqueues to and workers listen on."""
+    data_dir: Path = Path("vinr-data")
+    """Job folders (uploads and results); shared by gateway and workers."""
+    models_dir: Path | None = None
+    """Extra folder of checkpoints served by name, besides the bundled ones."""
+    heartbeat_ttl: int = 20
+    """Seconds after which a running job whose worker stopped heartbeating counts as abandoned."""
+    device: str = "auto"
+    """Device workers run models on (``auto``, ``cpu``, ``cuda:N``)."""
+    backend: Literal["auto", "torch", "onnx"] = "auto"
+    """How workers run VideoINR: torch, onnx (ONNX Runtime; the onnx extra or the Docker image) or auto."""
+    redis_wait: float = 600.0
+    """Seconds a worker's Redis commands keep retrying while Redis is away (then the worker reconnects anew)."""
