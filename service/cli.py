@@ -18,6 +18,7 @@ from models.registry import DEFAULT_MODEL
 from worker.errors import InputError, OutputError, ParameterError, VinrError
 from worker.media import OUTPUT_CODECS, OutputOptions, VideoReader
 from worker.pipeline import UpsampleRequest, run_upsample
+from worker.preview import COMPARISONS, png_bytes, render_preview
 from worker.runtime import BACKENDS
 
 
@@ -95,6 +96,8 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         backend=args.backend,
         output=output_options(args),
     )
+    if args.preview is not None:
+        return write_preview(args, request, output)
     bar = None if args.quiet else ProgressBar("upsample")
     result = run_upsample(args.input, output, request, progress=bar.update if bar else None)
     if bar:
@@ -104,6 +107,27 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         print(
             f"wrote {result.output}: {plan.width}x{plan.height} at {float(plan.fps):g} fps, {result.frames} frames "
             f"in {result.seconds:.1f} s"
+        )
+    return 0
+
+
+def write_preview(args: argparse.Namespace, request: UpsampleRequest, output: Path) -> int:
+    """``--preview SECONDS``: the output frame nearest that time as a PNG (and ``--compare``'s beside it)."""
+    if output.suffix.lower() != ".png":
+        raise ParameterError(f"upsample --preview writes a PNG; give -o NAME.png, not {output.name}")
+    shot = render_preview(args.input, request, args.preview)
+    files = {output: shot.image}
+    if args.compare:
+        files[output.with_name(f"{output.stem}.{args.compare}.png")] = shot.bicubic()
+    for path, image in files.items():
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_bytes(png_bytes(image))
+        partial.replace(path)
+    if not args.quiet:
+        plan = shot.plan
+        print(
+            f"wrote {', '.join(map(str, files))}: output frame {shot.index} of {plan.frames} "
+            f"({plan.width}x{plan.height}) at {shot.time:.3f} s"
         )
     return 0
 
@@ -295,6 +319,11 @@ def add_upsample_command(sub) -> None:
         default="auto",
         help="torch, onnx (ONNX Runtime; pip install 'vinr[onnx]') or auto (the faster measured on the device)",
     )
+    look = parser.add_argument_group("preview (one frame, at once)")
+    look.add_argument(
+        "--preview", type=float, metavar="SECONDS", help="only the output frame nearest this time, as a PNG (-o x.png)"
+    )
+    look.add_argument("--compare", choices=COMPARISONS, help="with --preview: also the input frame by this filter")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_output_options(parser)

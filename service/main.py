@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service.api import errors
-from service.api.routes import decode, health, jobs, upsample
+from service.api.routes import decode, health, jobs, page, preview, upsample
 from service.metrics import LatencyMiddleware, Metrics
+from service.previews import Previewer
 from service.queue import make_backend
 from service.settings import Settings
 from service.storage import JobFiles, UploadSlots, expired_jobs
@@ -30,6 +31,15 @@ def sweep(app: FastAPI) -> None:
         state = backend.state(job_id)
         if state is None or state.done:
             JobFiles(settings.data_dir, job_id).delete()
+    app.state.previews.sweep()
+
+
+def preload_previews(app: FastAPI) -> None:
+    """The preview model, loaded while the gateway starts (a failure only makes the first preview slower)."""
+    try:
+        app.state.previews.preload()
+    except Exception as exc:
+        log.warning("could not preload the preview model: %s", exc)
 
 
 async def every(seconds: float, task, *args) -> None:
@@ -47,6 +57,7 @@ async def lifespan(app: FastAPI):
     settings, backend = app.state.settings, app.state.backend
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     tasks = [asyncio.create_task(every(CLEANUP_INTERVAL, sweep, app))]
+    tasks.append(asyncio.create_task(run_in_threadpool(preload_previews, app)))
     if hasattr(backend, "recover"):  # a dead worker's job is retried even if nobody is asking about it
         beat = max(0.5, settings.heartbeat_ttl / 4)
         tasks.append(asyncio.create_task(every(beat, backend.recover_in_turn)))
@@ -67,9 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings = settings or Settings()
     app.state.backend = make_backend(settings)
     app.state.uploads = UploadSlots(settings.max_concurrent_uploads, settings.max_concurrent_uploads_per_key)
+    app.state.previews = Previewer(settings)
     app.state.metrics = Metrics(app.state.backend)
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     errors.install(app)
-    for module in (upsample, decode, jobs, health):
+    for module in (upsample, preview, decode, jobs, health, page):
         app.include_router(module.router)
     return app

@@ -43,3 +43,56 @@ class Health(BaseModel):
 
     status: Literal["ok", "unavailable"]
     detail: str = ""
+
+
+class JobList(BaseModel):
+    """A page of the caller's jobs, newest first."""
+
+    jobs: list[JobOut]
+    total: int = Field(description="the caller's jobs in all")
+    next: str | None = Field(None, description="the next page's URL; null on the last page")
+
+
+class PreviewOut(BaseModel):
+    """A preview with a comparison: both frames as PNG data URLs, and where the frame lies in the output."""
+
+    index: int = Field(description="the frame's number in the output (0-based)")
+    time: float = Field(description="the frame's time in the output, seconds")
+    width: int
+    height: int
+    fps: float
+    frames: int = Field(description="output frames of the whole job")
+    image: str = Field(description="the upsampled frame, a data:image/png;base64 URL")
+    compare: str | None = Field(None, description="the compared frame (bicubic), a data:image/png;base64 URL")
+
+
+class InputInfo(BaseModel):
+    """What a video holds, as ``POST /probe`` reads it."""
+
+    width: int
+    height: int
+    fps: float
+    frames: int | None = Field(None, description="as the container says, when it says")
+    duration: float = Field(description="seconds")
+    codec: str
+    pix_fmt: str
+    bit_depth: int
+    rotation: int
+    audio: list[str] = Field(description="codecs of its audio streams (kept in the output)")
+    subtitles: list[str]
+
+
+class Limits(BaseModel):
+    """What this server accepts (its VINR_MAX_* settings and the fixed bounds of the parameters)."""
+
+    max_scale: float
+    max_fps: float
+    max_side: int
+    max_upload_bytes: int
+    max_input_seconds: float
+    max_output_pixels: int
+    max_output_frames: int
+    max_output_work: float = Field(description="output frames x pixels per frame of one job")
+    api_key_required: bool
+    models: list[str] = Field(description="the served model names")
+    default_model: str

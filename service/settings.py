@@ -35,6 +35,10 @@ class Settings(WorkerSettings):
     """Uploads received at once, all keys together; more get 429."""
     max_concurrent_uploads_per_key: int = 8
     """Uploads received at once per API key (without keys every client counts as one key); more get 429."""
+    preview_concurrency: int = Field(1, ge=0)
+    """Previews the gateway renders at once (it renders them itself, never behind queued jobs); 0: no previews."""
+    preview_wait: float = 20.0
+    """Seconds a preview waits for a free rendering slot before it gets 503."""
     metrics_public: bool = False
     """Serve /metrics without a key even when VINR_API_KEYS is set."""
 

@@ -85,6 +85,11 @@ def new_job_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def redact(text: str, folder: Path) -> str:
+    """``text`` without ``folder``'s path (error messages go to clients; they never see server paths)."""
+    return text.replace(f"{folder}{os.sep}", "").replace(str(folder), "the job folder")
+
+
 class JobFiles:
     """Paths of one job's folder."""
 
@@ -111,7 +116,7 @@ class JobFiles:
 
     def redact(self, text: str) -> str:
         """``text`` without this server's paths (error messages go to clients)."""
-        return text.replace(f"{self.dir}{os.sep}", "").replace(str(self.dir), "the job folder")
+        return redact(text, self.dir)
 
     def meta(self) -> dict | None:
         try:
@@ -236,21 +241,36 @@ async def follow(path: Path, finished: Callable[[], Awaitable[bool]], timeout: f
                 await asyncio.sleep(POLL)
 
 
-def expired_jobs(data_dir: Path, ttl: float) -> list[str]:
-    """Ids of job folders created more than ``ttl`` seconds ago (by job.json, else the folder's time)."""
+def job_folders(data_dir: Path) -> Iterator[tuple[JobFiles, dict | None]]:
+    """Every job folder under ``data_dir`` with its ``job.json`` (None while unreadable)."""
     jobs = Path(data_dir) / "jobs"
     if not jobs.is_dir():
-        return []
+        return
+    for folder in jobs.iterdir():
+        if JOB_ID.match(folder.name):
+            files = JobFiles(data_dir, folder.name)
+            yield files, files.meta()
+
+
+def expired_jobs(data_dir: Path, ttl: float) -> list[str]:
+    """Ids of job folders created more than ``ttl`` seconds ago (by job.json, else the folder's time)."""
     cutoff = time.time() - ttl
     expired = []
-    for folder in jobs.iterdir():
-        if not JOB_ID.match(folder.name):
-            continue
-        meta = JobFiles(data_dir, folder.name).meta()
+    for files, meta in job_folders(data_dir):
         try:
-            created = meta.get("created_at", 0) if meta is not None else folder.stat().st_mtime
+            created = meta.get("created_at", 0) if meta is not None else files.dir.stat().st_mtime
         except OSError:
             continue
         if created < cutoff:
-            expired.append(folder.name)
+            expired.append(files.id)
     return expired
+
+
+def owned_jobs(data_dir: Path, owner: str) -> list[JobFiles]:
+    """The job folders of one caller (``owner`` as ``get_owner`` gives it), newest first."""
+    mine = [
+        (meta.get("created_at", 0.0), files)
+        for files, meta in job_folders(data_dir)
+        if meta and meta.get("owner", "") == owner
+    ]
+    return [files for _, files in sorted(mine, key=lambda item: (-item[0], item[1].id))]

@@ -48,6 +48,7 @@ def write_clip(
     rotation: int = 0,
     colorspace: int | None = None,
     high_bit_depth: bool = False,
+    keyframe_every: int | None = None,
 ) -> Path:
     """Encode frames (uint8, or uint16 with ``high_bit_depth``) at ``times`` (default ``i / fps``)."""
     times = times if times is not None else [i / fps for i in range(len(frames))]
@@ -59,6 +60,8 @@ def write_clip(
             stream.options = {"x265-params": "log-level=error", "crf": "8"}
         elif codec == "libx264":
             stream.options = {"crf": "8"}
+        if keyframe_every:
+            stream.codec_context.gop_size = keyframe_every
         if colorspace is not None:
             stream.codec_context.colorspace = colorspace
             stream.codec_context.color_range = 1

@@ -179,8 +179,17 @@ class VideoReader:
         self.stream.thread_type = "AUTO"
         return int(round((first.rotation or 0) / 90.0)) * 90 % 360
 
+    def seek(self, time: float) -> None:
+        """Start ``frames()`` at the keyframe at or before ``time`` seconds (from the top if it cannot seek)."""
+        stream = self.stream
+        if time > self.info.start and stream.time_base:
+            try:
+                self.container.seek(int(time / stream.time_base), stream=stream, backward=True)
+            except av.FFmpegError:  # not seekable: decode from the start
+                pass
+
     def frames(self) -> Iterator[Frame]:
-        """Every frame in presentation order; raises InputError on undecodable data."""
+        """Every frame in presentation order (from ``seek``'s keyframe); raises InputError on undecodable data."""
         fmt = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
         scale = 65535.0 if self.info.bit_depth > 8 else 255.0
         step = 1.0 / float(self.info.fps)

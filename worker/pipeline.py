@@ -11,11 +11,12 @@ frame alone.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -120,6 +121,41 @@ def load_upsampler(request: UpsampleRequest, cache: ModelCache | None = None) ->
     return Upsampler(model, device, dtype, UpsampleOptions(tile=request.tile))
 
 
+class PreviewsFirst:
+    """While a preview renders in this process, upsample jobs here wait before their next frame pair.
+
+    A preview is one frame and someone is looking at the page for it; a job is hours of frames. Sharing
+    the CPU (and torch's thread pool) with a running job made a preview several times slower, so in
+    embedded mode the job steps aside. Workers are other processes and are not paused.
+    """
+
+    LONGEST_WAIT = 60.0
+    """Seconds a job waits at most for previews (a stuck preview never stalls a job for longer)."""
+
+    def __init__(self):
+        self.active = 0
+        self.idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def rendering(self) -> Iterator[None]:
+        with self.idle:
+            self.active += 1
+        try:
+            yield
+        finally:
+            with self.idle:
+                self.active -= 1
+                self.idle.notify_all()
+
+    def wait(self) -> None:
+        with self.idle:
+            self.idle.wait_for(lambda: self.active == 0, timeout=self.LONGEST_WAIT)
+
+
+PREVIEWS_FIRST = PreviewsFirst()
+"""This process's preview priority (``worker.preview`` renders inside it, ``Renderer`` waits on it)."""
+
+
 class PipelineStoppedError(Exception):
     """Raised in a stage waiting on a queue when the pipeline stops (another stage failed, or cancel)."""
 
@@ -178,14 +214,32 @@ def join_stage(stage: Stage, should_stop: Callable[[], bool] | None) -> None:
             raise CanceledError("run_upsample: canceled")
 
 
+@dataclass(frozen=True)
+class Span:
+    """The part of a run one segment makes (``worker.segments``): output frames from number ``first``
+    whose times fall in ``[begin, end)``, numbered from the whole input's first frame time ``start``."""
+
+    start: float
+    begin: float
+    end: float | None
+    first: int
+
+
 class Renderer:
     """The inference stage: turns the input frame sequence into output frames at the output times."""
 
-    def __init__(self, upsampler: Upsampler, plan: OutputPlan, emit: Callable[[object, float], None]):
+    def __init__(
+        self,
+        upsampler: Upsampler,
+        plan: OutputPlan,
+        emit: Callable[[object, float], None],
+        span: Span | None = None,
+    ):
         self.upsampler, self.plan, self.emit = upsampler, plan, emit
         self.detector = SceneCutDetector()
-        self.start: float | None = None
-        self.index = 0  # next output frame
+        self.start: float | None = span.start if span else None
+        self.index = span.first if span else 0  # next output frame
+        self.span = span
 
     def time_of(self, index: int) -> float:
         return self.start + index / float(self.plan.fps)
@@ -207,25 +261,34 @@ class Renderer:
 
     def run(self, frames: Callable[[], Frame | None]) -> None:
         previous, previous_code, last_step = None, None, None
+        span = self.span
         while (frame := frames()) is not None:
+            PREVIEWS_FIRST.wait()
+            if span is not None and frame.time < span.begin - 1e-9:  # before the segment: the cut detector only
+                self.detector.push(frame.image)
+                previous, previous_code = frame, None
+                continue
             code = self.upsampler.features(frame.image)
             cut = self.detector.push(frame.image)
-            if previous is None:
-                self.start = frame.time
+            if previous_code is None:
+                if self.start is None:
+                    self.start = frame.time
             else:
-                span = frame.time - previous.time
+                step = frame.time - previous.time
                 times = self.pending_before(frame.time)
                 if cut:
-                    self.alone(previous_code, [t for t in times if t < previous.time + span / 2])
-                    self.alone(code, [t for t in times if t >= previous.time + span / 2])
+                    self.alone(previous_code, [t for t in times if t < previous.time + step / 2])
+                    self.alone(code, [t for t in times if t >= previous.time + step / 2])
                 elif times:
-                    rel = [(t - previous.time) / span for t in times]
+                    rel = [(t - previous.time) / step for t in times]
                     for image, t in zip(
                         self.upsampler.render(previous_code, code, rel, self.plan.height, self.plan.width), times
                     ):
                         self.emit(image, t)
-                last_step = span
+                last_step = step
             previous, previous_code = frame, code
+            if span is not None and span.end is not None and frame.time >= span.end - 1e-9:
+                return  # the next segment's first frame: every frame of this one is made
         if previous is None:
             raise VinrError("Renderer: the input has no frames")
         duration = previous.duration or last_step or 1.0 / float(self.plan.fps)
@@ -244,8 +307,9 @@ class UpsamplePipeline:
         plan: OutputPlan,
         progress: Callable[[int, int], None] | None,
         should_stop: Callable[[], bool] | None,
+        span: Span | None = None,
     ):
-        self.reader, self.writer, self.plan = reader, writer, plan
+        self.reader, self.writer, self.plan, self.span = reader, writer, plan, span
         self.progress, self.should_stop = progress, should_stop
         self.stop = threading.Event()
         self.frames_in: queue.Queue = queue.Queue(QUEUE_FRAMES)
@@ -280,7 +344,9 @@ class UpsamplePipeline:
         self.reading.start()
         self.writing.start()
         try:
-            Renderer(upsampler, self.plan, self.emit).run(lambda: get(self.frames_in, self.stop, self.reading))
+            Renderer(upsampler, self.plan, self.emit, self.span).run(
+                lambda: get(self.frames_in, self.stop, self.reading)
+            )
             put(self.rendered, None, self.stop)
             join_stage(self.writing, self.should_stop)
             if self.reading.error or self.writing.error:

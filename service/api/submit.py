@@ -20,6 +20,7 @@ from service.storage import (
     UploadTooLargeError,
     new_job_id,
     receive_upload,
+    redact,
 )
 from worker.errors import VinrError
 
@@ -69,7 +70,7 @@ async def submit(
                 await run_in_threadpool(backend.enqueue, files.id, kind, str(files.dir), params)
             except BaseException as exc:
                 files.delete()
-                error = upload_error(exc, files)
+                error = upload_error(exc, files.dir)
                 if error is exc:
                     raise
                 raise error from exc
@@ -81,8 +82,8 @@ async def submit(
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": f"/jobs/{files.id}"})
 
 
-def upload_error(exc: BaseException, files: JobFiles) -> BaseException:
-    """The HTTP error an upload's failure gives (its message without server paths); others unchanged."""
+def upload_error(exc: BaseException, folder: Path) -> BaseException:
+    """The HTTP error an upload's failure gives (its message without ``folder``'s path); others unchanged."""
     statuses = {
         UploadTooLargeError: (413, "upload too large: {} (VINR_MAX_UPLOAD_BYTES)"),
         UploadStalledError: (408, "upload stalled: {} (VINR_UPLOAD_IDLE_TIMEOUT)"),
@@ -92,9 +93,9 @@ def upload_error(exc: BaseException, files: JobFiles) -> BaseException:
     }
     for kind, (status, template) in statuses.items():
         if isinstance(exc, kind):
-            return HTTPException(status, files.redact(template.format(exc)))
+            return HTTPException(status, redact(template.format(exc), folder))
     if isinstance(exc, HTTPException):
-        return HTTPException(exc.status_code, files.redact(str(exc.detail)), headers=exc.headers)
+        return HTTPException(exc.status_code, redact(str(exc.detail), folder), headers=exc.headers)
     return exc
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import BackendDep, JobDep, SettingsDep
+from service.api.deps import BackendDep, JobDep, OwnerDep, SettingsDep
 from service.api.jobview import job_out, job_state, job_state_or_none, result_stream
-from service.schemas import JobOut, Problem
+from service.schemas import JobList, JobOut, Problem
 from service.states import State
+from service.storage import owned_jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 NOT_FOUND = {
@@ -25,6 +27,25 @@ EVENT_INTERVAL = 0.5
 """Seconds between progress looks on an event stream."""
 EVENT_PING = 15
 """Seconds between keep-alive comments on an event stream."""
+
+
+PAGE_LIMIT = 100
+"""Most jobs on one page of ``GET /jobs``."""
+
+
+@router.get("", response_model=JobList, responses={k: v for k, v in NOT_FOUND.items() if k != 404})
+async def list_jobs(
+    settings: SettingsDep,
+    backend: BackendDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT, description="jobs per page")] = 20,
+    offset: Annotated[int, Query(ge=0, le=10**6, description="jobs to skip (newest first)")] = 0,
+) -> JobList:
+    """The caller's jobs (this API key's only), newest first, a page at a time."""
+    mine = await run_in_threadpool(owned_jobs, settings.data_dir, owner)
+    page = [job_out(files, await job_state(backend, files.id)) for files in mine[offset : offset + limit]]
+    more = offset + limit < len(mine)
+    return JobList(jobs=page, total=len(mine), next=f"/jobs?limit={limit}&offset={offset + limit}" if more else None)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 
 from models import registry
 from models.registry import DEFAULT_MODEL
@@ -39,6 +39,27 @@ def check_budget(path, params: dict, settings: Settings) -> None:
         raise VinrError(problem)
 
 
+def size_and_rate(
+    settings: SettingsDep,
+    scale: Annotated[float | None, Query(ge=1, le=MAX_SCALE, description="spatial factor in [1, 8], e.g. 3.5")] = None,
+    width: Annotated[int | None, Query(gt=0, le=MAX_SIDE)] = None,
+    height: Annotated[int | None, Query(gt=0, le=MAX_SIDE)] = None,
+    fps: Annotated[float | None, Query(gt=0, le=MAX_FPS, description="output frame rate, e.g. 120")] = None,
+    time_factor: Annotated[
+        float | None, Query(gt=0, le=MAX_FPS, description="output rate as a multiple of the input's")
+    ] = None,
+    model: Annotated[str, Query(description="a served model name")] = DEFAULT_MODEL,
+) -> dict:
+    """The output size, rate and model of an upsample or a preview (422 for a model not served)."""
+    search = (settings.models_dir,) if settings.models_dir else ()
+    if not MODEL_NAME.match(model) or model not in registry.served(search):
+        raise HTTPException(422, f"unknown model {model!r}; served: {registry.served(search)}")
+    return {"scale": scale, "width": width, "height": height, "fps": fps, "time_factor": time_factor, "model": model}
+
+
+SizeAndRate = Annotated[dict, Depends(size_and_rate)]
+
+
 @router.post(
     "/upsample",
     status_code=202,
@@ -51,33 +72,14 @@ async def upsample(
     settings: SettingsDep,
     backend: BackendDep,
     owner: OwnerDep,
-    scale: Annotated[float | None, Query(ge=1, le=MAX_SCALE, description="spatial factor in [1, 8], e.g. 3.5")] = None,
-    width: Annotated[int | None, Query(gt=0, le=MAX_SIDE)] = None,
-    height: Annotated[int | None, Query(gt=0, le=MAX_SIDE)] = None,
-    fps: Annotated[float | None, Query(gt=0, le=MAX_FPS, description="output frame rate, e.g. 120")] = None,
-    time_factor: Annotated[
-        float | None, Query(gt=0, le=MAX_FPS, description="output rate as a multiple of the input's")
-    ] = None,
-    model: Annotated[str, Query(description="a served model name")] = DEFAULT_MODEL,
+    output: SizeAndRate,
     codec: Annotated[Literal["h264", "hevc", "av1", "vp9"], Query()] = "h264",
     crf: Annotated[int | None, Query(ge=0, le=63)] = None,
     wait: Annotated[bool, Query(description="stream the result back in this response")] = False,
     accept: Annotated[str | None, Header()] = None,
 ):
     """Upload a video to upsample: 202 with the job, or the fragmented MP4 as it is made."""
-    search = (settings.models_dir,) if settings.models_dir else ()
-    if not MODEL_NAME.match(model) or model not in registry.served(search):
-        raise HTTPException(422, f"unknown model {model!r}; served: {registry.served(search)}")
-    params = {
-        "scale": scale,
-        "width": width,
-        "height": height,
-        "fps": fps,
-        "time_factor": time_factor,
-        "model": model,
-        "codec": codec,
-        "crf": crf,
-    }
+    params = {**output, "codec": codec, "crf": crf}
     return await submit(
         request,
         settings,

@@ -1,0 +1,232 @@
+"""Segmented upsampling: one long video cut into segments rendered apart, then joined without re-encoding.
+
+The plan cuts the input at input frame boundaries, at a keyframe when one lies near the target length
+(encoders put keyframes at scene cuts, and a child's seek then lands on its first frame). Segment ``i``
+owns the output frames whose times fall in ``[begin_i, begin_{i+1})``, exactly the ones the whole run
+makes from the input frames of that range plus the one after it, so the joined output has the frames
+and timestamps of the unsegmented run. A child decodes from a few frames before its range (the scene
+cut detector remembers the last pairs) to the first frame of the next segment, and writes a video-only
+file under the same encoder settings as every other segment; each starts with a keyframe, so the
+segments' packets join into one bitstream. The join copies the original's audio and subtitles.
+
+A segment file exists only when complete (written under a temporary name, then renamed), so a run
+that resumes, or a retry after a worker died, redoes only the segments that are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from worker.errors import InputError, OutputError
+from worker.media import CONTAINERS, FRAGMENTED, OutputOptions, VideoReader, VideoWriter, open_input
+from worker.pipeline import OutputPlan, Span, UpsamplePipeline, UpsampleRequest, plan_output
+from worker.streams import AUDIO_LEAD, StreamCopier
+
+WARMUP_FRAMES = 16
+"""Input frames a segment decodes before its range, so its scene-cut detector sees what the whole run's saw."""
+NEAR = 0.25
+"""A keyframe within this fraction of the segment length from a target cut is taken instead of the target."""
+PLAN = "segments.json"
+"""The plan's file in the job (or work) folder."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment: its input range by time and the output frames it makes."""
+
+    index: int
+    begin: float
+    """Its first input frame's time, seconds."""
+    end: float | None
+    """The next segment's first input frame's time (None: the last segment, to the end of the input)."""
+    warm_from: float
+    """Where its decode starts (``WARMUP_FRAMES`` input frames before ``begin``)."""
+    first: int
+    """Its first output frame's number."""
+    frames: int
+    """How many output frames it makes."""
+
+    def file(self, folder: Path, suffix: str) -> Path:
+        return folder / "segments" / f"{self.index:04d}{suffix}"
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """The whole input's first frame time (output frame 0) and its segments, in order."""
+
+    start: float
+    segments: list[Segment]
+
+    @property
+    def frames(self) -> int:
+        return sum(s.frames for s in self.segments)
+
+    def save(self, folder: Path) -> None:
+        tmp = folder / f".{PLAN}.tmp"
+        tmp.write_text(json.dumps({"start": self.start, "segments": [asdict(s) for s in self.segments]}))
+        tmp.replace(folder / PLAN)
+
+    @classmethod
+    def load(cls, folder: Path) -> SegmentPlan:
+        data = json.loads((folder / PLAN).read_text())
+        return cls(data["start"], [Segment(**s) for s in data["segments"]])
+
+
+def frame_times(path: Path) -> tuple[list[float], set[float]]:
+    """Presentation times of every video frame and of the keyframes, from the packets (nothing is decoded)."""
+    container = open_input(path)
+    try:
+        stream = container.streams.video[0]
+        times, keys = [], set()
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.size == 0:
+                continue
+            time = float(packet.pts * packet.time_base)
+            times.append(time)
+            if packet.is_keyframe:
+                keys.add(time)
+    except (av.FFmpegError, IndexError) as exc:
+        raise InputError(f"frame_times: cannot read the frames of {path}: {exc}") from exc
+    finally:
+        container.close()
+    return sorted(set(times)), keys
+
+
+def plan_segments(times: list[float], keys: set[float], fps: Fraction, total: int, length: float) -> SegmentPlan:
+    """Cut ``times`` (input frame times) into segments of about ``length`` seconds; ``total`` output
+    frames at ``fps`` in all (the whole run's count)."""
+    if not times:
+        raise InputError("plan_segments: the input has no video frames")
+    start, cuts = times[0], [0]
+    target = start + length
+    while True:
+        near = [i for i, t in enumerate(times) if abs(t - target) <= NEAR * length and t in keys and i > cuts[-1]]
+        if near:
+            cut = min(near, key=lambda i: abs(times[i] - target))
+        else:
+            cut = min(range(len(times)), key=lambda i: abs(times[i] - target))
+        if cut <= cuts[-1] or times[-1] - times[cut] < length / 4:  # nothing left worth a segment of its own
+            break
+        cuts.append(cut)
+        target = times[cut] + length
+
+    def first_output(t: float) -> int:
+        """The first output frame at or after input time ``t`` (as ``Renderer.pending_before`` counts)."""
+        return min(total, max(0, math.ceil((t - start - 1e-9) * fps)))
+
+    segments = []
+    for index, cut in enumerate(cuts):
+        end = times[cuts[index + 1]] if index + 1 < len(cuts) else None
+        first = first_output(times[cut])
+        stop = first_output(end) if end is not None else total
+        warm = times[max(0, cut - WARMUP_FRAMES)]
+        segments.append(Segment(index, times[cut], end, warm, first, stop - first))
+    return SegmentPlan(start, segments)
+
+
+def make_plan(source: Path, request: UpsampleRequest, length: float | None = None, count: int | None = None):
+    """The output plan and the segment plan of ``request`` on ``source``: segments of ``length`` seconds,
+    or ``count`` segments of equal length."""
+    with VideoReader(source) as reader:
+        plan = plan_output(reader.info, request)
+        duration = reader.info.duration
+    times, keys = frame_times(source)
+    if count:
+        length = max(duration, times[-1] - times[0]) / count
+    return plan, plan_segments(times, keys, plan.fps, plan.frames, length)
+
+
+def segment_options(options: OutputOptions) -> OutputOptions:
+    """The segments' encoding: the job's, in a plain (not fragmented) file."""
+    return OutputOptions(options.codec, options.crf, options.preset, options.pix_fmt, fragmented=False)
+
+
+def render_segment(
+    source: Path,
+    output: Path,
+    request: UpsampleRequest,
+    plan: OutputPlan,
+    segments: SegmentPlan,
+    segment: Segment,
+    upsampler,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
+    """Render one segment's output frames into ``output`` (video only), complete or absent."""
+    output.parent.mkdir(mode=0o700, exist_ok=True)
+    with VideoReader(source) as reader:
+        reader.seek(segment.warm_from)
+        writer = VideoWriter(
+            output,
+            plan.width,
+            plan.height,
+            plan.fps,
+            segment_options(request.output),
+            high_bit_depth=reader.info.bit_depth > 8,
+            atomic=True,
+        )
+        span = Span(segments.start, segment.begin, segment.end, segment.first)
+
+        def counted(done: int, _total: int) -> None:
+            if progress:
+                progress(done, max(segment.frames, done))
+
+        pipeline = UpsamplePipeline(reader, writer, plan, counted, should_stop, span=span)
+        path = pipeline.run(upsampler)
+    if segment.end is not None and pipeline.written != segment.frames:  # the last one's count is the input's
+        output.unlink(missing_ok=True)
+        raise OutputError(
+            f"render_segment: segment {segment.index} made {pipeline.written} frames, not {segment.frames}"
+        )
+    return path
+
+
+class Joiner:
+    """Writes the output from finished segment files in order: their packets copied, the source's audio
+    and subtitles interleaved. Used at once after the last segment (RQ) or after each (embedded)."""
+
+    def __init__(self, source: Path, output: Path, options: OutputOptions):
+        muxer = CONTAINERS.get(output.suffix.lower(), "mp4")
+        fragmented = {"movflags": FRAGMENTED, "flush_packets": "1"} if options.fragmented else {}
+        self.container = av.open(str(output), "w", format=muxer, options=fragmented)
+        self.source, self.muxer, self.stream, self.copier = source, muxer, None, None
+
+    def append(self, segment_file: Path) -> int:
+        """Copy one segment's video packets; returns how many."""
+        count = 0
+        with av.open(str(segment_file)) as part:
+            video = part.streams.video[0]
+            if self.stream is None:  # the first segment's stream parameters are every segment's
+                self.stream = self.container.add_stream_from_template(video)
+                self.stream.time_base = video.time_base
+                self.copier = StreamCopier(self.source, self.container, self.muxer)
+            for packet in part.demux(video):
+                if packet.dts is None:
+                    continue
+                time = float(packet.pts * packet.time_base) if packet.pts is not None else None
+                packet.stream = self.stream
+                self.container.mux(packet)
+                count += 1
+                if time is not None:
+                    self.copier.advance(time + AUDIO_LEAD)
+        return count
+
+    def close(self) -> None:
+        if self.copier:
+            self.copier.finish()
+        self.container.close()
+
+    def abort(self) -> None:
+        if self.copier:
+            self.copier.close()
+        try:
+            self.container.close()
+        except (av.FFmpegError, OSError):
+            pass
