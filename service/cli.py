@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shutil
 import sys
 import time
 from fractions import Fraction
@@ -17,9 +18,10 @@ from pathlib import Path
 from models.registry import DEFAULT_MODEL
 from worker.errors import InputError, OutputError, ParameterError, VinrError
 from worker.media import OUTPUT_CODECS, OutputOptions, VideoReader
-from worker.pipeline import UpsampleRequest, run_upsample
+from worker.pipeline import UpsampleRequest, load_upsampler, run_upsample
 from worker.preview import COMPARISONS, png_bytes, render_preview
 from worker.runtime import BACKENDS
+from worker.segments import run_segmented
 
 
 class ProgressBar:
@@ -98,6 +100,8 @@ def cmd_upsample(args: argparse.Namespace) -> int:
     )
     if args.preview is not None:
         return write_preview(args, request, output)
+    if args.segments or args.resume:
+        return upsample_in_segments(args, request, output)
     bar = None if args.quiet else ProgressBar("upsample")
     result = run_upsample(args.input, output, request, progress=bar.update if bar else None)
     if bar:
@@ -107,6 +111,43 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         print(
             f"wrote {result.output}: {plan.width}x{plan.height} at {float(plan.fps):g} fps, {result.frames} frames "
             f"in {result.seconds:.1f} s"
+        )
+    return 0
+
+
+def upsample_in_segments(args: argparse.Namespace, request: UpsampleRequest, output: Path) -> int:
+    """``--segments N``: the segments one after another, kept in a work folder beside OUT until the end,
+    so ``--resume`` after an interruption makes only the missing ones."""
+    if not args.segments or args.segments < 1:
+        raise ParameterError("upsample: --resume goes with --segments N (N >= 1)")
+    work = output.with_name(f".{output.name}.segments")
+    if work.exists() and not args.resume:
+        raise OutputError(f"upsample: {work} holds an earlier run's segments; pass --resume to go on, or remove it")
+    partial = output.with_name(f".{output.name}.partial{output.suffix}")
+    bar = None if args.quiet else ProgressBar("upsample")
+    started = time.perf_counter()
+    try:
+        plan, segments, frames = run_segmented(
+            Path(args.input),
+            partial,
+            request,
+            work,
+            load_upsampler(request),
+            count=args.segments,
+            resume=args.resume,
+            progress=bar.update if bar else None,
+        )
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(output)
+    shutil.rmtree(work, ignore_errors=True)
+    if bar:
+        bar.finish()
+    if not args.quiet:
+        print(
+            f"wrote {output}: {plan.width}x{plan.height} at {float(plan.fps):g} fps, {frames} frames "
+            f"in {len(segments.segments)} segments, {time.perf_counter() - started:.1f} s"
         )
     return 0
 
@@ -318,6 +359,13 @@ def add_upsample_command(sub) -> None:
         choices=BACKENDS,
         default="auto",
         help="torch, onnx (ONNX Runtime; pip install 'vinr[onnx]') or auto (the faster measured on the device)",
+    )
+    parts = parser.add_argument_group("segments (resumable runs)")
+    parts.add_argument(
+        "--segments", type=int, metavar="N", help="make the output in N segments, joined without re-encoding"
+    )
+    parts.add_argument(
+        "--resume", action="store_true", help="with --segments: keep the segments an interrupted run made"
     )
     look = parser.add_argument_group("preview (one frame, at once)")
     look.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -12,11 +13,12 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api import errors
 from service.api.routes import decode, health, jobs, page, preview, upsample
+from service.live import live_joins
 from service.metrics import LatencyMiddleware, Metrics
 from service.previews import Previewer
 from service.queue import make_backend
 from service.settings import Settings
-from service.storage import JobFiles, UploadSlots, expired_jobs
+from service.storage import JobFiles, UploadSlots, expired_jobs, job_folders
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +27,18 @@ CLEANUP_INTERVAL = 600
 
 
 def sweep(app: FastAPI) -> None:
-    """Delete job folders older than the result TTL whose jobs are over (or forgotten)."""
+    """Delete job folders older than the result TTL whose jobs are over (or forgotten), and the segment
+    files of joined segmented jobs that no client is streaming."""
     settings, backend = app.state.settings, app.state.backend
     for job_id in expired_jobs(settings.data_dir, max(settings.result_ttl, settings.failure_ttl)):
         state = backend.state(job_id)
         if state is None or state.done:
             JobFiles(settings.data_dir, job_id).delete()
+    for files, _ in job_folders(settings.data_dir):  # a segmented job's segments, once joined and not streamed
+        if (files.dir / "segments").is_dir() and not live_joins(files):
+            state = backend.state(files.id)
+            if state is None or state.done:
+                shutil.rmtree(files.dir / "segments", ignore_errors=True)
     app.state.previews.sweep()
 
 

@@ -5,6 +5,7 @@ Both backends run the same job functions (``worker.jobs``) and describe jobs wit
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,19 +19,42 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from models.probe import check_bitstream
 from service.settings import Settings
 from service.states import CANCELED_BY_REQUEST, State
 from worker import durations
 from worker.durations import MemoryDurations
 from worker.errors import CanceledError
-from worker.jobs import JOB_FUNCTIONS, JOBS, JobContext
+from worker.jobs import JOB_FUNCTIONS, JOBS, JobContext, upsample_request
 from worker.process import redis_connection
 from worker.runtime import ModelCache
+from worker.segments import SegmentPlan, make_plan, plan_frame_segments
 from worker.settings import CANCEL_TTL, cancel_key
 
 """States a job never leaves."""
 RECOVERY_LOCK = "vinr:lock:recover"
 """Redis lock held while abandoned jobs are requeued (one gateway thread at a time)."""
+
+
+def segment_job_id(job_id: str, index: int) -> str:
+    """The RQ id of a segmented job's segment ``index``."""
+    return f"{job_id}-s{index:04d}"
+
+
+def split(kind: str, job_dir: str, params: dict, seconds: float) -> SegmentPlan | None:
+    """The segment plan of an upsample's input or a decode's frame range (saved in the job folder), or
+    None when it is one segment."""
+    folder = Path(job_dir)
+    if kind == "decode":
+        probe = check_bitstream(folder / "input", params.get("video"), params.get("frames"))
+        segments = plan_frame_segments(probe.start, probe.stop, probe.fps, seconds)
+        segments = dataclasses.replace(segments, origin=probe.start)
+    else:
+        _, segments = make_plan(folder / "input", upsample_request(params, "cpu"), length=seconds)
+    if len(segments.segments) < 2:
+        return None
+    segments.save(folder)
+    return segments
 
 
 def abandoned_key(job_id: str) -> str:
@@ -81,6 +105,15 @@ class RQBackend:
         return time.monotonic() - self.outage_seen < 2 * self.settings.heartbeat_ttl
 
     def enqueue(self, job_id: str, kind: str, job_dir: str, params: dict) -> None:
+        """Queue a job; an upsample longer than VINR_SEGMENT_SECONDS becomes segments plus a join."""
+        if kind in ("upsample", "decode") and self.settings.segment_seconds > 0:
+            segments = split(kind, job_dir, params, self.settings.segment_seconds)
+            if segments is not None:
+                self.enqueue_segmented(kind, job_id, job_dir, params, segments)
+                return
+        self.put(kind, job_id, job_dir, params)
+
+    def put(self, kind: str, job_id: str, job_dir: str, params: dict, **extra) -> None:
         s = self.settings
         # no RQ Retry: a job that fails on its input would fail again; only a dead worker's job is retried
         self.queue.enqueue(
@@ -91,7 +124,18 @@ class RQBackend:
             result_ttl=s.result_ttl,
             failure_ttl=s.failure_ttl,
             description=kind,
+            **extra,
         )
+
+    def enqueue_segmented(self, kind: str, job_id: str, job_dir: str, params: dict, segments: SegmentPlan) -> None:
+        """One RQ job per segment (any worker takes any), then the join under the job's own id once all are done."""
+        children = [segment_job_id(job_id, s.index) for s in segments.segments]
+        child_kind = "decode_segment" if kind == "decode" else "segment"
+        for segment, child in zip(segments.segments, children):
+            child_params = {**params, "segment": segment.index, "origin": segments.origin}
+            self.put(child_kind, child, job_dir, child_params, meta={"parent": job_id})
+        meta = {"segments": children, "frames_total": segments.frames}
+        self.put("assemble", job_id, job_dir, params, depends_on=children, meta=meta)
 
     def recover(self, scan_failed: bool = False) -> None:
         """Abandoned jobs (their worker stopped heartbeating) back to the queue, ``retries`` times, else failed.
@@ -159,13 +203,67 @@ class RQBackend:
             JobStatus.STOPPED: State.CANCELED,
             JobStatus.CANCELED: State.CANCELED,
         }.get(status, State.QUEUED)
-        progress = job.get_meta(refresh=False).get("progress", {})
+        meta = job.get_meta(refresh=False)
+        progress = meta.get("progress", {})
         if self.redis.exists(cancel_key(job_id)):
             return JobState(State.CANCELED, progress, CANCELED_BY_REQUEST)
+        if meta.get("error"):  # a segment failed: the job failed with its reason
+            return JobState(State.FAILED, progress, meta["error"])
+        if meta.get("segments") and state is State.QUEUED:  # the join waits: the segments tell how far it is
+            return self.segments_state(job)
+        if meta.get("segments") and state is State.STARTED:  # joining: every frame is made
+            total = meta.get("frames_total", 0)
+            progress = {"frames_done": total, "frames_total": total}
         if state is State.FAILED:
             result = job.latest_result()
             return JobState(state, progress, error_line(result.exc_string if result else job.exc_info))
         return JobState(state, progress, result=job.return_value() if state is State.FINISHED else None)
+
+    def segments_state(self, job: Job) -> JobState:
+        """A segmented job before its join: started once a segment has, progress summed over the segments;
+        failed (and the rest stopped) as soon as one fails for good."""
+        total = job.meta.get("frames_total", 0)
+        done, fps, begun = 0, 0.0, False
+        for child in Job.fetch_many(job.meta["segments"], connection=self.redis, serializer=JSONSerializer):
+            if child is None:
+                continue
+            status = child.get_status(refresh=False)
+            progress = child.meta.get("progress", {})
+            if status == JobStatus.FAILED:
+                result = child.latest_result()
+                if self.will_retry(child.id, result.exc_string if result else None):
+                    continue  # its worker died: ``recover`` puts it back in the queue
+                error = error_line(result.exc_string if result else child.exc_info)
+                job.meta["error"] = error
+                job.save_meta()
+                self.cancel_segments(job)
+                return JobState(State.FAILED, {"frames_done": done, "frames_total": total}, error)
+            if status in (JobStatus.STARTED, JobStatus.FINISHED):
+                begun = True
+                done += progress.get("frames_done", 0)
+                fps += (progress.get("fps") or 0.0) if status == JobStatus.STARTED else 0.0
+        eta = round((total - done) / fps, 1) if fps > 0 else None
+        progress = {"frames_done": done, "frames_total": total, "fps": round(fps, 3) or None, "eta_s": eta}
+        return JobState(State.STARTED if begun else State.QUEUED, progress)
+
+    def will_retry(self, job_id: str, exc_string: str | None) -> bool:
+        """Whether a failed job was abandoned by a dead worker and has retries left (``recover`` requeues it)."""
+        if "AbandonedJobError" not in (exc_string or ""):
+            return False
+        return int(self.redis.get(abandoned_key(job_id)) or 0) < self.settings.retries
+
+    def cancel_segments(self, job: Job) -> None:
+        """Stop a segmented job's segments: running ones at their next frame, queued ones before they start."""
+        for child_id in job.meta.get("segments", []):
+            self.redis.set(cancel_key(child_id), 1, ex=CANCEL_TTL)
+            try:
+                child = Job.fetch(child_id, connection=self.redis, serializer=JSONSerializer)
+            except NoSuchJobError:
+                continue
+            if child.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+                child.cancel()
+        if job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+            job.cancel()
 
     def cancel(self, job_id: str) -> None:
         self.redis.set(cancel_key(job_id), 1, ex=CANCEL_TTL)
@@ -173,7 +271,9 @@ class RQBackend:
             job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
         except NoSuchJobError:
             return
-        if job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+        if job.meta.get("segments"):
+            self.cancel_segments(job)
+        elif job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
             job.cancel()
 
     def ready(self) -> tuple[bool, str]:
@@ -221,6 +321,8 @@ class EmbeddedBackend:
         self.durations = MemoryDurations()
 
     def enqueue(self, job_id: str, kind: str, job_dir: str, params: dict) -> None:
+        if kind == "upsample" and self.settings.segment_seconds > 0:  # the segments, one after another
+            params = {**params, "segment_seconds": self.settings.segment_seconds}
         with self.lock:
             self.jobs[job_id] = JobState(State.QUEUED)
             self.stops[job_id] = threading.Event()

@@ -35,6 +35,9 @@ class Settings(WorkerSettings):
     """Uploads received at once, all keys together; more get 429."""
     max_concurrent_uploads_per_key: int = 8
     """Uploads received at once per API key (without keys every client counts as one key); more get 429."""
+    segment_seconds: float = Field(30.0, ge=0)
+    """Input seconds per segment of a long upsample: its segments run on any free workers and a killed
+    worker loses only its segment; 0: never segment."""
     preview_concurrency: int = Field(1, ge=0)
     """Previews the gateway renders at once (it renders them itself, never behind queued jobs); 0: no previews."""
     preview_wait: float = 20.0

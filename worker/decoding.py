@@ -82,10 +82,13 @@ def run_decode(
     atomic: bool = True,
     video: str | None = None,
     output_limit: Callable[[int, int, int], str | None] | None = None,
+    origin: int | None = None,
 ) -> DecodeResult:
     """Decode ``source`` (.nrff, or one ``video`` of a .dnerv library) into a video at ``output``.
 
     ``output_limit(width, height, frames)`` says why the output is too large (ParameterError), or None.
+    Frame ``i`` is shown at ``(i - origin) / fps`` (``origin``: the range's start; a segment of a longer
+    decode gives the whole range's).
     """
     started = time.perf_counter()
     try:
@@ -96,6 +99,7 @@ def run_decode(
     except (UnknownVideoError, FrameRangeError, OutputLimitError) as exc:
         raise ParameterError(f"run_decode: {exc}") from exc
     start, stop = probe.start, probe.stop
+    origin = start if origin is None else origin
     options = options or OutputOptions()
     width, height = chosen.width, chosen.height
     if even_size(width, height, options.output_pix_fmt()) != (width, height):
@@ -107,7 +111,7 @@ def run_decode(
         for index, image in chosen.render(start, stop):
             if should_stop and should_stop():
                 raise CanceledError("run_decode: canceled")
-            writer.write(image, (index - start) / float(chosen.fps))
+            writer.write(image, (index - origin) / float(chosen.fps))
             if progress:
                 progress(index - start + 1, stop - start)
         path = writer.close()

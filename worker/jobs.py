@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -16,9 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.registry import DEFAULT_MODEL
-from worker.media import OutputOptions
-from worker.pipeline import UpsampleRequest, load_upsampler, run_upsample
+from worker.decoding import run_decode
+from worker.media import OutputOptions, VideoReader
+from worker.pipeline import UpsampleRequest, load_upsampler, plan_output, run_upsample
 from worker.runtime import ModelCache
+from worker.segments import (
+    DECODE,
+    SEGMENT_SUFFIX,
+    SegmentPlan,
+    join_segments,
+    render_segment,
+    run_segmented,
+    segment_options,
+)
 
 PROGRESS_INTERVAL = 0.5
 """Seconds between progress reports (each is a Redis write under RQ)."""
@@ -37,9 +48,14 @@ class JobContext:
     backend: str = "auto"
 
 
+def job_output(params: dict) -> OutputOptions:
+    """A job's output encoding from its plain parameters: always a fragmented MP4 (streamed as it grows)."""
+    return OutputOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
+
+
 def upsample_request(params: dict, device: str, backend: str = "auto") -> UpsampleRequest:
     """The pipeline request for a job's plain parameters (output always a fragmented MP4)."""
-    output = OutputOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
+    output = job_output(params)
     return UpsampleRequest(
         scale=params.get("scale"),
         width=params.get("width"),
@@ -76,12 +92,13 @@ def progress_reporter(report: Callable[[dict], None]) -> Callable[[int, int], No
 
 
 @contextlib.contextmanager
-def attempt(folder: Path) -> Iterator[None]:
-    """Log this run's start and end (with how it ended) in the job folder's ``attempts.jsonl``.
+def attempt(folder: Path, **about) -> Iterator[None]:
+    """Log this run's start and end (with how it ended) in the job folder's ``attempts.jsonl``;
+    ``about`` goes in both lines (a segment's number).
 
     A run that fails removes its partial ``result.mp4``, so a failed job never leaves a half-written video.
     """
-    run = {"host": socket.gethostname(), "pid": os.getpid()}
+    run = {"host": socket.gethostname(), "pid": os.getpid(), **about}
 
     def log(event: str, **extra) -> None:
         line = json.dumps({"event": event, "time": time.time(), **run, **extra}) + "\n"
@@ -101,10 +118,81 @@ def attempt(folder: Path) -> Iterator[None]:
 
 
 def upsample_job(job_dir: str, params: dict, context: JobContext) -> dict:
-    """Upsample ``job_dir/input`` into ``job_dir/result.mp4``; returns a summary."""
+    """Upsample ``job_dir/input`` into ``job_dir/result.mp4``; returns a summary.
+
+    With ``params["segment_seconds"]`` (embedded mode) an input longer than that is made segment by
+    segment, one after another, the result growing as each is joined (``worker.segments``).
+    """
     folder = Path(job_dir)
     with attempt(folder):
+        if params.get("segment_seconds") and longer_than(folder / "input", float(params["segment_seconds"])):
+            return _upsample_in_segments(folder, params, context)
         return _upsample(folder, params, context)
+
+
+def longer_than(path: Path, seconds: float) -> bool:
+    """Whether a video lasts more than ``seconds`` (a shorter one is never segmented: it streams at once)."""
+    with VideoReader(path) as reader:
+        return reader.info.duration > seconds
+
+
+def segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
+    """Render segment ``params["segment"]`` of a segmented job (its plan is in the job folder);
+    a segment whose file exists is done and is not made again."""
+    folder, index = Path(job_dir), int(params["segment"])
+    with attempt(folder, segment=index):
+        request = upsample_request(params, context.device, context.backend)
+        segments = SegmentPlan.load(folder)
+        segment = segments.segments[index]
+        path = segment.file(folder, SEGMENT_SUFFIX)
+        if not path.exists():
+            with VideoReader(folder / "input") as reader:
+                plan = plan_output(reader.info, request)
+            upsampler = load_upsampler(request, context.models)
+            progress = progress_reporter(context.report)
+            render_segment(
+                folder / "input", path, request, plan, segments, segment, upsampler, progress, context.should_stop
+            )
+        context.report({"frames_done": segment.frames, "frames_total": segment.frames})
+        return {"segment": index, "frames": segment.frames}
+
+
+def decode_segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
+    """Decode segment ``params["segment"]`` of a segmented decode: its frame range, timed from the
+    whole range's start ``params["origin"]``; done when its file exists."""
+    folder, index = Path(job_dir), int(params["segment"])
+    with attempt(folder, segment=index):
+        segment = SegmentPlan.load(folder).segments[index]
+        path = segment.file(folder, SEGMENT_SUFFIX)
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            first = int(params["origin"]) + segment.first
+            run_decode(
+                folder / "input",
+                path,
+                f"{first}:{first + segment.frames}",
+                segment_options(job_output(params)),
+                progress=progress_reporter(context.report),
+                should_stop=context.should_stop,
+                video=params.get("video"),
+                origin=int(params["origin"]),
+            )
+        context.report({"frames_done": segment.frames, "frames_total": segment.frames})
+        return {"segment": index, "frames": segment.frames}
+
+
+def assemble_job(job_dir: str, params: dict, context: JobContext) -> dict:
+    """Join a segmented job's segment files, in order, with the input's audio (an upsample's), into
+    ``result.mp4``."""
+    folder = Path(job_dir)
+    with attempt(folder, segment="join"):
+        segments = SegmentPlan.load(folder)
+        source = None if segments.key == DECODE else folder / "input"
+        output = private_result(folder)
+        frames = join_segments(source, output, job_output(params), folder, segments, None, context.should_stop)
+        context.report({"frames_done": frames, "frames_total": frames})
+        # the segments stay: the gateway may be streaming them to a client (it removes them after)
+        return {"frames": frames, "segments": len(segments.segments)}
 
 
 def private_result(folder: Path) -> Path:
@@ -135,6 +223,30 @@ def _upsample(folder: Path, params: dict, context: JobContext) -> dict:
     }
 
 
+def _upsample_in_segments(folder: Path, params: dict, context: JobContext) -> dict:
+    request = upsample_request(params, context.device, context.backend)
+    started = time.perf_counter()
+    plan, segments, frames = run_segmented(
+        folder / "input",
+        private_result(folder),
+        request,
+        folder,
+        load_upsampler(request, context.models),
+        length=float(params["segment_seconds"]),
+        progress=progress_reporter(context.report),
+        should_stop=context.should_stop,
+    )
+    shutil.rmtree(folder / "segments", ignore_errors=True)
+    return {
+        "frames": frames,
+        "width": plan.width,
+        "height": plan.height,
+        "fps": float(plan.fps),
+        "segments": len(segments.segments),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
 def decode_job(job_dir: str, params: dict, context: JobContext) -> dict:
     """Decode the bitstream ``job_dir/input`` into ``job_dir/result.mp4``; returns a summary."""
     folder = Path(job_dir)
@@ -143,9 +255,7 @@ def decode_job(job_dir: str, params: dict, context: JobContext) -> dict:
 
 
 def _decode(folder: Path, params: dict, context: JobContext) -> dict:
-    from worker.decoding import run_decode
-
-    output = OutputOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
+    output = job_output(params)
     result = run_decode(
         folder / "input",
         private_result(folder),
@@ -164,9 +274,21 @@ def _decode(folder: Path, params: dict, context: JobContext) -> dict:
     }
 
 
-JOB_FUNCTIONS = {"upsample": "worker.process.rq_upsample", "decode": "worker.process.rq_decode"}
+JOB_FUNCTIONS = {
+    "upsample": "worker.process.rq_upsample",
+    "decode": "worker.process.rq_decode",
+    "segment": "worker.process.rq_segment",
+    "assemble": "worker.process.rq_assemble",
+    "decode_segment": "worker.process.rq_decode_segment",
+}
 """Job kind -> the dotted path RQ imports (plain strings: the queue never pickles functions); the RQ
 entry points live beside the RQ worker, in ``worker.process``."""
 
-JOBS = {"upsample": upsample_job, "decode": decode_job}
+JOBS = {
+    "upsample": upsample_job,
+    "decode": decode_job,
+    "segment": segment_job,
+    "assemble": assemble_job,
+    "decode_segment": decode_segment_job,
+}
 """Job kind -> the function an embedded worker calls."""

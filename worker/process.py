@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import threading
 import time
 
@@ -91,6 +92,21 @@ def run_timed(kind: str, job_dir: str, params: dict) -> dict:
 def rq_decode(job_dir: str, params: dict) -> dict:
     """The RQ entry point of ``decode_job``."""
     return run_timed("decode", job_dir, params)
+
+
+def rq_segment(job_dir: str, params: dict) -> dict:
+    """The RQ entry point of one segment of a segmented upsample."""
+    return run_timed("segment", job_dir, params)
+
+
+def rq_decode_segment(job_dir: str, params: dict) -> dict:
+    """The RQ entry point of one segment of a segmented decode."""
+    return run_timed("decode_segment", job_dir, params)
+
+
+def rq_assemble(job_dir: str, params: dict) -> dict:
+    """The RQ entry point of a segmented upsample's join (runs once every segment is done)."""
+    return run_timed("assemble", job_dir, params)
 
 
 def rq_upsample(job_dir: str, params: dict) -> dict:
@@ -220,6 +236,8 @@ def run_worker(settings: WorkerSettings, queues: list[str] | None = None, burst:
     """Load the default model once, then work the queues (until SIGTERM, or empty with ``burst``)."""
     if not settings.redis_url:
         raise SystemExit("vinr worker: VINR_REDIS_URL is not set (embedded mode needs no worker)")
+    if settings.nice > 0:
+        os.nice(settings.nice)  # batch work yields the CPU to the gateway (requests, previews) on a shared machine
     device = choose_device(settings.device)
     try:  # the ONNX backend exports (or checks its cached export) here, before the first job
         backend = choose_backend(settings.backend, device)

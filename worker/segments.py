@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import av
 
-from worker.errors import InputError, OutputError
+from worker.errors import CanceledError, InputError, OutputError, ParameterError
 from worker.media import CONTAINERS, FRAGMENTED, OutputOptions, VideoReader, VideoWriter, open_input
 from worker.pipeline import OutputPlan, Span, UpsamplePipeline, UpsampleRequest, plan_output
 from worker.streams import AUDIO_LEAD, StreamCopier
@@ -35,6 +36,9 @@ NEAR = 0.25
 """A keyframe within this fraction of the segment length from a target cut is taken instead of the target."""
 PLAN = "segments.json"
 """The plan's file in the job (or work) folder."""
+SEGMENT_SUFFIX = ".mp4"
+"""A job's segment files: MP4, as its result (segments are always of the output's kind: the same muxer
+keeps the timestamps exact)."""
 
 
 @dataclass(frozen=True)
@@ -68,15 +72,26 @@ class SegmentPlan:
     def frames(self) -> int:
         return sum(s.frames for s in self.segments)
 
+    key: str = ""
+    """What the segments were made for (the request), so a resumed run never mixes two requests' segments."""
+    origin: int = 0
+    """A decode's first frame number (its segments' frame ranges count from it)."""
+
     def save(self, folder: Path) -> None:
         tmp = folder / f".{PLAN}.tmp"
-        tmp.write_text(json.dumps({"start": self.start, "segments": [asdict(s) for s in self.segments]}))
+        body = {
+            "start": self.start,
+            "key": self.key,
+            "origin": self.origin,
+            "segments": [asdict(s) for s in self.segments],
+        }
+        tmp.write_text(json.dumps(body))
         tmp.replace(folder / PLAN)
 
     @classmethod
     def load(cls, folder: Path) -> SegmentPlan:
         data = json.loads((folder / PLAN).read_text())
-        return cls(data["start"], [Segment(**s) for s in data["segments"]])
+        return cls(data["start"], [Segment(**s) for s in data["segments"]], data.get("key", ""), data.get("origin", 0))
 
 
 def frame_times(path: Path) -> tuple[list[float], set[float]]:
@@ -140,7 +155,37 @@ def make_plan(source: Path, request: UpsampleRequest, length: float | None = Non
     times, keys = frame_times(source)
     if count:
         length = max(duration, times[-1] - times[0]) / count
-    return plan, plan_segments(times, keys, plan.fps, plan.frames, length)
+    segments = plan_segments(times, keys, plan.fps, plan.frames, length)
+    return plan, SegmentPlan(segments.start, segments.segments, request_key(request))
+
+
+def request_key(request: UpsampleRequest) -> str:
+    """The request fields a segment's pixels depend on (device, backend and tiling aside)."""
+    fields = ("scale", "width", "height", "fps", "time_factor", "model")
+    options = request.output
+    return json.dumps(
+        [[getattr(request, f) for f in fields], [options.codec, options.crf, options.preset, options.pix_fmt]]
+    )
+
+
+DECODE = "decode"
+"""The key of a decode's segment plan (its segments are frame ranges of a neural bitstream)."""
+
+
+def plan_frame_segments(start: int, stop: int, fps: Fraction, length: float) -> SegmentPlan:
+    """A decode's frame range ``[start, stop)`` cut into ranges of about ``length`` seconds; segment
+    times count from ``start``, as the decode's output does."""
+    per = max(1, round(length * fps))
+    cuts = list(range(start, stop, per))
+    if len(cuts) > 1 and stop - cuts[-1] < per / 4:  # a scrap at the end joins the segment before
+        cuts.pop()
+    segments = []
+    for index, first in enumerate(cuts):
+        last = cuts[index + 1] if index + 1 < len(cuts) else stop
+        begin = (first - start) / float(fps)
+        end = (last - start) / float(fps) if index + 1 < len(cuts) else None
+        segments.append(Segment(index, begin, end, begin, first - start, last - first))
+    return SegmentPlan(0.0, segments, DECODE)
 
 
 def segment_options(options: OutputOptions) -> OutputOptions:
@@ -188,33 +233,109 @@ def render_segment(
     return path
 
 
+def join_segments(
+    source: Path | None,
+    output: Path,
+    options: OutputOptions,
+    work: Path,
+    segments: SegmentPlan,
+    make: Callable[[Segment, Path], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> int:
+    """Write ``output`` from the segment files in ``work`` (of ``output``'s kind), in order;
+    ``make(segment, path)`` renders a missing one first (one process doing every segment), else every
+    file must exist. Returns the frames written."""
+    joiner = Joiner(source, output, options)
+    frames = 0
+    try:
+        for segment in segments.segments:
+            if should_stop and should_stop():
+                raise CanceledError("join_segments: canceled")
+            path = segment.file(work, output.suffix)
+            if not path.exists():
+                if make is None:
+                    raise OutputError(f"join_segments: segment {segment.index} is missing")
+                make(segment, path)
+            frames += joiner.append(path)
+        joiner.close()
+    except BaseException:
+        joiner.abort()
+        raise
+    return frames
+
+
+def run_segmented(
+    source: Path,
+    output: Path,
+    request: UpsampleRequest,
+    work: Path,
+    upsampler,
+    length: float | None = None,
+    count: int | None = None,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[OutputPlan, SegmentPlan, int]:
+    """Every segment in this process, one after another, joined into ``output`` as each is done.
+
+    With ``resume``, a plan already in ``work`` for the same request is kept and its finished segments
+    are not made again. Returns the output plan, the segment plan and the frames written.
+    """
+    work.mkdir(mode=0o700, exist_ok=True)
+    plan, segments = make_plan(source, request, length, count)
+    if resume and (work / PLAN).exists():
+        saved = SegmentPlan.load(work)
+        if saved.key != segments.key:
+            raise ParameterError(f"run_segmented: {work} holds segments of other options; remove it to start anew")
+        segments = saved
+    else:
+        shutil.rmtree(work / "segments", ignore_errors=True)
+    segments.save(work)
+    done = [sum(s.frames for s in segments.segments if s.file(work, output.suffix).exists())]
+
+    def make(segment: Segment, path: Path) -> None:
+        def counted(frames: int, _total: int) -> None:
+            if progress:
+                progress(done[0] + frames, max(segments.frames, done[0] + frames))
+
+        render_segment(source, path, request, plan, segments, segment, upsampler, counted, should_stop)
+        done[0] += segment.frames
+
+    frames = join_segments(source, output, request.output, work, segments, make, should_stop)
+    return plan, segments, frames
+
+
 class Joiner:
     """Writes the output from finished segment files in order: their packets copied, the source's audio
     and subtitles interleaved. Used at once after the last segment (RQ) or after each (embedded)."""
 
-    def __init__(self, source: Path, output: Path, options: OutputOptions):
+    def __init__(self, source: Path | None, output: Path, options: OutputOptions):
         muxer = CONTAINERS.get(output.suffix.lower(), "mp4")
         fragmented = {"movflags": FRAGMENTED, "flush_packets": "1"} if options.fragmented else {}
         self.container = av.open(str(output), "w", format=muxer, options=fragmented)
         self.source, self.muxer, self.stream, self.copier = source, muxer, None, None
 
-    def append(self, segment_file: Path) -> int:
-        """Copy one segment's video packets; returns how many."""
+    def append(self, segment_file: Path, since: float | None = None) -> int:
+        """Copy one segment's video packets (only those shown from ``since`` seconds on, when given:
+        the rest of a joined file); returns how many."""
         count = 0
         with av.open(str(segment_file)) as part:
             video = part.streams.video[0]
             if self.stream is None:  # the first segment's stream parameters are every segment's
                 self.stream = self.container.add_stream_from_template(video)
                 self.stream.time_base = video.time_base
-                self.copier = StreamCopier(self.source, self.container, self.muxer)
+                if self.source is not None:  # a neural bitstream has no audio
+                    self.copier = StreamCopier(self.source, self.container, self.muxer)
             for packet in part.demux(video):
                 if packet.dts is None:
                     continue
                 time = float(packet.pts * packet.time_base) if packet.pts is not None else None
+                if since is not None and (time is None or time < since - 1e-6):
+                    continue
                 packet.stream = self.stream
                 self.container.mux(packet)
                 count += 1
-                if time is not None:
+                if time is not None and self.copier is not None:
                     self.copier.advance(time + AUDIO_LEAD)
         return count
 

@@ -39,5 +39,8 @@ class WorkerSettings(BaseSettings):
     """Device workers run models on (``auto``, ``cpu``, ``cuda:N``)."""
     backend: Literal["auto", "torch", "onnx"] = "auto"
     """How workers run VideoINR: torch, onnx (ONNX Runtime; the onnx extra or the Docker image) or auto."""
+    nice: int = 10
+    """CPU niceness workers add to themselves: a job is batch work, so on a shared machine the gateway's
+    requests and previews come first (0: as the shell started them)."""
     redis_wait: float = 600.0
     """Seconds a worker's Redis commands keep retrying while Redis is away (then the worker reconnects anew)."""

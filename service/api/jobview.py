@@ -10,7 +10,8 @@ from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
-from service.queue import JobState
+from service.live import is_segmented, live_result
+from service.queue import JobState, RQBackend
 from service.schemas import JobOut, Progress
 from service.states import State
 from service.storage import JobFiles, follow
@@ -45,11 +46,14 @@ def job_out(files: JobFiles, state: JobState) -> JobOut:
 
 
 def result_stream(files: JobFiles, backend, timeout: float) -> StreamingResponse:
-    """The result as it is written, ending when the job ends."""
+    """The result as it is written, ending when the job ends (a segmented RQ job's: joined live here)."""
 
     async def finished() -> bool:
         state = await job_state_or_none(backend, files.id)
         return state is not None and state.done
 
     headers = {"Location": f"/jobs/{files.id}", "X-Job-Id": files.id, "Cache-Control": "no-store"}
-    return StreamingResponse(follow(files.result, finished, timeout), media_type="video/mp4", headers=headers)
+    body = None
+    if isinstance(backend, RQBackend) and is_segmented(files) and not files.result.exists():
+        body = live_result(files, lambda: backend.state(files.id), timeout)  # joined here as segments finish
+    return StreamingResponse(body or follow(files.result, finished, timeout), media_type="video/mp4", headers=headers)

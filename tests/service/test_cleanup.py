@@ -36,3 +36,23 @@ def test_the_sweep_deletes_expired_ended_or_forgotten_jobs_only(tmp_path):
         assert running.input.read_bytes() == b"uploaded"
     finally:
         backend.close()
+
+
+def test_the_sweep_removes_joined_segments_nobody_streams(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data")
+    app = create_app(settings)
+    backend = app.state.backend
+    try:
+        jobs = {state: make_job(settings, 60, state, backend) for state in (State.FINISHED, State.STARTED)}
+        streamed = make_job(settings, 60, State.FINISHED, backend)
+        for files in (*jobs.values(), streamed):
+            (files.dir / "segments").mkdir()
+            (files.dir / "segments" / "0000.mp4").write_bytes(b"segment")
+        (streamed.dir / ".live-x.mp4").write_bytes(b"a client is reading the segments")
+        sweep(app)
+        assert not (jobs[State.FINISHED].dir / "segments").exists()  # joined: the segments go
+        assert (jobs[State.STARTED].dir / "segments" / "0000.mp4").exists()  # still being made
+        assert (streamed.dir / "segments" / "0000.mp4").exists()  # a live join still reads them
+        assert jobs[State.FINISHED].input.exists()
+    finally:
+        backend.close()
