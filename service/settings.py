@@ -42,6 +42,8 @@ class Settings(WorkerSettings):
     """Previews the gateway renders at once (it renders them itself, never behind queued jobs); 0: no previews."""
     preview_wait: float = 20.0
     """Seconds a preview waits for a free rendering slot before it gets 503."""
+    preview_timeout: float = 60.0
+    """Seconds a preview may take in all before it gets 504 (it still holds its slot until it ends)."""
     metrics_public: bool = False
     """Serve /metrics without a key even when VINR_API_KEYS is set."""
 

@@ -234,8 +234,10 @@ class Renderer:
         plan: OutputPlan,
         emit: Callable[[object, float], None],
         span: Span | None = None,
+        check: Callable[[], None] | None = None,
     ):
         self.upsampler, self.plan, self.emit = upsampler, plan, emit
+        self.check = check  # raises to stop (a canceled job), looked at before each frame pair
         self.detector = SceneCutDetector()
         self.start: float | None = span.start if span else None
         self.index = span.first if span else 0  # next output frame
@@ -264,6 +266,8 @@ class Renderer:
         span = self.span
         while (frame := frames()) is not None:
             PREVIEWS_FIRST.wait()
+            if self.check:
+                self.check()
             if span is not None and frame.time < span.begin - 1e-9:  # before the segment: the cut detector only
                 self.detector.push(frame.image)
                 previous, previous_code = frame, None
@@ -334,9 +338,12 @@ class UpsamplePipeline:
             if self.progress:
                 self.progress(self.written, max(self.plan.frames, self.written))
 
-    def emit(self, image, t: float) -> None:
+    def check(self) -> None:
         if self.should_stop and self.should_stop():
             raise CanceledError("run_upsample: canceled")
+
+    def emit(self, image, t: float) -> None:
+        self.check()
         put(self.rendered, (image, t), self.stop)
 
     def run(self, upsampler: Upsampler) -> Path:
@@ -344,9 +351,8 @@ class UpsamplePipeline:
         self.reading.start()
         self.writing.start()
         try:
-            Renderer(upsampler, self.plan, self.emit, self.span).run(
-                lambda: get(self.frames_in, self.stop, self.reading)
-            )
+            renderer = Renderer(upsampler, self.plan, self.emit, self.span, self.check)
+            renderer.run(lambda: get(self.frames_in, self.stop, self.reading))
             put(self.rendered, None, self.stop)
             join_stage(self.writing, self.should_stop)
             if self.reading.error or self.writing.error:

@@ -15,6 +15,7 @@ that resumes, or a retry after a worker died, redoes only the segments that are 
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import shutil
@@ -120,13 +121,18 @@ def plan_segments(times: list[float], keys: set[float], fps: Fraction, total: in
     if not times:
         raise InputError("plan_segments: the input has no video frames")
     start, cuts = times[0], [0]
+    key_cuts = [i for i, t in enumerate(times) if t in keys]  # frame numbers of the keyframes
+    key_times = [times[i] for i in key_cuts]
     target = start + length
     while True:
-        near = [i for i, t in enumerate(times) if abs(t - target) <= NEAR * length and t in keys and i > cuts[-1]]
+        low = bisect.bisect_left(key_times, target - NEAR * length)
+        high = bisect.bisect_right(key_times, target + NEAR * length)
+        near = [key_cuts[j] for j in range(low, high) if key_cuts[j] > cuts[-1]]
         if near:
             cut = min(near, key=lambda i: abs(times[i] - target))
-        else:
-            cut = min(range(len(times)), key=lambda i: abs(times[i] - target))
+        else:  # no keyframe near: the frame nearest the target
+            after = min(bisect.bisect_left(times, target), len(times) - 1)
+            cut = min((max(after - 1, 0), after), key=lambda i: abs(times[i] - target))
         if cut <= cuts[-1] or times[-1] - times[cut] < length / 4:  # nothing left worth a segment of its own
             break
         cuts.append(cut)

@@ -77,31 +77,21 @@ def test_resume_makes_only_the_missing_segments(tmp_path, cut_clip, tiny_model_p
     def stop_in_third() -> bool:
         return bool(reports) and reports[-1][0] > 130  # within the third segment (frames 112 to 169)
 
-    with pytest.raises(CanceledError):
-        run_segmented(
-            cut_clip,
-            tmp_path / "a.mkv",
-            lossless,
-            work,
-            upsampler,
-            count=4,
-            progress=lambda d, t: reports.append((d, t)),
-            should_stop=stop_in_third,
+    def record(done: int, total: int) -> None:
+        reports.append((done, total))
+
+    def run(**kwargs):
+        return run_segmented(
+            cut_clip, tmp_path / "a.mkv", lossless, work, upsampler, count=4, progress=record, **kwargs
         )
+
+    with pytest.raises(CanceledError):
+        run(should_stop=stop_in_third)
     kept = sorted(work.glob("segments/*.mkv"))
     assert [p.name for p in kept] == ["0000.mkv", "0001.mkv"]
     stamps = [p.stat().st_mtime_ns for p in kept]
     reports.clear()
-    _, segments, frames = run_segmented(
-        cut_clip,
-        tmp_path / "a.mkv",
-        lossless,
-        work,
-        upsampler,
-        count=4,
-        resume=True,
-        progress=lambda d, t: reports.append((d, t)),
-    )
+    _, segments, frames = run(resume=True)
     done_before = sum(s.frames for s in segments.segments[:2])
     assert frames == 225 and reports[0][0] > done_before, reports[:3]  # counting on from the kept segments
     assert [p.stat().st_mtime_ns for p in kept] == stamps, "a finished segment was made again"

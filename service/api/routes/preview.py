@@ -3,6 +3,7 @@ compare), ``POST /probe`` (what a video holds) and ``GET /limits`` (what this se
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import dataclasses
@@ -86,7 +87,7 @@ async def temporary_upload(request: Request, settings, owner: str) -> AsyncItera
             "content": {"image/png": {}, "application/json": {"schema": {"$ref": "#/components/schemas/PreviewOut"}}},
             "description": "the frame as a PNG; with `compare`, JSON with it and the compared frame as data URLs",
         },
-        **{code: {"model": Problem} for code in (400, 401, 408, 413, 422, 429, 503)},
+        **{code: {"model": Problem} for code in (400, 401, 408, 413, 422, 429, 503, 504)},
     },
     openapi_extra=upload_body("the video"),
 )
@@ -102,7 +103,14 @@ async def preview(
 ):
     """Render the output frame of an upsample nearest `at` seconds, at once, on the gateway."""
     async with temporary_upload(request, settings, owner) as source:
-        shot = await request.app.state.previews.render_async(source, output, at)
+        try:
+            shot = await asyncio.wait_for(
+                request.app.state.previews.render_async(source, output, at), settings.preview_timeout
+            )
+        except asyncio.TimeoutError:
+            raise HTTPException(
+                504, f"the preview took more than {settings.preview_timeout:g} s (VINR_PREVIEW_TIMEOUT)"
+            ) from None
         body = await run_in_threadpool(preview_body, shot, compare) if compare else png_bytes(shot.image)
     if compare:
         return JSONResponse(body.model_dump(), headers=preview_headers(shot))
