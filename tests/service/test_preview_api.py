@@ -136,6 +136,7 @@ def responds(client: httpx.Client) -> bool:
         return False
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("mode", ["embedded", "rq"])
 def test_preview_is_quick_while_a_long_job_runs(mode, gateway_process, worker):
     """The page's promise: a 3.5x frame of the bundled sample in under 5 s, even beside a running job
