@@ -321,9 +321,8 @@ class Joiner:
         self.container = av.open(str(output), "w", format=muxer, options=fragmented)
         self.source, self.muxer, self.stream, self.copier = source, muxer, None, None
 
-    def append(self, segment_file: Path, since: float | None = None) -> int:
-        """Copy one segment's video packets (only those shown from ``since`` seconds on, when given:
-        the rest of a joined file); returns how many."""
+    def append(self, segment_file: Path) -> int:
+        """Copy one segment's video packets; returns how many."""
         count = 0
         with av.open(str(segment_file)) as part:
             video = part.streams.video[0]
@@ -336,8 +335,6 @@ class Joiner:
                 if packet.dts is None:
                     continue
                 time = float(packet.pts * packet.time_base) if packet.pts is not None else None
-                if since is not None and (time is None or time < since - 1e-6):
-                    continue
                 packet.stream = self.stream
                 self.container.mux(packet)
                 count += 1
