@@ -250,7 +250,7 @@ class RQBackend:
         """Whether a failed job was abandoned by a dead worker and has retries left (``recover`` requeues it)."""
         if "AbandonedJobError" not in (exc_string or ""):
             return False
-        return int(self.redis.get(abandoned_key(job_id)) or 0) < self.settings.retries
+        return int(self.redis.get(abandoned_key(job_id)) or 0) <= self.settings.retries  # counted before requeue
 
     def cancel_segments(self, job: Job) -> None:
         """Stop a segmented job's segments: running ones at their next frame, queued ones before they start."""
