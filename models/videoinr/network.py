@@ -68,11 +68,21 @@ class VideoINRConfig:
     """``gelu`` or ``sine`` (SIREN)."""
     spatial_time: bool = True
     """Whether the SpatialINR reads t (v1); False (v2) computes it once for all output times of a pair."""
+    temporal_hidden: int = 0
+    """Width of the TemporalINR (0: half of ``hidden``, as in v1 and v2)."""
+    motion_levels: int = 3
+    """Pyramid levels of the flow estimator; each one doubles the motion it can follow."""
 
 
 PRESETS: dict[str, VideoINRConfig] = {
     "videoinr-s": VideoINRConfig(spatial_time=False),
     "videoinr-s-v1": VideoINRConfig(),
+    "videoinr-s3": VideoINRConfig(
+        fusion_blocks=0, hidden=32, activation="relu", spatial_time=False, temporal_hidden=32, motion_levels=4
+    ),
+    "videoinr-s3-wide": VideoINRConfig(
+        hidden=48, activation="relu", spatial_time=False, temporal_hidden=32, motion_levels=4
+    ),
     "videoinr-m": VideoINRConfig(
         channels=64, encoder_blocks=30, motion_channels=128, fusion_blocks=10, hidden=256, spatial_time=False
     ),
@@ -111,6 +121,10 @@ class Sine(nn.Module):
         return torch.sin(self.w0 * x)
 
 
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "sine": Sine}
+"""MLP activations by name (``VideoINRConfig.activation``)."""
+
+
 def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str, zero_last: bool = False):
     """Linear layers with ``activation`` between them; ``zero_last`` starts a residual head at 0."""
     dims = [in_dim, *hidden, out_dim]
@@ -122,7 +136,7 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str, zero_last
             nn.init.uniform_(linear.weight, -bound, bound)
         layers.append(linear)
         if i < len(dims) - 2:
-            layers.append(Sine() if activation == "sine" else nn.GELU())
+            layers.append(ACTIVATIONS[activation]())
     if zero_last:
         nn.init.zeros_(layers[-1].weight)
         nn.init.zeros_(layers[-1].bias)
@@ -195,16 +209,26 @@ class VideoINR(nn.Module):
         hidden: int = 64,
         activation: str = "gelu",
         spatial_time: bool = True,
+        temporal_hidden: int = 0,
+        motion_levels: int = 3,
     ):
         super().__init__()
         c, h = channels, hidden
         self.config = VideoINRConfig(
-            channels, encoder_blocks, motion_channels, fusion_blocks, hidden, activation, spatial_time
+            channels,
+            encoder_blocks,
+            motion_channels,
+            fusion_blocks,
+            hidden,
+            activation,
+            spatial_time,
+            temporal_hidden,
+            motion_levels,
         )
         self.spec = {"name": "videoinr", "args": asdict(self.config)}
         self.channels = c
         self.encoder = conv_stack(3, c, encoder_blocks)
-        self.motion = MotionEstimator(c, motion_channels)
+        self.motion = MotionEstimator(c, motion_channels, motion_levels)
         self.align = nn.ModuleList([conv_stack(2 * c, c, fusion_blocks) for _ in range(2)])
         self.fuse = conv_stack(2 * c, c, fusion_blocks)
         self.spatial_time = spatial_time
@@ -213,7 +237,8 @@ class VideoINR(nn.Module):
         self.temporal_inputs = {"z": h, "prior": 4, "t": 1}
         self.decoder_inputs = {"z": h, "feat0": c, "feat1": c, "rgb0": 3, "rgb1": 3, "t": 1}
         self.spatial = mlp(sum(self.spatial_inputs.values()), [h, h, h], h, activation)
-        self.temporal = mlp(sum(self.temporal_inputs.values()), [h // 2, h // 2], 6, activation, zero_last=True)
+        th = temporal_hidden or h // 2
+        self.temporal = mlp(sum(self.temporal_inputs.values()), [th, th], 6, activation, zero_last=True)
         self.decoder = mlp(sum(self.decoder_inputs.values()), [h, h], 3, activation, zero_last=True)
 
     @classmethod
@@ -261,17 +286,20 @@ class VideoINR(nn.Module):
     @staticmethod
     def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """A linear layer over the channels of a channels-first ``(B, C, ...)`` tensor."""
-        flat = x.flatten(2)
-        if bias is None:
-            out = torch.matmul(weight, flat)
-        else:
-            out = torch.baddbmm(bias.view(1, -1, 1), weight.expand(flat.shape[0], -1, -1), flat)
+        out = torch.matmul(weight, x.flatten(2))
+        if bias is not None:
+            out.add_(bias.view(1, -1, 1))  # one pass; baddbmm first copies the broadcast bias into the output
         return out.view(x.shape[0], weight.shape[0], *x.shape[2:])
 
     def run(self, layers: nn.Sequential, hidden: torch.Tensor) -> torch.Tensor:
         """The rest of an MLP after its first layer's pre-activation ``hidden`` ``(B, C, ...)``."""
         for layer in layers[1:]:
-            hidden = self.linear(hidden, layer.weight, layer.bias) if isinstance(layer, nn.Linear) else layer(hidden)
+            if isinstance(layer, nn.Linear):
+                hidden = self.linear(hidden, layer.weight, layer.bias)
+            elif isinstance(layer, nn.ReLU):
+                hidden = torch.relu_(hidden) if not torch.is_grad_enabled() else torch.relu(hidden)
+            else:
+                hidden = layer(hidden)
         return hidden
 
     def query(self, state: PairState, points: torch.Tensor, t: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:

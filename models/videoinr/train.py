@@ -17,6 +17,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -92,6 +93,39 @@ def sample_batch(
         torch.full((batch, 2), ratio),
         target,
     )
+
+
+class Batches(torch.utils.data.IterableDataset):
+    """Training batches from step ``first`` on, each drawn by ``sample_batch`` with the generator of
+    ``(seed, step)``; with ``W`` loader workers, worker ``k`` makes steps ``k, k + W, ...`` and the
+    loader hands them out in order, so the batches are the same for any number of workers."""
+
+    def __init__(self, folder: Path, seed: int, first: int, batch: int, lr_patch: int, points: int):
+        super().__init__()
+        self.folder, self.seed, self.first = folder, seed, first
+        self.sizes = (batch, lr_patch, points)
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        if info:
+            torch.set_num_threads(1)
+        train = data.load_split(self.folder, "train")
+        step = self.first + worker
+        while True:
+            yield sample_batch(train, np.random.default_rng([self.seed, step]), *self.sizes)
+            step += workers
+
+
+def batches(args: argparse.Namespace, first: int):
+    """An iterator over the batches of steps ``first, first + 1, ...`` (``--workers`` processes make them)."""
+    dataset = Batches(args.data, args.seed, first, args.batch, args.lr_patch, args.points)
+    if not args.workers:
+        return iter(dataset)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, num_workers=args.workers, pin_memory=args.device.startswith("cuda"), prefetch_factor=4
+    )
+    return iter(loader)
 
 
 @torch.no_grad()
@@ -211,28 +245,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-every", type=int, default=100)
     parser.add_argument("--val-every", type=int, default=1000)
     parser.add_argument("--save-every", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=0, help="processes drawing batches (0: in the training loop)")
+    parser.add_argument(
+        "--stop-after",
+        type=float,
+        help="leave this run after so many minutes with its state saved, the schedule unchanged (a later run with "
+        "the same --steps/--minutes resumes it)",
+    )
     parser.add_argument("--fresh", action="store_true", help="ignore a saved state in --work")
     parser.add_argument(
         "--init",
         help="warm start from this checkpoint (name or path) where shapes allow; ignored when resuming",
     )
+    parser.add_argument(
+        "--init-skip",
+        action="append",
+        default=[],
+        help="with --init: leave tensors whose names start with this prefix as initialised (repeatable)",
+    )
     return parser.parse_args(argv)
 
 
-def train_step(model, optimizer, batch: Batch, device: torch.device) -> float:
-    """One optimiser step on ``batch``; returns its loss."""
-    pred = model(
-        batch.image0.to(device),
-        batch.image1.to(device),
-        batch.points.to(device),
-        batch.t.to(device),
-        batch.cell.to(device),
-    )
-    loss = ops.charbonnier(pred, batch.target.to(device))
+def train_step(model, optimizer, batch: Batch, device: torch.device) -> torch.Tensor:
+    """One optimiser step on ``batch``; returns its loss (a tensor: reading it would wait for a GPU)."""
+    to = lambda tensor: tensor.to(device, non_blocking=True)  # noqa: E731
+    pred = model(to(batch.image0), to(batch.image1), to(batch.points), to(batch.t), to(batch.cell))
+    loss = ops.charbonnier(pred, to(batch.target))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss.item()
+    return loss.detach()
 
 
 def start(args: argparse.Namespace, model, optimizer, work: Path) -> dict:
@@ -242,7 +284,12 @@ def start(args: argparse.Namespace, model, optimizer, work: Path) -> dict:
         info = load_state(work, model, optimizer)
         print(f"resumed from {work} at step {info['step']}", flush=True)
     elif args.init:
-        info["init"] = {"checkpoint": args.init, **warm_start(model, registry.load(args.init).state_dict())}
+        source = {
+            name: tensor
+            for name, tensor in registry.load(args.init).state_dict().items()
+            if not any(name.startswith(prefix) for prefix in args.init_skip)
+        }
+        info["init"] = {"checkpoint": args.init, "skipped": args.init_skip, **warm_start(model, source)}
         print(f"warm start from {args.init}: {info['init']}", flush=True)
     info["code_version"] = info.get("code_version") or code_version()  # the code that trains, not at the end
     return info
@@ -278,20 +325,31 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     model = registry.make({"name": "videoinr", "args": asdict(PRESETS[args.preset])}).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    train, val = data.load_split(args.data, "train"), data.load_split(args.data, "val")[:32]
+    val = data.load_split(args.data, "val")[:32]
     info = start(args, model, optimizer, work)
     budget, step, running = Budget(args.steps, args.minutes, info["elapsed_s"]), info["step"], []
+    run_started, stream = time.monotonic(), batches(args, step)
     while not budget.exhausted(step):
+        if args.stop_after and time.monotonic() - run_started > 60 * args.stop_after:
+            save_state(work, model, optimizer, {**info, "step": step, "elapsed_s": budget.elapsed()})
+            print(f"stopped after {args.stop_after} minutes at step {step}; state saved in {work}", flush=True)
+            return 0
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, budget.spent(step), args.lr)
-        batch = sample_batch(train, np.random.default_rng([args.seed, step]), args.batch, args.lr_patch, args.points)
-        running.append(train_step(model, optimizer, batch, device))
+        running.append(train_step(model, optimizer, next(stream), device))
         step += 1
         if step % args.log_every == 0:
             lr = optimizer.param_groups[0]["lr"]
-            print(f"step {step} loss {np.mean(running):.5f} lr {lr:.2e} {budget.elapsed():.0f}s", flush=True)
+            print(
+                f"step {step} loss {torch.stack(running).mean().item():.5f} lr {lr:.2e} {budget.elapsed():.0f}s",
+                flush=True,
+            )
             running = []
         if step % args.val_every == 0 or step == args.steps:
             info["log"].append({"step": step, **validate(model, val, device)})
