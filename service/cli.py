@@ -94,6 +94,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         model=args.model,
         device=args.device,
         half=args.half,
+        bf16=args.bf16,
         tile=args.tile,
         backend=args.backend,
         output=output_options(args),
@@ -353,6 +354,7 @@ def add_upsample_command(sub) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="served checkpoint name or .safetensors path")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--half", action="store_true", help="float16 inference (CUDA)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 inference (CUDA)")
     parser.add_argument("--tile", type=int, default=256, help="low-res tile side in pixels (0: no tiling)")
     parser.add_argument(
         "--backend",

@@ -51,6 +51,7 @@ class UpsampleRequest:
     model: str = DEFAULT_MODEL
     device: str = "auto"
     half: bool = False
+    bf16: bool = False
     tile: int = 256
     backend: str = "auto"
     output: OutputOptions = field(default_factory=OutputOptions)
@@ -112,7 +113,7 @@ def plan_output(info: VideoInfo, request: UpsampleRequest) -> OutputPlan:
 def load_upsampler(request: UpsampleRequest, cache: ModelCache | None = None) -> Upsampler:
     """The request's model on its device, wrapped for whole-frame inference."""
     device = choose_device(request.device)
-    dtype = choose_dtype(device, request.half)
+    dtype = choose_dtype(device, request.half, request.bf16)
     backend = choose_backend(request.backend, device)
     try:
         model = (cache or ModelCache()).get(request.model, device, dtype, backend)

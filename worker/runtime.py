@@ -41,11 +41,13 @@ def choose_device(spec: str = "auto") -> torch.device:
     return device
 
 
-def choose_dtype(device: torch.device, half: bool) -> torch.dtype:
-    """float16 for ``half`` on CUDA; CPUs keep float32 (half precision is slower there)."""
-    if half and device.type != "cuda":
-        log.warning("--half applies on CUDA only; running in float32 on %s", device)
-    return torch.float16 if half and device.type == "cuda" else torch.float32
+def choose_dtype(device: torch.device, half: bool, bf16: bool = False) -> torch.dtype:
+    """float16 for ``half`` (bfloat16 for ``bf16``) on CUDA; CPUs keep float32 (half precision is slower there)."""
+    if (half or bf16) and device.type != "cuda":
+        log.warning("--half and --bf16 apply on CUDA only; running in float32 on %s", device)
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if bf16 else torch.float16 if half else torch.float32
 
 
 class ModelCache:
