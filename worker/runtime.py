@@ -65,8 +65,8 @@ class ModelCache:
         if key not in self._models:
             if backend == "onnx":
                 self._models[key] = load_onnx(path, device, dtype)
-            else:
-                self._models[key] = registry.load(path, device=device, dtype=dtype)
+            else:  # half precision runs under autocast over float32 weights (models.videoinr.upsampler)
+                self._models[key] = registry.load(path, device=device)
         return self._models[key]
 
 

@@ -8,6 +8,7 @@ the tile size and the query chunk, not the frame size (what a GPU with 8 GB and 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import defaultdict
@@ -84,12 +85,26 @@ class Upsampler:
         dtype: torch.dtype = torch.float32,
         options: UpsampleOptions | None = None,
     ):
-        # a torch module is moved and put in eval mode; another backend's network (worker.runtime) is used as is
-        self.model = model.to(device=device, dtype=dtype).eval() if isinstance(model, torch.nn.Module) else model
-        self.device, self.dtype = torch.device(device), dtype
+        # A torch module is moved and put in eval mode; another backend's network (worker.runtime) is used as is.
+        # float16/bfloat16 run a torch module under autocast with float32 weights: convolutions and MLPs in
+        # half precision, coordinates and sampling in float32 (a float16 coordinate is off by up to half a
+        # pixel past 1024, and a flat pixel index past 2048).
+        self.device = torch.device(device)
+        self.autocast = None
+        if isinstance(model, torch.nn.Module):
+            if dtype in (torch.float16, torch.bfloat16):
+                self.autocast, dtype = dtype, torch.float32
+            model = model.to(device=self.device, dtype=dtype).eval()
+        self.model, self.dtype = model, dtype
         self.options = options or UpsampleOptions()
         self.times = StageTimes()
         self._tiles: dict[tuple[int, int], list[Tile]] = {}
+
+    def precision(self):
+        """The autocast context of a half-precision torch model (else nothing)."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, self.autocast)
 
     def tiles(self, height: int, width: int) -> list[Tile]:
         """The tiling of an input size (computed once per size)."""
@@ -118,7 +133,8 @@ class Upsampler:
             pixels = np.ascontiguousarray(image[y0:y1, x0:x1])
             crop = torch.from_numpy(pixels).to(self.device, self.dtype).permute(2, 0, 1)[None]
             crops.append(crop)
-            feats.append(self.model.encode_frame(crop))
+            with self.precision():
+                feats.append(self.model.encode_frame(crop))
         self.times.add("features", started, self.device)
         return FrameFeatures(image.shape[:2], crops, feats)
 
@@ -132,9 +148,10 @@ class Upsampler:
         outputs = [torch.empty(height, width, 3, dtype=torch.float32) for _ in times]
         for index, tile in enumerate(tiles):
             started = time.perf_counter()
-            state = self.model.encode_pair(
-                first.crops[index], second.crops[index], first.features[index], second.features[index]
-            )
+            with self.precision():
+                state = self.model.encode_pair(
+                    first.crops[index], second.crops[index], first.features[index], second.features[index]
+                )
             self.times.add("pair", started, self.device)
             started = time.perf_counter()
             y0, y1, x0, x1 = tile.core
@@ -146,7 +163,8 @@ class Upsampler:
             grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
             points = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], -1)
             cell = (low_w / width, low_h / height)
-            rgb = self.model.query_points(state, points, list(times), cell, self.options.chunk)[0]
+            with self.precision():
+                rgb = self.model.query_points(state, points, list(times), cell, self.options.chunk)[0]
             for out, frame in zip(outputs, rgb.unbind(1)):
                 out[rows[0] : rows[1], cols[0] : cols[1]] = (
                     frame.reshape(3, rows[1] - rows[0], cols[1] - cols[0]).permute(1, 2, 0).float().cpu()

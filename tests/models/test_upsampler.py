@@ -6,7 +6,9 @@ import resource
 
 import numpy as np
 import pytest
+import torch
 
+from models import registry
 from models.videoinr.network import VideoINR
 from models.videoinr.upsampler import UpsampleOptions, Upsampler
 from tests.clips import moving_texture
@@ -48,3 +50,17 @@ def test_4k_frame_on_cpu_stays_within_memory(model):
     out = upsampler.render(code, code, [0.5], 3240, 5760)[0]
     peak_gib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20
     assert out.shape == (3240, 5760, 3) and peak_gib < 8
+
+
+def test_half_precision_runs_under_autocast_with_float32_coordinates():
+    """bfloat16 (here on the CPU, the same code path as float16/bfloat16 on CUDA) keeps float32 weights
+    and coordinates and stays close to float32 on a frame wider than float16 can index exactly."""
+    model = registry.load("videoinr-s")
+    a, b = (f.permute(1, 2, 0).numpy() for f in moving_texture(2, 16, 2100))
+    full = Upsampler(model, "cpu", options=UpsampleOptions(tile=0))
+    half = Upsampler(registry.load("videoinr-s"), "cpu", torch.bfloat16, UpsampleOptions(tile=0))
+    assert half.autocast == torch.bfloat16 and next(half.model.parameters()).dtype == torch.float32
+    ref = full.render(full.features(a), full.features(b), [0.5], 24, 3150)[0]
+    got = half.render(half.features(a), half.features(b), [0.5], 24, 3150)[0]
+    assert np.abs(ref - got).mean() < 1e-2
+    assert np.abs(ref - got).max() < 0.25
