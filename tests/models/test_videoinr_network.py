@@ -18,9 +18,9 @@ def random_model() -> VideoINR:
     return random_videoinr(noise=0.02)
 
 
-@pytest.fixture(scope="module", params=["videoinr-s", "videoinr-s-v1"])
+@pytest.fixture(scope="module", params=["videoinr-s", "videoinr-s-v2", "videoinr-s-v1"])
 def shipped(request) -> VideoINR:
-    """The served checkpoint, and its first version (kept loadable under a versioned name)."""
+    """The served checkpoint, and its earlier versions (kept loadable under versioned names)."""
     return registry.load(request.param)
 
 
@@ -58,7 +58,7 @@ def test_chunked_queries_equal_unchunked(random_model):
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("preset", ["videoinr-s", "videoinr-s-v1"])
+@pytest.mark.parametrize("preset", ["videoinr-s", "videoinr-s-v2", "videoinr-s-v1"])
 def test_all_times_of_a_pair_in_one_batch_equal_one_at_a_time(preset):
     model = random_videoinr(PRESETS[preset], noise=0.02)
     frames = torch.rand(2, 3, 11, 14)
@@ -144,3 +144,10 @@ def test_shipped_checkpoint_beats_bicubic_blend(shipped):
             ours.append(ops.psnr(shipped.query_frame(state, 96, 96, t).clamp(0, 1), clip[k : k + 1]))
             blend.append(ops.psnr(((1 - t) * up0 + t * up1).clamp(0, 1), clip[k : k + 1]))
     assert np.mean(ours) > np.mean(blend) + 0.5
+
+
+def test_earlier_versions_stay_loadable_by_versioned_names():
+    for name in ("videoinr-s", "videoinr-s-v2", "videoinr-s-v1"):
+        assert registry.load(name).config == PRESETS[name]
+    assert registry.load("videoinr-s").config.activation == "relu"
+    assert registry.load("videoinr-s-v2").config.hidden == 64
