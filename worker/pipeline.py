@@ -52,7 +52,7 @@ class UpsampleRequest:
     device: str = "auto"
     half: bool = False
     bf16: bool = False
-    tile: int = 256
+    tile: int = 512
     backend: str = "auto"
     output: OutputOptions = field(default_factory=OutputOptions)
 

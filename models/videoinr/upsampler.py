@@ -25,12 +25,16 @@ from models.videoinr.network import VideoINR
 class UpsampleOptions:
     """How inference is cut up; none of it changes the result beyond a small tiling tolerance."""
 
-    tile: int = 256
+    tile: int = 512
     """Low-res tile side in pixels; frames at most this large (plus a halo) are not tiled; 0: never tile."""
-    halo: int = 16
-    """Low-res pixels of context read around each tile."""
+    halo: int = 48
+    """Low-res pixels of context read around each tile: ``videoinr-s`` v3's 4-level flow pyramid reaches
+    about 50 pixels (measured: tiles within 1/255 of the whole frame from 48 on; v2 needed 32)."""
     chunk: int = 65536
     """Output points per MLP batch (bounds the query memory)."""
+    align: int = 8
+    """Crops start at multiples of this many low-res pixels: the flow pyramid's coarsest stride (8 for
+    4 levels), so its pooling sees the same grid in a tile as in the whole frame."""
 
 
 @dataclass
@@ -106,6 +110,10 @@ class Upsampler:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, self.autocast)
 
+    def start(self, position: int) -> int:
+        """A crop's first row or column: ``position`` moved down to a multiple of ``align`` (at least 0)."""
+        return max(0, position // self.options.align * self.options.align)
+
     def tiles(self, height: int, width: int) -> list[Tile]:
         """The tiling of an input size (computed once per size)."""
         if (height, width) not in self._tiles:
@@ -116,7 +124,7 @@ class Upsampler:
             self._tiles[height, width] = [
                 Tile(
                     (y0, y1, x0, x1),
-                    (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo)),
+                    (self.start(y0 - halo), min(height, y1 + halo), self.start(x0 - halo), min(width, x1 + halo)),
                 )
                 for y0, y1 in rows
                 for x0, x1 in cols

@@ -41,13 +41,15 @@ def test_tiled_equals_untiled(model, size):
 
 
 def test_shipped_model_tiled_equals_untiled_within_one_level():
-    """The served checkpoint (not only a random network): tiles change no output by more than 1/255."""
+    """The served checkpoint with the default halo: tiles (odd sizes, offsets that are not multiples of
+    the flow pyramid's stride) change no 8-bit output level by more than 1."""
     shipped = registry.load("videoinr-s")
-    a, b = frames(70, 90)
+    a, b = (f.permute(1, 2, 0).numpy() for f in moving_texture(2, 200, 272, velocity=(3.0, 2.0)))
     whole = Upsampler(shipped, options=UpsampleOptions(tile=0))
-    tiled = Upsampler(shipped, options=UpsampleOptions(tile=24, halo=16))
-    ref = whole.render(whole.features(a), whole.features(b), [0.0, 0.25, 0.5], 245, 315)
-    got = tiled.render(tiled.features(a), tiled.features(b), [0.0, 0.25, 0.5], 245, 315)
+    tiled = Upsampler(shipped, options=UpsampleOptions(tile=40))
+    assert len(tiled.tiles(200, 272)) >= 20
+    ref = whole.render(whole.features(a), whole.features(b), [0.0, 0.25, 0.5], 300, 408)
+    got = tiled.render(tiled.features(a), tiled.features(b), [0.0, 0.25, 0.5], 300, 408)
     for x, y in zip(ref, got):
         assert np.abs(np.round(x * 255) - np.round(y * 255)).max() <= 1
 
@@ -74,5 +76,5 @@ def test_half_precision_runs_under_autocast_with_float32_coordinates():
     assert half.autocast == torch.bfloat16 and next(half.model.parameters()).dtype == torch.float32
     ref = full.render(full.features(a), full.features(b), [0.5], 24, 3150)[0]
     got = half.render(half.features(a), half.features(b), [0.5], 24, 3150)[0]
-    assert np.abs(ref - got).mean() < 1e-2
+    assert np.abs(ref - got).mean() < 2e-2  # bfloat16 keeps 8 bits; a wrong pixel index costs far more
     assert np.abs(ref - got).max() < 0.25

@@ -107,7 +107,7 @@ def test_checkpoint_round_trip(random_model, tmp_path):
 def test_checkpoint_with_wrong_weights_is_refused(random_model, tmp_path):
     path = registry.save(random_model, tmp_path / "tiny", {})
     card = registry.read_card(path)
-    card["spec"]["args"]["hidden"] = 32
+    card["spec"]["args"]["hidden"] = 48
     path.with_suffix(".json").write_text(__import__("json").dumps(card))
     with pytest.raises(registry.CheckpointError, match="does not match"):
         registry.load(path)
