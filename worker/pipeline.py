@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+
+import torch
 
 from models import registry
 from models.registry import DEFAULT_MODEL
@@ -226,8 +231,29 @@ class Span:
     first: int
 
 
+def render_streams(upsampler: Upsampler) -> int:
+    """How many frame pairs render at once: 2 on a CPU with 2 or more torch threads, else 1.
+
+    Measured on 2 cores (docs/benchmarks.md): torch spreads one pair's small convolutions and query
+    products over 2 threads only 1.2x to 1.5x faster than over one, so two pairs side by side make
+    more frames per second; on a GPU one stream already queues work faster than it runs.
+    ``VINR_RENDER_STREAMS`` (a positive integer) overrides the choice."""
+    chosen = os.environ.get("VINR_RENDER_STREAMS", "").strip()
+    if chosen:
+        if not chosen.isdigit() or int(chosen) < 1:
+            raise ParameterError(f"VINR_RENDER_STREAMS must be a positive integer, not {chosen!r}")
+        return int(chosen)
+    if upsampler.device.type != "cpu" or torch.get_num_threads() < 2:
+        return 1
+    return 2
+
+
 class Renderer:
-    """The inference stage: turns the input frame sequence into output frames at the output times."""
+    """The inference stage: turns the input frame sequence into output frames at the output times.
+
+    With ``streams`` > 1, that many frame pairs render at once in threads of their own while this
+    thread encodes the next input frames; their frames are emitted in order, as with one stream.
+    """
 
     def __init__(
         self,
@@ -236,6 +262,7 @@ class Renderer:
         emit: Callable[[object, float], None],
         span: Span | None = None,
         check: Callable[[], None] | None = None,
+        streams: int = 1,
     ):
         self.upsampler, self.plan, self.emit = upsampler, plan, emit
         self.check = check  # raises to stop (a canceled job), looked at before each frame pair
@@ -243,6 +270,33 @@ class Renderer:
         self.start: float | None = span.start if span else None
         self.index = span.first if span else 0  # next output frame
         self.span = span
+        self.streams = max(1, streams)
+        self.inflight: deque[tuple[Future, list[list[float]]]] = deque()
+        self.pool: ThreadPoolExecutor | None = None
+
+    def submit(self, first, second, rel: list[float], times: list[list[float]]) -> None:
+        """Render ``first``/``second`` at relative times ``rel``, the image for ``rel[i]`` going out at each
+        output time of ``times[i]``: now with one stream, else in a render thread, emitting the oldest
+        pairs' frames once more than ``streams`` are out."""
+        if self.streams == 1:
+            self.emit_all(self.upsampler.render(first, second, rel, self.plan.height, self.plan.width), times)
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="vinr-render")
+        job = self.pool.submit(self.upsampler.render, first, second, rel, self.plan.height, self.plan.width)
+        self.inflight.append((job, times))
+        self.drain(self.streams)
+
+    def drain(self, keep: int = 0) -> None:
+        """Emit, in order, the frames of the oldest pairs until at most ``keep`` are out."""
+        while len(self.inflight) > keep:
+            job, times = self.inflight.popleft()
+            self.emit_all(job.result(), times)
+
+    def emit_all(self, images: list, times: list[list[float]]) -> None:
+        for image, group in zip(images, times):
+            for t in group:
+                self.emit(image, t)
 
     def time_of(self, index: int) -> float:
         return self.start + index / float(self.plan.fps)
@@ -258,11 +312,21 @@ class Renderer:
     def alone(self, encoded, times: list[float]) -> None:
         """Frames at ``times`` that show one input frame (a cut, or past the last frame)."""
         if times:
-            image = self.upsampler.render(encoded, encoded, [0.0], self.plan.height, self.plan.width)[0]
-            for t in times:
-                self.emit(image, t)
+            self.submit(encoded, encoded, [0.0], [times])
 
     def run(self, frames: Callable[[], Frame | None]) -> None:
+        """Make and emit every output frame of the span (all of them without one)."""
+        try:
+            self.render_all(frames)
+            self.drain()
+        finally:
+            for job, _ in self.inflight:
+                job.cancel()
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)  # no render thread outlives a failed or canceled run
+            self.inflight.clear()
+
+    def render_all(self, frames: Callable[[], Frame | None]) -> None:
         previous, previous_code, last_step = None, None, None
         span = self.span
         while (frame := frames()) is not None:
@@ -285,11 +349,7 @@ class Renderer:
                     self.alone(previous_code, [t for t in times if t < previous.time + step / 2])
                     self.alone(code, [t for t in times if t >= previous.time + step / 2])
                 elif times:
-                    rel = [(t - previous.time) / step for t in times]
-                    for image, t in zip(
-                        self.upsampler.render(previous_code, code, rel, self.plan.height, self.plan.width), times
-                    ):
-                        self.emit(image, t)
+                    self.submit(previous_code, code, [(t - previous.time) / step for t in times], [[t] for t in times])
                 last_step = step
             previous, previous_code = frame, code
             if span is not None and span.end is not None and frame.time >= span.end - 1e-9:
@@ -352,7 +412,7 @@ class UpsamplePipeline:
         self.reading.start()
         self.writing.start()
         try:
-            renderer = Renderer(upsampler, self.plan, self.emit, self.span, self.check)
+            renderer = Renderer(upsampler, self.plan, self.emit, self.span, self.check, render_streams(upsampler))
             renderer.run(lambda: get(self.frames_in, self.stop, self.reading))
             put(self.rendered, None, self.stop)
             join_stage(self.writing, self.should_stop)

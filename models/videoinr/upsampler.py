@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -59,11 +60,13 @@ class StageTimes:
     """Seconds spent per stage (for benchmarks and progress reports)."""
 
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, stage: str, started: float, device: torch.device) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        self.seconds[stage] += time.perf_counter() - started
+        with self.lock:  # pairs may render in several threads (worker.pipeline.Renderer)
+            self.seconds[stage] += time.perf_counter() - started
 
 
 def split(length: int, tile: int) -> list[tuple[int, int]]:

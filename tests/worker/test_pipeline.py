@@ -196,3 +196,26 @@ def test_a_canceled_run_releases_its_input(tmp_path, clip_with_audio, tiny_model
         run_upsample(source, tmp_path / "job" / "r.mp4", request(tiny_model_path, fps=60), should_stop=lambda: True)
     source.unlink()
     assert open_files_under(tmp_path / "job") == []
+
+
+def test_pairs_rendered_side_by_side_give_the_same_frames_in_order(tmp_path, tiny_model_path, monkeypatch):
+    """Two render streams (the CPU default) make exactly what one makes, in order, cuts included."""
+    scene_a = texture_frames(7, 48, 64, seed=1)
+    scene_b = 255 - texture_frames(6, 48, 64, seed=2)
+    clip = write_clip(tmp_path / "cut.mp4", np.concatenate([scene_a, scene_b]), pix_fmt="yuv444p")
+    results = {}
+    for streams in ("1", "2", "3"):
+        monkeypatch.setenv("VINR_RENDER_STREAMS", streams)
+        out = tmp_path / f"out{streams}.mkv"
+        run_upsample(clip, out, request(tiny_model_path, time_factor=3, output=OutputOptions(codec="ffv1")))
+        results[streams] = video_frames(out)
+    assert len(results["1"][1]) == 39
+    for streams in ("2", "3"):
+        assert results[streams][0] == results["1"][0]
+        assert np.array_equal(results[streams][1], results["1"][1])
+
+
+def test_a_bad_render_stream_count_is_refused(tmp_path, clip_with_audio, tiny_model_path, monkeypatch):
+    monkeypatch.setenv("VINR_RENDER_STREAMS", "two")
+    with pytest.raises(ParameterError, match="VINR_RENDER_STREAMS"):
+        run_upsample(clip_with_audio, tmp_path / "out.mp4", request(tiny_model_path))
