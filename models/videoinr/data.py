@@ -226,7 +226,6 @@ def window(task: tuple[str, int, int]) -> np.ndarray:
     """Usable window ``index`` of ``source``, from a generator of its own (so any number of workers
     draws the same set); rejected draws are retried."""
     source, seed, index = task
-    torch.set_num_threads(1)
     rng = np.random.default_rng([seed, sum(map(ord, source)), index])
     while True:
         if source == "photographs":
@@ -242,7 +241,7 @@ def draw(source: str, count: int, seed: int, workers: int) -> list[np.ndarray]:
     tasks = [(source, seed, index) for index in range(count)]
     if workers <= 1:
         return [window(task) for task in tasks]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         return pool.map(window, tasks, chunksize=8)
 
 
