@@ -68,8 +68,9 @@ def dnerv_library():
 
 
 def pytest_runtest_setup(item):
-    """Every test runs under the normal scheduling policy: a CI run's test process was seen running
-    SCHED_FIFO (set by nothing in this project), and then spinning worker threads starve the rest."""
-    from worker.process import leave_realtime
+    """Every test starts under the normal scheduling policy, whatever an earlier test encoded: SVT-AV1
+    as root leaves real-time threads behind (models/scheduling.py), and worker processes started from
+    a real-time thread inherit it, and their spinning threads starve the rest."""
+    from models.scheduling import leave_realtime
 
     leave_realtime()

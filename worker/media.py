@@ -25,6 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from models.scheduling import leave_realtime
 from worker.errors import InputError, NoVideoStreamError, OutputError, ParameterError
 from worker.streams import AUDIO_LEAD, StreamCopier
 
@@ -381,12 +382,15 @@ class VideoWriter:
                 format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=1, interpolation="BICUBIC"
             )
         pts = round(time / TIME_BASE)
-        frame.pts = pts if self.last_pts is None or pts > self.last_pts else self.last_pts + 1
+        first = self.last_pts is None
+        frame.pts = pts if first or pts > self.last_pts else self.last_pts + 1
         self.last_pts, frame.time_base = frame.pts, TIME_BASE
         try:
             self.container.mux(self.stream.encode(frame))
         except av.FFmpegError as exc:
             raise OutputError(f"VideoWriter.write: the {self.stream.codec_context.name} encoder failed: {exc}") from exc
+        if first:  # the encoder opened just now: SVT-AV1 as root opens at real-time priority
+            leave_realtime()
         if self.copier:
             self.copier.advance(time + AUDIO_LEAD)
 

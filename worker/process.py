@@ -27,6 +27,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from models.registry import DEFAULT_MODEL
+from models.scheduling import leave_realtime
 from worker import durations
 from worker.errors import CanceledError
 from worker.jobs import JOBS, JobContext
@@ -232,25 +233,12 @@ def wait_for_redis(connection: Redis) -> None:
             delay = min(delay * 2, 10.0)
 
 
-def leave_realtime() -> None:
-    """Run under the normal time-sharing policy even when started by a real-time (SCHED_FIFO/RR) parent:
-    at real-time priority, compute threads that spin while waiting for work never yield the CPU, and
-    a CI run was seen hanging so (its test process ran SCHED_FIFO, set by nothing in this project)."""
-    if not hasattr(os, "sched_getscheduler"):
-        return
-    try:
-        if os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR):
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-            log.warning("vinr worker: left an inherited real-time scheduling policy for the normal one")
-    except OSError as exc:
-        log.warning("vinr worker: could not leave real-time scheduling: %s", exc)
-
-
 def run_worker(settings: WorkerSettings, queues: list[str] | None = None, burst: bool = False) -> bool:
     """Load the default model once, then work the queues (until SIGTERM, or empty with ``burst``)."""
     if not settings.redis_url:
         raise SystemExit("vinr worker: VINR_REDIS_URL is not set (embedded mode needs no worker)")
-    leave_realtime()
+    if leave_realtime():  # a real-time parent (e.g. one that had encoded AV1 as root)
+        log.warning("vinr worker: left an inherited real-time scheduling policy for the normal one")
     if settings.nice > 0:
         os.nice(settings.nice)  # batch work yields the CPU to the gateway (requests, previews) on a shared machine
     device = choose_device(settings.device)

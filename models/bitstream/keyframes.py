@@ -19,6 +19,7 @@ import av
 import numpy as np
 
 from models.bitstream.container import BitstreamError
+from models.scheduling import leave_realtime
 
 KEYFRAME_CODECS = {1: ("libx265", "hevc", "hevc"), 2: ("libsvtav1", "ivf", "libdav1d")}
 """id -> (encoder, container format, decoder)."""
@@ -57,6 +58,8 @@ def encode(frames: list[np.ndarray], codec: str = "hevc", quality: int = 28) -> 
             frame = frame.reformat(format="yuv420p", dst_colorspace=1, dst_color_range=1)
             frame.pts = index
             container.mux(stream.encode(frame))
+            if index == 0:  # the encoder opened just now: SVT-AV1 as root opens at real-time priority
+                leave_realtime()
         container.mux(stream.encode(None))
     return HEADER.pack(codec_id, quality, len(frames)) + buffer.getvalue()
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from fractions import Fraction
 
 import av
@@ -111,3 +115,54 @@ def test_writer_ffv1_is_lossless_rgb(tmp_path):
         path = w.close()
     _, decoded = video_frames(path)
     assert np.array_equal(decoded, frames)
+
+
+POLICIES_AFTER_AV1 = """
+import io, os, sys
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+import av, numpy as np
+
+def policies():
+    return sorted({os.sched_getscheduler(int(tid)) for tid in os.listdir("/proc/self/task")})
+
+frames = [np.full((16, 16, 3), 40 * i, np.uint8) for i in range(3)]
+if sys.argv[1] == "raw":  # PyAV alone: what SVT-AV1 does to the process
+    with av.open(io.BytesIO(), "w", format="ivf") as container:
+        stream = container.add_stream("libsvtav1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        print(policies())
+elif sys.argv[1] == "writer":
+    from worker.media import OutputOptions, VideoWriter
+    writer = VideoWriter(sys.argv[2], 16, 16, Fraction(25), OutputOptions(codec="av1"))
+    for index, frame in enumerate(frames):
+        writer.write(frame / 255.0, index / 25)
+    print(policies())
+    writer.close()
+else:
+    from models.bitstream import keyframes
+    keyframes.encode(frames, codec="av1")
+    print(policies())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="no POSIX scheduling policies here")
+def test_av1_encoding_leaves_no_real_time_threads(tmp_path):
+    """SVT-AV1 run as root puts its encoder threads and the opening thread at SCHED_FIFO 99; a worker
+    started from such a thread then spins real-time (a CI run hung so). Our encoders move them back."""
+
+    def policies(*args: str) -> list[int]:
+        done = subprocess.run(
+            [sys.executable, "-c", POLICIES_AFTER_AV1, *args], capture_output=True, text=True, timeout=120, check=True
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    if os.geteuid() == 0:  # the cause, as the bundled build behaves (it keeps to SCHED_OTHER otherwise)
+        assert os.SCHED_FIFO in policies("raw")
+    assert policies("writer", str(tmp_path / "out.mkv")) == [os.SCHED_OTHER]
+    assert policies("keyframes") == [os.SCHED_OTHER]
