@@ -30,8 +30,9 @@ __all__ = [
     "probe_file",
 ]
 
-REQUIRED = {"CONF", "KEYF", "WGTS"}
-"""Sections every NRFF file and D-NeRV library holds."""
+REQUIRED = {"CONF", "KEYF"}
+"""Sections every NRFF file and D-NeRV library holds; the weights are in ``WGTS`` (whole) or, in a
+D-NeRV library made with a base decoder, ``DLTA`` (the difference from the base)."""
 
 
 class NotABitstreamError(BitstreamError):
@@ -59,14 +60,16 @@ class Probe:
     start: int = 0
     stop: int = 0
     """The frame range to decode, half-open (the whole video unless a range was asked for)."""
+    size: tuple[int, int] | None = None
+    """The chosen video's (width, height) where it differs from the header's (a D-NeRV library)."""
 
     @property
     def width(self) -> int:
-        return self.header.width
+        return self.size[0] if self.size else self.header.width
 
     @property
     def height(self) -> int:
-        return self.header.height
+        return self.size[1] if self.size else self.header.height
 
 
 def read_at(handle: BinaryIO, offset: int, length: int) -> bytes:
@@ -94,6 +97,7 @@ def dnerv_keyframes(handle: BinaryIO, section: tuple[int, int], videos: int, cho
 
 def probe_file(path: str | Path, video: str | None = None) -> Probe:
     """Verify ``path`` and describe the video it decodes to; BitstreamError, UnknownVideoError."""
+    from models.dnerv.base import check_base
     from models.dnerv.decode import read_config as dnerv_config
     from models.dnerv.network import keyframe_indices as dnerv_key_indices
     from models.nrff.decode import read_config as nrff_config
@@ -111,18 +115,27 @@ def probe_file(path: str | Path, video: str | None = None) -> Probe:
         conf = read_at(handle, conf_offset, conf_length)
         if header.codec == "nrff":
             config = nrff_config(conf)
+            weights = "WGTS"
             payload = read_at(handle, *sections["KEYF"])
             count = len(nrff_key_indices(header.frames, config["gop"]))
             probe = Probe(header, 0, None, header.frames, header.fps, 0, header.frames)
         else:
             config = dnerv_config(conf, header)
+            weights = "DLTA" if config.get("base") else "WGTS"
+            if config.get("base"):  # a base this vinr does not ship, or another version of it, is refused now
+                check_base(config["base"]["name"], config["base"]["sha256"])
             videos = config["videos"]
             chosen = choose_video(videos, video)
             entry = videos[chosen]
             payload = dnerv_keyframes(handle, sections["KEYF"], len(videos), chosen)
             count = len(dnerv_key_indices(entry["frames"], config["preset"]["clip"]))
-            probe = Probe(header, chosen, entry["name"], entry["frames"], Fraction(*entry["fps"]), 0, entry["frames"])
-    decoded = keyframes.decode(payload, header.width, header.height, max_frames=count)
+            size = (entry["width"], entry["height"])
+            probe = Probe(
+                header, chosen, entry["name"], entry["frames"], Fraction(*entry["fps"]), 0, entry["frames"], size
+            )
+    if weights not in sections:
+        raise BitstreamError(f"probe: missing section {weights}")
+    decoded = keyframes.decode(payload, probe.width, probe.height, max_frames=count)
     if len(decoded) != count:
         raise BitstreamError(f"probe: {len(decoded)} keyframes where {count} are needed")
     return probe

@@ -22,7 +22,7 @@ CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 DEFAULT_MODEL = "videoinr-s"
 """The checkpoint ``vinr upsample``, the API and the workers use when none is named."""
 
-_BUILTIN_MODULES = {"videoinr": "models.videoinr.network"}
+_BUILTIN_MODULES = {"videoinr": "models.videoinr.network", "dnerv": "models.dnerv.network"}
 """Model name -> module that registers it, imported on first use (nothing runs at import time)."""
 
 _MODELS: dict[str, type[nn.Module]] = {}

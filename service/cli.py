@@ -294,7 +294,10 @@ def cmd_info(args: argparse.Namespace) -> int:
             except BitstreamError as exc:
                 raise InputError(f"info: {args.file}: {exc}") from exc
             for index, video in enumerate(videos):
-                print(f"video {index}: {video['name']} ({video['frames']} frames, {Fraction(*video['fps'])} fps)")
+                print(
+                    f"video {index}: {video['name']} ({video['width']}x{video['height']}, {video['frames']} frames, "
+                    f"{Fraction(*video['fps'])} fps)"
+                )
         return 0
     with VideoReader(args.file) as reader:
         for key, value in dataclasses.asdict(reader.info).items():
@@ -400,7 +403,7 @@ def add_worker_command(sub) -> None:
 def add_encode_command(sub) -> None:
     """``vinr encode``'s arguments."""
     parser = sub.add_parser("encode", help=cmd_encode.__doc__, description=cmd_encode.__doc__)
-    parser.add_argument("input", help="a video; for dnerv also a folder of same-size videos")
+    parser.add_argument("input", help="a video; for dnerv also a folder of videos")
     parser.add_argument("-o", "--output", required=True, help="output bitstream (.nrff or .dnerv)")
     parser.add_argument("--codec", default="nrff", choices=["nrff", "dnerv"], help="neural codec")
     parser.add_argument("--segment", type=int, default=32, help="dnerv: frames per video when cutting one long video")

@@ -41,10 +41,8 @@ def open_source(data: bytes, index: int = 0) -> Source:
         return Source(header.width, header.height, header.fps, header.frames, decoder.frames)
     library = open_library(data)
     library.keyframes(index)  # decoded now: bad keyframes are an unreadable input, not a failure mid-decode
-    count = library.videos[index]["frames"]
-    return Source(
-        header.width, header.height, library.fps(index), count, lambda start, stop: library.frames(index, start, stop)
-    )
+    count, (width, height) = library.videos[index]["frames"], library.size(index)
+    return Source(width, height, library.fps(index), count, lambda start, stop: library.frames(index, start, stop))
 
 
 @dataclass

@@ -4,7 +4,7 @@ Byte layout (all integers little-endian)::
 
     offset size  field
     0      4     magic  b"VINR"
-    4      1     version (1)
+    4      1     version (2; files of version 1 are read too)
     5      1     codec id (1 = NRFF, 2 = D-NeRV)
     6      2     section count n (<= MAX_SECTIONS)
     8      2     width  (1 .. MAX_SIDE)
@@ -37,7 +37,10 @@ from fractions import Fraction
 from typing import BinaryIO
 
 MAGIC = b"VINR"
-VERSION = 1
+VERSION = 2
+"""The version written. 2 (D-NeRV libraries of videos of different sizes, whose header holds the
+largest size, and libraries that reference a shipped base decoder) reads every version-1 file."""
+READABLE = (1, 2)
 NEURAL_CODECS = {1: "nrff", 2: "dnerv"}
 """Codec id -> name."""
 MAX_SIDE = 8192
@@ -137,8 +140,8 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     magic, version, codec_id, count, width, height, frames, num, den, matrix, rng, _ = fields
     if magic != MAGIC:
         raise BitstreamError("parse: not a vinr bitstream (bad magic)")
-    if version != VERSION:
-        raise BitstreamError(f"parse: unsupported version {version}")
+    if version not in READABLE:
+        raise BitstreamError(f"parse: unsupported version {version} (this vinr reads {READABLE})")
     (crc,) = struct.unpack_from("<I", data, HEADER.size)
     if crc != zlib.crc32(data[: HEADER.size]):
         raise BitstreamError("parse: header CRC mismatch")

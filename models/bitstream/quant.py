@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+import torch
 
 from models.bitstream import entropy
 from models.bitstream.container import BitstreamError
@@ -26,6 +27,18 @@ def quantize(values: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.
     safe = np.where(step.astype(np.float32) > 0, step.astype(np.float32), 1.0)
     q = np.clip(np.round((rows - low.astype(np.float32)[:, None]) / safe[:, None]), 0, 2**bits - 1)
     return q.astype(np.int64), low, step
+
+
+def fake_quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """``weight`` as ``pack_state`` will store it (per-row offset and step in float16, ``bits``-bit
+    integers), with the gradient passing straight through: fitting sees the rounding it will get."""
+    rows = weight.reshape(rows_of(tuple(weight.shape)), -1)
+    low = rows.detach().amin(1).half().float()
+    step = ((rows.detach().amax(1) - low) / (2**bits - 1)).half().float()
+    safe = torch.where(step > 0, step, torch.ones_like(step))
+    q = torch.clamp(torch.round((rows.detach() - low[:, None]) / safe[:, None]), 0, 2**bits - 1)
+    stored = (q * step[:, None] + low[:, None]).reshape(weight.shape)
+    return weight + (stored - weight).detach()
 
 
 def dequantize(q: np.ndarray, low: np.ndarray, step: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -75,4 +88,37 @@ def unpack_state(payload: bytes, shapes: dict[str, tuple[int, ...]]) -> dict[str
         if not np.isfinite(values).all():
             raise BitstreamError(f"unpack_state: {name} decodes to non-finite values")
         out[name], start = values, start + count
+    return out
+
+
+def pack_delta(ints: dict[str, np.ndarray], steps: dict[str, float]) -> bytes:
+    """Integer weight differences and their per-tensor steps: ``u32 n | n x f32 steps | entropy-coded
+    integers``, names sorted (the decoder knows the names and shapes from the base model)."""
+    names = sorted(ints)
+    head = struct.pack("<I", len(names)) + np.array([steps[n] for n in names], dtype="<f4").tobytes()
+    return head + entropy.encode(np.concatenate([ints[n].ravel() for n in names]) if names else np.zeros(0))
+
+
+def unpack_delta(payload: bytes, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """Inverse of ``pack_delta``: each tensor's difference (integers times its step) as float32."""
+    names = sorted(shapes)
+    if len(payload) < 4:
+        raise BitstreamError("unpack_delta: truncated")
+    (count,) = struct.unpack_from("<I", payload)
+    if count != len(names) or len(payload) < 4 + 4 * count:
+        raise BitstreamError(f"unpack_delta: {count} tensors where the base has {len(names)}")
+    steps = np.frombuffer(payload, "<f4", count, 4).astype(np.float32)
+    if not (np.isfinite(steps).all() and (steps > 0).all()):
+        raise BitstreamError("unpack_delta: a step is not a positive finite number")
+    total = sum(int(np.prod(shapes[n], dtype=np.int64)) for n in names)
+    symbols, _ = entropy.decode(payload[4 + 4 * count :], max_symbols=total)
+    if symbols.size != total:
+        raise BitstreamError("unpack_delta: the differences do not match the base model")
+    out, start = {}, 0
+    for name, step in zip(names, steps):
+        size = int(np.prod(shapes[name], dtype=np.int64))
+        values = symbols[start : start + size].astype(np.float32) * step
+        if not np.isfinite(values).all():
+            raise BitstreamError(f"unpack_delta: {name} decodes to non-finite values")
+        out[name], start = values.reshape(shapes[name]), start + size
     return out

@@ -15,7 +15,8 @@ import torch
 from models.bitstream import container, keyframes, quant
 from models.bitstream.container import BitstreamError
 from models.bitstream.library import choose_video
-from models.dnerv.network import LIMITS, DNeRV, clip_plan, clip_times, keyframe_indices, pad_frames
+from models.dnerv.base import load_base
+from models.dnerv.network import LIMITS, DNeRV, clip_plan, clip_times, keyframe_indices, pad_frames, padded
 
 MAX_VIDEOS = 10_000
 MAX_NAME = 200
@@ -28,15 +29,21 @@ def check_int(name: str, value, low: int, high: int) -> int:
 
 
 def read_config(payload: bytes, header: container.Header) -> dict:
-    """The CONF section, every field range-checked and the index consistent with the header."""
-    if len(payload) > 64 * MAX_VIDEOS:
+    """The CONF section, every field range-checked and the index consistent with the header.
+
+    Format 2 gives each video its own size (the header holds the largest) and may name a base
+    decoder; a format-1 CONF (one size, the header's, for every video) gets those sizes filled in."""
+    if len(payload) > 256 * MAX_VIDEOS:
         raise BitstreamError("read_config: CONF section is too large")
     try:
         config = json.loads(payload.decode("utf-8"))
-        preset, videos, (pad_h, pad_w) = config["preset"], config["videos"], config["padded"]
+        preset, videos = config["preset"], config["videos"]
         channels, content = preset["channels"], preset["content"]
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        version = config.get("format", 1)
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BitstreamError(f"read_config: CONF is malformed: {exc}") from exc
+    if version not in (1, 2):
+        raise BitstreamError(f"read_config: unknown CONF format {version!r}")
     if not (isinstance(channels, list) and isinstance(content, list) and len(channels) == len(content)):
         raise BitstreamError("read_config: channels and content must be lists of equal length")
     stages = check_int("stages", len(channels) - 1, *LIMITS["stages"])
@@ -44,16 +51,8 @@ def read_config(payload: bytes, header: container.Header) -> dict:
         check_int("width", width, *LIMITS["width"])
     check_int("clip", preset.get("clip"), *LIMITS["clip"])
     check_int("frequencies", preset.get("frequencies"), *LIMITS["frequencies"])
-    unit = 2**stages
-    if not (
-        isinstance(pad_h, int)
-        and isinstance(pad_w, int)
-        and header.height <= pad_h < header.height + unit
-        and header.width <= pad_w < header.width + unit
-        and pad_h % unit == 0
-        and pad_w % unit == 0
-    ):
-        raise BitstreamError("read_config: padded size does not fit the header")
+    if version == 1:
+        check_v1_padding(config.get("padded"), header, 2**stages)
     if not isinstance(videos, list) or not 1 <= len(videos) <= MAX_VIDEOS:
         raise BitstreamError("read_config: the video index is empty or too long")
     total = 0
@@ -64,9 +63,34 @@ def read_config(payload: bytes, header: container.Header) -> dict:
         fps = entry.get("fps")
         if not (isinstance(fps, list) and len(fps) == 2 and all(isinstance(x, int) and 0 < x <= 10**6 for x in fps)):
             raise BitstreamError("read_config: a video's frame rate is malformed")
+        if version == 1:
+            entry["width"], entry["height"] = header.width, header.height
+        check_int("width", entry.get("width"), 1, header.width)
+        check_int("height", entry.get("height"), 1, header.height)
     if total != header.frames:
         raise BitstreamError(f"read_config: the index holds {total} frames, the header {header.frames}")
+    if max(v["width"] for v in videos) != header.width or max(v["height"] for v in videos) != header.height:
+        raise BitstreamError("read_config: the header's size is not the largest video's")
+    base = config.get("base")
+    if base is not None and not (
+        isinstance(base, dict) and isinstance(base.get("name"), str) and isinstance(base.get("sha256"), str)
+    ):
+        raise BitstreamError("read_config: the base decoder entry is malformed")
     return config
+
+
+def check_v1_padding(padded, header: container.Header, unit: int) -> None:
+    """A format-1 CONF's padded size must be the header's rounded up to ``unit``."""
+    if not (isinstance(padded, list) and len(padded) == 2 and all(isinstance(x, int) for x in padded)):
+        raise BitstreamError("read_config: padded size is malformed")
+    pad_h, pad_w = padded
+    if not (
+        header.height <= pad_h < header.height + unit
+        and header.width <= pad_w < header.width + unit
+        and pad_h % unit == 0
+        and pad_w % unit == 0
+    ):
+        raise BitstreamError("read_config: padded size does not fit the header")
 
 
 def split_keyframes(payload: bytes, videos: int) -> list[bytes]:
@@ -100,6 +124,10 @@ class Library:
     def videos(self) -> list[dict]:
         return self.config["videos"]
 
+    def size(self, index: int) -> tuple[int, int]:
+        """Video ``index``'s (width, height)."""
+        return self.videos[index]["width"], self.videos[index]["height"]
+
     def find(self, name_or_index: str | int | None) -> int:
         """A video's index from its name or number (the first when None); UnknownVideoError if none."""
         return choose_video(self.videos, None if name_or_index is None else str(name_or_index))
@@ -107,12 +135,13 @@ class Library:
     def keyframes(self, index: int) -> torch.Tensor:
         """Video ``index``'s keyframes, decoded once, as padded ``(K, 3, H, W)`` floats (BitstreamError if bad)."""
         if index not in self.decoded_keyframes:
-            count, clip = self.videos[index]["frames"], self.config["preset"]["clip"]
-            h, w = self.header.height, self.header.width
-            pad_h, pad_w = self.config["padded"]
-            keys = np.stack(keyframes.decode(self.keyframe_payloads[index], w, h, len(keyframe_indices(count, clip))))
+            count, preset = self.videos[index]["frames"], self.config["preset"]
+            w, h = self.size(index)
+            keys = np.stack(
+                keyframes.decode(self.keyframe_payloads[index], w, h, len(keyframe_indices(count, preset["clip"])))
+            )
             self.decoded_keyframes[index] = pad_frames(
-                torch.from_numpy(keys).permute(0, 3, 1, 2).float() / 255, pad_h, pad_w
+                torch.from_numpy(keys).permute(0, 3, 1, 2).float() / 255, *padded(h, w, len(preset["channels"]) - 1)
             )
         return self.decoded_keyframes[index]
 
@@ -124,7 +153,7 @@ class Library:
         """Frames ``start..stop`` of video ``index`` as RGB float32 ``(H, W, 3)``; only their clips run."""
         count, clip = self.videos[index]["frames"], self.config["preset"]["clip"]
         stop = count if stop is None else stop
-        h, w = self.header.height, self.header.width
+        w, h = self.size(index)
         indices = keyframe_indices(count, clip)
         keys = self.keyframes(index)
         for first, end, end_key in clip_plan(count, clip):
@@ -142,13 +171,25 @@ def open_library(data: bytes) -> Library:
     stream = container.parse(data)
     if stream.header.codec != "dnerv":
         raise BitstreamError(f"open_library: a {stream.header.codec} bitstream, not dnerv")
-    missing = {"CONF", "KEYF", "WGTS"} - set(stream.sections)
+    missing = {"CONF", "KEYF"} - set(stream.sections)
     if missing:
         raise BitstreamError(f"open_library: missing sections {sorted(missing)}")
     config = read_config(stream.sections["CONF"], stream.header)
+    weights = "DLTA" if config.get("base") else "WGTS"
+    if weights not in stream.sections:
+        raise BitstreamError(f"open_library: missing section {weights}")
     preset = config["preset"]
-    model = DNeRV(preset["channels"], preset["content"], preset["clip"], preset["frequencies"]).eval()
-    state = quant.unpack_state(stream.sections["WGTS"], {k: tuple(v.shape) for k, v in model.state_dict().items()})
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    if weights == "DLTA":
+        model = load_base(config["base"]["name"], config["base"]["sha256"])
+        if model.spec["args"] != preset:
+            raise BitstreamError("open_library: the base decoder's configuration is not the library's")
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        delta = quant.unpack_delta(stream.sections["DLTA"], shapes)
+        state = {k: v + torch.from_numpy(delta[k]) for k, v in model.state_dict().items()}
+    else:
+        model = DNeRV(preset["channels"], preset["content"], preset["clip"], preset["frequencies"])
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        state = {k: torch.from_numpy(v) for k, v in quant.unpack_state(stream.sections["WGTS"], shapes).items()}
+    model.load_state_dict(state)
     payloads = split_keyframes(stream.sections["KEYF"], len(config["videos"]))
-    return Library(stream.header, config, model, payloads)
+    return Library(stream.header, config, model.eval(), payloads)

@@ -1,18 +1,24 @@
 """The D-NeRV encoder: fit one shared model to a collection of videos and write a ``.dnerv`` file.
 
-Keyframes (each clip's first frame and each video's last) are intra-coded first, per video, and the
-model is fitted to the *decoded* keyframes. Rate control toward ``bpp`` (bits per pixel over the
-whole collection): the model's 8-bit weights take what they take, the keyframes' CRF is searched
-so that they fit the rest (they are most of the bits, as in the paper).
+Keyframes (each clip's first frame and each video's last) are intra-coded first, per video at its
+own size, and the model is fitted to the *decoded* keyframes. Two kinds of library:
 
-Sections: ``CONF`` (JSON: preset arguments, padded size, the index of videos), ``KEYF`` (an index of
-per-video keyframe payloads, so one video decodes without touching the others), ``WGTS``.
+- **with a base decoder** (the default, ``base="dnerv-s"``): the shipped base (trained once by
+  ``models/dnerv/train.py``) is fine-tuned on the collection, and only the difference of the weights
+  is stored, as integers of a per-tensor step, entropy-coded. The last ``QAT_FROM`` part of the
+  fitting runs with the difference quantised (straight-through), at the finest step whose coded
+  size fits the rest of the budget. Keyframes get ``1 - DELTA_SHARE`` of the budget.
+- **self-contained** (``base=None``): the model is fitted from scratch and its 8-bit weights stored;
+  the keyframes get what the weights leave.
+
+Sections: ``CONF`` (JSON: format 2, preset arguments, the index of videos with their sizes, the base
+and its SHA-256), ``KEYF`` (an index of per-video keyframe payloads, so one video decodes without
+touching the others), and ``DLTA`` (weight difference from the base) or ``WGTS`` (whole weights).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,11 +26,33 @@ from fractions import Fraction
 
 import numpy as np
 import torch
+from torch.func import functional_call
 
 from models.bitstream import container, keyframes, quant
-from models.bitstream.rate import BITS_PER_WEIGHT, KEYFRAME_CRFS, WEIGHT_BITS
-from models.dnerv.network import PRESETS, DNeRV, DNeRVConfig, clip_plan, clip_times, keyframe_indices, pad_frames
+from models.bitstream.rate import BITS_PER_WEIGHT, WEIGHT_BITS
+from models.dnerv.base import base_path, file_hash, load_base
+from models.dnerv.network import (
+    PRESETS,
+    DNeRV,
+    DNeRVConfig,
+    clip_plan,
+    clip_times,
+    keyframe_indices,
+    pad_frames,
+    padded,
+)
 from models.schedule import Budget, cosine, fit_report
+
+FORMAT = 2
+"""The CONF layout written (1: one size for every video, whole weights; read by the decoder too)."""
+KEYFRAME_CRFS = tuple(range(8, 56, 3))
+"""CRFs tried for a library's keyframes, best first."""
+DELTA_SHARE = 0.15
+"""Share of the budget that a library with a base decoder keeps from its keyframes for the weight difference."""
+QAT_FROM = 0.7
+"""Part of the fitting budget after which the weight difference is fitted quantised."""
+DELTA_STEPS = tuple(2.0 ** (-k / 2) for k in range(25))
+"""Quantiser steps tried for the weight difference, relative to each base tensor's RMS, coarse to fine."""
 
 
 @dataclass(frozen=True)
@@ -41,16 +69,13 @@ class DNeRVOptions:
     bpp: float = 0.1
     minutes: float | None = 5.0
     steps: int = 5000
+    base: str | None = "dnerv-s"
+    """Shipped base decoder to fine-tune (None: fit ``preset`` from scratch and store its weights)."""
     preset: str = "dnerv-s"
     keyframe_codec: str = "av1"
     lr: float = 2e-3
+    finetune_lr: float = 5e-4
     seed: int = 0
-
-
-def padded(height: int, width: int, stages: int) -> tuple[int, int]:
-    """The size, rounded up to a multiple of 2^stages (frames are edge-padded to it)."""
-    unit = 2**stages
-    return math.ceil(height / unit) * unit, math.ceil(width / unit) * unit
 
 
 def pack_keyframes(payloads: list[bytes]) -> bytes:
@@ -79,17 +104,15 @@ Clip = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 """A training clip on the device: truth ``(L, 3, H, W)``, its two keyframes (padded), its times."""
 
 
-def training_clips(
-    videos: list[Video], payloads: list[bytes], config: DNeRVConfig, padded_size: tuple[int, int], device
-) -> list[Clip]:
+def training_clips(videos: list[Video], payloads: list[bytes], config: DNeRVConfig, device) -> list[Clip]:
     """Every clip of every video with the keyframes as the decoder will see them (coded, then decoded)."""
-    height, width = videos[0].frames.shape[1:3]
     clips = []
     for video, payload in zip(videos, payloads):
-        count = len(video.frames)
+        count, height, width = video.frames.shape[:3]
         indices = keyframe_indices(count, config.clip)
         keys = np.stack(keyframes.decode(payload, width, height, len(indices)))
-        keys = pad_frames(torch.from_numpy(keys).permute(0, 3, 1, 2).float().to(device) / 255, *padded_size)
+        keys = torch.from_numpy(keys).permute(0, 3, 1, 2).float().to(device) / 255
+        keys = pad_frames(keys, *padded(height, width, len(config.channels) - 1))
         truth = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float().to(device) / 255
         for start, stop, end_key in clip_plan(count, config.clip):
             first, last = indices.index(start), indices.index(end_key)
@@ -98,18 +121,22 @@ def training_clips(
     return clips
 
 
-def train(model: DNeRV, clips: list[Clip], options: DNeRVOptions, size: tuple[int, int], progress) -> int:
-    """Fit the shared decoder to random clips within the budget; returns the steps taken."""
-    height, width = size
+def clip_loss(model: DNeRV, clip: Clip, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """MSE of one clip (its frames cropped out of the padded prediction), with ``weights`` if given."""
+    truth, key0, key1, times = clip
+    pred = functional_call(model, weights, (key0, key1, times)) if weights else model(key0, key1, times)
+    return torch.mean((pred[: truth.shape[0], :, : truth.shape[-2], : truth.shape[-1]] - truth) ** 2)
+
+
+def train(model: DNeRV, clips: list[Clip], options: DNeRVOptions, progress) -> int:
+    """Fit the shared decoder from scratch to random clips within the budget; returns the steps taken."""
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     rng = np.random.default_rng(options.seed)
     budget, step = Budget(options.steps, options.minutes), 0
     while not budget.exhausted(step):
         for group in optimizer.param_groups:
             group["lr"] = cosine(options.lr, budget.spent(step))
-        truth, key0, key1, times = clips[rng.integers(len(clips))]
-        pred = model(key0, key1, times)[: truth.shape[0], :, :height, :width]
-        loss = torch.mean((pred - truth) ** 2)
+        loss = clip_loss(model, clips[rng.integers(len(clips))])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -119,35 +146,103 @@ def train(model: DNeRV, clips: list[Clip], options: DNeRVOptions, size: tuple[in
     return step
 
 
+def delta_ints(model: DNeRV, base: dict[str, torch.Tensor], steps: dict[str, float]) -> dict[str, np.ndarray]:
+    """The weight difference from ``base`` in integers of each tensor's step."""
+    return {
+        name: torch.round((p.detach() - base[name]) / steps[name]).cpu().numpy().astype(np.int64)
+        for name, p in model.named_parameters()
+    }
+
+
+def choose_steps(model: DNeRV, base: dict[str, torch.Tensor], budget_bits: float) -> dict[str, float]:
+    """The finest per-tensor steps (one factor of each base tensor's RMS) whose coded difference fits."""
+    rms = {name: max(float(t.pow(2).mean().sqrt()), 1e-4) for name, t in base.items()}
+    chosen = None
+    for factor in DELTA_STEPS:
+        steps = {name: factor * value for name, value in rms.items()}
+        if chosen is None or 8 * len(quant.pack_delta(delta_ints(model, base, steps), steps)) <= budget_bits:
+            chosen = steps
+        else:
+            break
+    return chosen
+
+
+def straight_through(weight: torch.Tensor, base: torch.Tensor, step: float) -> torch.Tensor:
+    """``base`` plus the difference rounded to ``step`` in the forward pass; the gradient passes as is."""
+    delta = weight - base
+    return base + delta + (torch.round(delta / step) * step - delta).detach()
+
+
+def fine_tune(model: DNeRV, clips: list[Clip], options: DNeRVOptions, budget_bits: float, progress):
+    """Fine-tune a base decoder; the last part quantisation-aware. Returns (integers, steps, steps taken)."""
+    base = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.finetune_lr)
+    rng = np.random.default_rng(options.seed)
+    budget, step, steps = Budget(options.steps, options.minutes), 0, None
+    while not budget.exhausted(step):
+        spent = budget.spent(step)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine(options.finetune_lr, spent)
+        weights = None
+        if spent >= QAT_FROM:
+            steps = steps or choose_steps(model, base, budget_bits)
+            weights = {name: straight_through(p, base[name], steps[name]) for name, p in model.named_parameters()}
+        loss = clip_loss(model, clips[rng.integers(len(clips))], weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if progress and step % 10 == 0:
+            progress(fit_report(step, options.steps, loss.item(), budget.elapsed()))
+    steps = steps or choose_steps(model, base, budget_bits)
+    return delta_ints(model, base, steps), steps, step
+
+
 def fit(
     videos: list[Video], options: DNeRVOptions, device="cpu", progress: Callable[[dict], None] | None = None
 ) -> bytes:
-    """Encode a collection (all videos the same size) into D-NeRV bitstream bytes."""
-    sizes = {v.frames.shape[1:3] for v in videos}
-    if len(sizes) != 1:
-        raise ValueError(f"fit: every video of a collection must have the same size, got {sorted(sizes)}")
+    """Encode a collection (videos of any sizes) into D-NeRV library bytes."""
+    if not videos:
+        raise ValueError("fit: a library needs at least one video")
     torch.manual_seed(options.seed)
-    config = PRESETS[options.preset]
-    height, width = videos[0].frames.shape[1:3]
-    pad_h, pad_w = padded(height, width, len(config.channels) - 1)
-    model = DNeRV(**asdict(config)).to(device)
-    weights_bits = sum(p.numel() for p in model.parameters()) * BITS_PER_WEIGHT
-    total = sum(v.frames.shape[0] for v in videos)
-    payloads = code_keyframes(
-        videos, config.clip, options.bpp * total * height * width - weights_bits, options.keyframe_codec
-    )
-    clips = training_clips(videos, payloads, config, (pad_h, pad_w), device)
-    steps = train(model, clips, options, (height, width), progress)
-    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    if options.base:
+        model = load_base(options.base).train().to(device)
+        config = DNeRVConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.spec["args"].items()})
+    else:
+        config = PRESETS[options.preset]
+        model = DNeRV(**asdict(config)).to(device)
+    pixels = sum(v.frames[..., 0].size for v in videos)
+    budget = options.bpp * pixels
+    if options.base:
+        key_budget = budget * (1 - DELTA_SHARE)
+    else:
+        key_budget = budget - sum(p.numel() for p in model.parameters()) * BITS_PER_WEIGHT
+    payloads = code_keyframes(videos, config.clip, key_budget, options.keyframe_codec)
+    clips = training_clips(videos, payloads, config, device)
     index = [
-        {"name": v.name, "frames": int(v.frames.shape[0]), "fps": [v.fps.numerator, v.fps.denominator]} for v in videos
+        {
+            "name": v.name,
+            "frames": int(v.frames.shape[0]),
+            "fps": [v.fps.numerator, v.fps.denominator],
+            "width": int(v.frames.shape[2]),
+            "height": int(v.frames.shape[1]),
+        }
+        for v in videos
     ]
-    config_section = {"preset": asdict(config), "padded": [pad_h, pad_w], "videos": index, "steps": steps}
+    conf = {"format": FORMAT, "preset": asdict(config), "videos": index}
+    if options.base:
+        conf["base"] = {"name": options.base, "sha256": file_hash(base_path(options.base))}
+        keyframe_bits = 8 * sum(len(p) for p in payloads)
+        delta_budget = budget - keyframe_bits - 8 * (len(json.dumps(conf)) + 200)
+        ints, steps, taken = fine_tune(model, clips, options, delta_budget, progress)
+        weights = {"DLTA": quant.pack_delta(ints, steps)}
+    else:
+        taken = train(model, clips, options, progress)
+        state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        weights = {"WGTS": quant.pack_state(state, WEIGHT_BITS)}
+    conf["steps"] = taken
     fps = videos[0].fps.limit_denominator(1_000_000)
-    header = container.Header("dnerv", width, height, total, fps)
-    sections = {
-        "CONF": json.dumps(config_section).encode(),
-        "KEYF": pack_keyframes(payloads),
-        "WGTS": quant.pack_state(state, WEIGHT_BITS),
-    }
+    width, height = max(v["width"] for v in index), max(v["height"] for v in index)
+    header = container.Header("dnerv", width, height, sum(v["frames"] for v in index), fps)
+    sections = {"CONF": json.dumps(conf).encode(), "KEYF": pack_keyframes(payloads), **weights}
     return container.write(container.Bitstream(header, sections))

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import ops
+from models.registry import register
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class ContentEncoder(nn.Module):
         return feats
 
 
+@register("dnerv")
 class DNeRV(nn.Module):
     """Motion-aware decoder of a clip from its two keyframes (see the module docstring)."""
 
@@ -153,6 +155,12 @@ def clip_times(start: int, stop: int, end_key: int, clip: int, device=None) -> t
     span = max(1, end_key - start)
     times = [(j - start) / span for j in range(start, stop)]
     return torch.tensor(times + [times[-1]] * (clip - len(times)), device=device)
+
+
+def padded(height: int, width: int, stages: int) -> tuple[int, int]:
+    """The size, rounded up to a multiple of 2^stages (frames are edge-padded to it)."""
+    unit = 2**stages
+    return math.ceil(height / unit) * unit, math.ceil(width / unit) * unit
 
 
 def pad_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """The NRFF encoder: fit the flow/residual field to a video and write a ``.nrff`` bitstream.
 
-Rate control toward ``bpp`` (bits per pixel of the whole video): keyframes get about half the bits
-(their CRF is searched), the network's width is the largest whose 8-bit weights fit the other half.
+Rate control toward ``bpp`` (bits per pixel of the whole video): keyframes get ``KEYFRAME_SHARE`` of
+the bits (their CRF is searched), the network's width is the largest whose 5-bit weights fit the rest.
 Keyframes are coded first and the network is fitted to the *decoded* keyframes, so the decoder's
 references are exactly what the encoder saw. Training as in the paper: Adam 1e-3 with a cosine
-schedule, a random subset of rows and columns of a few frames per step, MSE.
+schedule, a random subset of rows and columns of a few frames per step, MSE; from ``QAT_FROM`` of the
+budget on, the fitting sees the weights rounded as the file stores them (quantisation-aware).
 
 Sections: ``CONF`` (JSON: gop, width, depth, frequencies), ``KEYF`` (keyframes, see
 ``models/bitstream/keyframes.py``), ``WGTS`` (weights, see ``models/bitstream/quant.py``).
@@ -16,15 +17,21 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 
 import numpy as np
 import torch
+from torch.func import functional_call
 
 from models.bitstream import container, keyframes, quant
-from models.bitstream.rate import BITS_PER_WEIGHT, KEYFRAME_CRFS, WEIGHT_BITS
+from models.bitstream.rate import KEYFRAME_CRFS
+from models.bitstream.rate import NRFF_BITS_PER_WEIGHT as BITS_PER_WEIGHT
+from models.bitstream.rate import NRFF_WEIGHT_BITS as WEIGHT_BITS
 from models.nrff.network import NRFF, keyframe_indices, render
 from models.schedule import Budget, cosine, fit_report
 
+QAT_FROM = 0.8
+"""Part of the fitting budget after which the network is fitted with its weights quantised as stored."""
 KEYFRAME_SHARE = 0.6
 """Share of the bit budget given to keyframes (0.6 beat 0.5 in a trial on carphone; docs/codec.md)."""
 
@@ -73,6 +80,12 @@ def choose_width(budget_bits: float, depth: int, frequencies: int) -> int:
     return width
 
 
+def quantised(model: NRFF) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` with its weights as the file will store them (8-bit rows, straight-through gradients)."""
+    stored = {name: quant.fake_quantize(p, WEIGHT_BITS) for name, p in model.named_parameters()}
+    return partial(functional_call, model, stored)
+
+
 def fit(
     frames: np.ndarray, fps: Fraction, options: FitOptions, device="cpu", progress: Callable[[dict], None] | None = None
 ) -> bytes:
@@ -93,11 +106,12 @@ def fit(
     while not budget.exhausted(step):
         for group in optimizer.param_groups:
             group["lr"] = cosine(options.lr, budget.spent(step))
+        net = quantised(model) if budget.spent(step) >= QAT_FROM else model
         loss = 0.0
         for frame in rng.choice(count, size=min(4, count), replace=False):
             rows = torch.from_numpy(np.sort(rng.choice(height, min(rows_per, height), replace=False))).to(device)
             cols = torch.from_numpy(np.sort(rng.choice(width, min(cols_per, width), replace=False))).to(device)
-            pred = render(model, keys, int(frame), count, options.gop, rows, cols)
+            pred = render(net, keys, int(frame), count, options.gop, rows, cols)
             truth = target[frame][:, rows][:, :, cols].permute(1, 2, 0).reshape(-1, 3)
             loss = loss + torch.mean((pred - truth) ** 2)
         optimizer.zero_grad(set_to_none=True)

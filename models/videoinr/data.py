@@ -294,7 +294,7 @@ def build(
     if photos:
         windows += draw("photographs", synthetic, seed, workers)
         counts["photographs (synthetic motion)"] = synthetic
-    for name in ("bigbuckbunny", "bikes"):
+    for name in ("bigbuckbunny", "bikes") if per_video > 0 else ():
         clip = read_clip(clip_path(name, clips))
         SOURCES[name] = clip[: len(clip) - HELD_OUT_TAIL.get(name, 0)]
         windows += draw(name, per_video, seed, workers)

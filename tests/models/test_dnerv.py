@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -9,12 +12,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models import ops
+from models.bitstream import container
+from models.bitstream.container import BitstreamError
+from models.dnerv.base import BASE_DIR, file_hash, load_base
 from models.dnerv.decode import open_library
+from models.dnerv.fit import DNeRVOptions, Video, fit
 from models.probe import UnknownVideoError
 from tests.corruption import assert_corruption_refused, assert_truncations_refused
+from tests.media import texture_frames
 
 PSNR_FLOOR = 15.0
-"""dB after 80 fitting steps on the tiny collection (about 19 dB is typical); keyframes are exact-ish."""
+"""dB after 80 fitting steps on the tiny collection; keyframes are exact-ish."""
 
 
 def test_one_video_decodes_alone_with_quality(dnerv_library):
@@ -27,6 +35,65 @@ def test_one_video_decodes_alone_with_quality(dnerv_library):
     assert {video for video, _ in library.decoded_clips} == {1}  # the other videos were not touched
     truth = videos[1].frames.astype(np.float32) / 255
     assert np.mean([ops.psnr(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(decoded, truth)]) > PSNR_FLOOR
+
+
+def test_a_library_with_a_base_stores_only_the_weight_difference(dnerv_library):
+    videos, data = dnerv_library
+    stream = container.parse(data)
+    config = json.loads(stream.sections["CONF"])
+    assert config["base"]["name"] == "dnerv-s" and "WGTS" not in stream.sections
+    assert config["base"]["sha256"] == file_hash(BASE_DIR / "dnerv-s.safetensors")
+    weights = sum(p.numel() for p in load_base("dnerv-s").parameters())
+    assert len(stream.sections["DLTA"]) < weights  # under 8 bits per weight: most differences round to 0
+    fitted = open_library(data).model.state_dict()
+    base = load_base("dnerv-s").state_dict()
+    assert any(not torch.equal(fitted[k], base[k]) for k in base)  # and it did fine-tune
+
+
+def test_videos_of_different_sizes_share_a_library():
+    videos = [
+        Video("wide", texture_frames(9, 32, 48, seed=1), Fraction(25)),
+        Video("tall", texture_frames(9, 34, 32, seed=2, velocity=(0.5, 1.0)), Fraction(30)),
+    ]
+    library = open_library(fit(videos, DNeRVOptions(bpp=1.0, steps=10, minutes=None)))
+    assert (library.header.width, library.header.height) == (48, 34)
+    for index, video in enumerate(videos):
+        decoded = np.stack([image for _, image in library.frames(index)])
+        assert decoded.shape == video.frames.shape and library.size(index) == video.frames.shape[2:0:-1]
+        truth = video.frames.astype(np.float32) / 255
+        assert np.mean([ops.psnr(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(decoded, truth)]) > 15
+
+
+def test_a_self_contained_library_needs_no_base():
+    videos = [Video("one", texture_frames(9, 32, 32, seed=3), Fraction(25))]
+    data = fit(videos, DNeRVOptions(bpp=2.0, steps=10, minutes=None, base=None))
+    stream = container.parse(data)
+    assert "base" not in json.loads(stream.sections["CONF"]) and "WGTS" in stream.sections
+    assert len(list(open_library(data).frames(0))) == 9
+
+
+def with_conf(data: bytes, change) -> bytes:
+    """The library re-written with its CONF changed by ``change(config)`` (CRCs valid)."""
+    stream = container.parse(data)
+    config = json.loads(stream.sections["CONF"])
+    change(config)
+    stream.sections["CONF"] = json.dumps(config).encode()
+    return container.write(stream)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda c: c["base"].update(sha256="0" * 64), "SHA-256 differs"),
+        (lambda c: c["base"].update(name="dnerv-xl"), "ships no base decoder"),
+        (lambda c: c["base"].update(name="../../etc/passwd"), "not a base decoder name"),
+        (lambda c: c["videos"][0].update(width=65), "width=65 outside"),
+        (lambda c: c.update(format=3), "unknown CONF format"),
+    ],
+)
+def test_a_bad_base_or_index_is_refused(dnerv_library, change, words):
+    with pytest.raises(BitstreamError, match=words):
+        open_library(with_conf(dnerv_library[1], change))
 
 
 def test_a_frame_range_runs_only_its_clips(dnerv_library):

@@ -144,8 +144,8 @@ def test_dnerv_library_commands(tmp_path, capsys):
 
     folder = tmp_path / "library"
     folder.mkdir()
-    for i in range(2):
-        write_clip(folder / f"v{i}.mp4", texture_frames(10, 64, 64, seed=i), pix_fmt="yuv444p")
+    write_clip(folder / "v0.mp4", texture_frames(10, 64, 64, seed=0), pix_fmt="yuv444p")
+    write_clip(folder / "v1.mp4", texture_frames(10, 66, 48, seed=1), pix_fmt="yuv444p")  # videos of other sizes
     library = tmp_path / "lib.dnerv"
     code, out, _ = run(
         capsys,
@@ -165,9 +165,11 @@ def test_dnerv_library_commands(tmp_path, capsys):
     )
     assert code == 0 and library.is_file()
     code, out, _ = run(capsys, "info", library)
-    assert "codec: dnerv" in out and "video 0: v0 (10 frames" in out and "video 1: v1" in out
+    assert "codec: dnerv" in out and "video 0: v0 (64x64, 10 frames" in out and "video 1: v1 (48x66, 10" in out
+    assert "width: 64" in out and "height: 66" in out  # the header holds the largest size
     video = tmp_path / "v1.mp4"
     assert run(capsys, "decode", library, "-o", video, "--video", "v1", "--frames", "0:5", "--quiet")[0] == 0
     with av.open(str(video)) as container:
-        assert len(list(container.decode(video=0))) == 5
+        frames = list(container.decode(video=0))
+        assert len(frames) == 5 and (frames[0].width, frames[0].height) == (48, 66)
     assert run(capsys, "decode", library, "-o", tmp_path / "x.mp4", "--video", "v7", "--quiet")[0] == 2

@@ -6,6 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,3 +93,32 @@ def test_entropy_and_quantiser_round_trip():
         assert np.abs(out[name] - value).max() <= step  # within one quantiser step
     with pytest.raises(BitstreamError):
         quant.unpack_state(quant.pack_state(state, 8), {"w": (8, 5), "b": (9,)})
+
+
+@pytest.mark.parametrize("bits", [5, 8])
+def test_fitting_sees_exactly_the_weights_the_file_stores(bits):
+    rng = np.random.default_rng(bits)
+    state = {"w": rng.normal(size=(6, 7)).astype(np.float32), "b": rng.normal(size=6).astype(np.float32)}
+    stored = quant.unpack_state(quant.pack_state(state, bits), {k: v.shape for k, v in state.items()})
+    for name, value in state.items():
+        weight = torch.from_numpy(value).requires_grad_()
+        seen = quant.fake_quantize(weight, bits)
+        assert np.array_equal(seen.detach().numpy(), stored[name])
+        seen.sum().backward()  # straight through: the rounding passes the gradient unchanged
+        assert torch.equal(weight.grad, torch.ones_like(weight))
+
+
+def test_weight_differences_round_trip_and_refuse_bad_steps():
+    rng = np.random.default_rng(1)
+    ints = {"a": rng.integers(-3, 4, (4, 3)), "b": np.zeros(5, dtype=np.int64)}
+    steps = {"a": 0.01, "b": 0.5}
+    payload = quant.pack_delta(ints, steps)
+    out = quant.unpack_delta(payload, {"a": (4, 3), "b": (5,)})
+    assert np.allclose(out["a"], ints["a"] * np.float32(0.01)) and not out["b"].any()
+    with pytest.raises(BitstreamError, match="tensors"):
+        quant.unpack_delta(payload, {"a": (4, 3)})
+    with pytest.raises(BitstreamError, match="do not match"):
+        quant.unpack_delta(payload, {"a": (4, 3), "b": (6,)})
+    bad = payload[:4] + np.array([-1.0, 0.5], dtype="<f4").tobytes() + payload[12:]
+    with pytest.raises(BitstreamError, match="positive finite"):
+        quant.unpack_delta(bad, {"a": (4, 3), "b": (5,)})

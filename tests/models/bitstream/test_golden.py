@@ -1,0 +1,41 @@
+"""Files of every earlier container version still decode, to the quality they were written with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.bitstream import container
+from models.dnerv.decode import open_library
+from models.evaluation import mean_psnr
+from models.nrff.decode import open_bitstream
+from tests.media import texture_frames
+
+GOLDEN = Path(__file__).resolve().parents[2] / "golden"
+
+
+def as_bytes(frames) -> np.ndarray:
+    return np.stack([(image * 255 + 0.5).astype(np.uint8) for _, image in frames])
+
+
+def test_version_1_nrff_decodes():
+    data = (GOLDEN / "v1.nrff").read_bytes()
+    assert data[4] == 1 and container.VERSION > 1
+    decoded = as_bytes(open_bitstream(data).frames())
+    truth = texture_frames(8, 32, 48, seed=21)
+    assert decoded.shape == truth.shape
+    assert mean_psnr(decoded, truth) == pytest.approx(22.60, abs=0.05)
+
+
+def test_version_1_dnerv_library_decodes():
+    data = (GOLDEN / "v1.dnerv").read_bytes()
+    assert data[4] == 1
+    library = open_library(data)
+    assert [v["name"] for v in library.videos] == ["clip0", "clip1"]
+    for index, expected in enumerate((19.46, 17.55)):
+        truth = texture_frames(9, 32, 32, seed=30 + index, velocity=(1.0 + index, 0.5))
+        decoded = as_bytes(library.frames(index))
+        assert decoded.shape == truth.shape
+        assert mean_psnr(decoded, truth) == pytest.approx(expected, abs=0.05)
