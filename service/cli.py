@@ -186,7 +186,16 @@ def cmd_encode(args: argparse.Namespace) -> int:
             bar.update(p["step"], p["steps"], f"loss {p['loss']:.5f} PSNR {p['psnr']:.2f} dB")
 
     result = run_encode(
-        args.input, output, args.codec, args.bpp, args.minutes, args.steps, args.device, args.segment, report
+        args.input,
+        output,
+        args.codec,
+        args.bpp,
+        args.minutes,
+        args.steps,
+        args.device,
+        args.segment,
+        report,
+        args.weight_bits,
     )
     if bar:
         bar.finish()
@@ -410,6 +419,13 @@ def add_encode_command(sub) -> None:
     parser.add_argument("--bpp", type=float, default=0.1, help="target bits per pixel of the whole video")
     parser.add_argument("--minutes", type=float, default=2.0, help="fitting time budget")
     parser.add_argument("--steps", type=int, default=3000, help="most fitting steps")
+    parser.add_argument(
+        "--weight-bits",
+        type=int,
+        default=8,
+        choices=[5, 6, 8],
+        help="nrff: bits per stored weight; fewer buy a wider network in the same size (better, decodes slower)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--quiet", action="store_true")

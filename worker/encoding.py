@@ -61,6 +61,7 @@ def run_encode(
     device: str = "auto",
     segment: int = 32,
     progress: Callable[[dict], None] | None = None,
+    weight_bits: int = 8,
 ) -> EncodeResult:
     """Fit the codec to ``source`` and write ``output`` atomically."""
     source, output = Path(source), Path(output)
@@ -72,10 +73,13 @@ def run_encode(
         raise ParameterError(f"run_encode: segment must be positive, got {segment}")
     target = choose_device(device)
     if codec == "nrff":
-        from models.nrff.fit import FitOptions, fit
+        from models.nrff.fit import WEIGHT_BITS, FitOptions, fit
 
+        if weight_bits not in WEIGHT_BITS:
+            raise ParameterError(f"run_encode: weight bits must be one of {sorted(WEIGHT_BITS)}, not {weight_bits}")
         frames, fps = read_video(source)
-        data = fit(frames, fps, FitOptions(bpp=bpp, minutes=minutes, steps=steps), target, progress)
+        options = FitOptions(bpp=bpp, minutes=minutes, steps=steps, weight_bits=weight_bits)
+        data = fit(frames, fps, options, target, progress)
         pixels, count = frames[..., 0].size, len(frames)
     elif codec == "dnerv":
         from models.dnerv.fit import DNeRVOptions, fit

@@ -24,7 +24,7 @@ from models.bitstream import keyframes
 from models.evaluation import carphone_path, classic, mean_psnr, plot, read_clip
 from models.extras import needs_extra
 from models.nrff.decode import open_bitstream
-from models.nrff.fit import FitOptions, fit
+from models.nrff.fit import WEIGHT_BITS, FitOptions, fit
 from models.nrff.network import keyframe_indices
 
 RATES = (0.025, 0.05, 0.1, 0.2)
@@ -60,12 +60,12 @@ def keyframe_table(frames: np.ndarray, gop: int = 30) -> list[str]:
     return lines
 
 
-def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates) -> list[dict]:
+def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates, weight_bits: int = 8) -> list[dict]:
     pixels = frames[..., 0].size
     rows = []
     for bpp in rates:
         started = time.monotonic()
-        stream = fit(frames, Fraction(30), FitOptions(bpp=bpp, minutes=None, steps=steps))
+        stream = fit(frames, Fraction(30), FitOptions(bpp=bpp, minutes=None, steps=steps, weight_bits=weight_bits))
         encode_s = time.monotonic() - started
         decoder = open_bitstream(stream)
         started = time.monotonic()
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5000, help="NRFF fitting steps per rate point")
     parser.add_argument("--frames", type=int, default=60, help="frames of each clip")
     parser.add_argument("--rates", type=float, nargs="+", default=list(RATES))
+    parser.add_argument("--weight-bits", type=int, default=8, choices=sorted(WEIGHT_BITS), help="NRFF's weight bits")
     parser.add_argument("--out", type=Path, help="markdown report")
     parser.add_argument("--plot", type=Path, help="PNG rate-distortion plot")
     args = parser.parse_args(argv)
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows = []
     for name, frames in clips.items():
-        rows += evaluate_clip(name, frames, args.steps, args.rates)
+        rows += evaluate_clip(name, frames, args.steps, args.rates, args.weight_bits)
     for r in rows:
         lines.append(
             f"| {r['clip']} | {r['target']:g} | {r['nrff_bpp']:.4f} | {r['nrff_psnr']:.2f} | "

@@ -1,7 +1,8 @@
 """The NRFF encoder: fit the flow/residual field to a video and write a ``.nrff`` bitstream.
 
 Rate control toward ``bpp`` (bits per pixel of the whole video): keyframes get ``KEYFRAME_SHARE`` of
-the bits (their CRF is searched), the network's width is the largest whose 5-bit weights fit the rest.
+the bits (their CRF is searched), the network's width is the largest whose weights (8 bits each unless
+``weight_bits`` says otherwise) fit the rest.
 Keyframes are coded first and the network is fitted to the *decoded* keyframes, so the decoder's
 references are exactly what the encoder saw. Training as in the paper: Adam 1e-3 with a cosine
 schedule, a random subset of rows and columns of a few frames per step, MSE; from ``QAT_FROM`` of the
@@ -25,11 +26,13 @@ from torch.func import functional_call
 
 from models.bitstream import container, keyframes, quant
 from models.bitstream.rate import KEYFRAME_CRFS
-from models.bitstream.rate import NRFF_BITS_PER_WEIGHT as BITS_PER_WEIGHT
-from models.bitstream.rate import NRFF_WEIGHT_BITS as WEIGHT_BITS
 from models.nrff.network import NRFF, keyframe_indices, render
 from models.schedule import Budget, cosine, fit_report
 
+WEIGHT_BITS = {8: 7.0, 6: 5.0, 5: 4.2}
+"""Bits per stored weight a file may use -> the entropy-coded bits per weight the width is chosen with.
+8 is the default. Fewer bits buy a wider network in the same size (the last steps are fitted with the
+weights rounded as stored): better pictures, slower decoding (docs/codec.md)."""
 QAT_FROM = 0.8
 """Part of the fitting budget after which the network is fitted with its weights quantised as stored."""
 KEYFRAME_SHARE = 0.6
@@ -47,6 +50,7 @@ class FitOptions:
     depth: int = 3
     frequencies: int = 8
     keyframe_codec: str = "av1"
+    weight_bits: int = 8
     lr: float = 1e-3
     seed: int = 0
 
@@ -72,17 +76,18 @@ def parameter_count(width: int, depth: int, frequencies: int) -> int:
     return (in_dim + 1) * width + (depth - 1) * (width + 1) * width + (width + 1) * 8
 
 
-def choose_width(budget_bits: float, depth: int, frequencies: int) -> int:
-    """The widest network whose weights fit ``budget_bits`` (at least 8)."""
+def choose_width(budget_bits: float, depth: int, frequencies: int, bits_per_weight: float) -> int:
+    """The widest network whose weights fit ``budget_bits`` at ``bits_per_weight`` (at least 8)."""
     width = 8
-    while width < 512 and parameter_count(width + 4, depth, frequencies) * BITS_PER_WEIGHT <= budget_bits:
+    while width < 512 and parameter_count(width + 4, depth, frequencies) * bits_per_weight <= budget_bits:
         width += 4
     return width
 
 
-def quantised(model: NRFF) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``model`` with its weights as the file will store them (8-bit rows, straight-through gradients)."""
-    stored = {name: quant.fake_quantize(p, WEIGHT_BITS) for name, p in model.named_parameters()}
+def quantised(model: NRFF, bits: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` with its weights as the file will store them (rows of ``bits``-bit integers), the
+    gradients passing straight through."""
+    stored = {name: quant.fake_quantize(p, bits) for name, p in model.named_parameters()}
     return partial(functional_call, model, stored)
 
 
@@ -90,13 +95,16 @@ def fit(
     frames: np.ndarray, fps: Fraction, options: FitOptions, device="cpu", progress: Callable[[dict], None] | None = None
 ) -> bytes:
     """Encode RGB frames ``(T, H, W, 3)`` uint8 into NRFF bitstream bytes."""
+    if options.weight_bits not in WEIGHT_BITS:
+        raise ValueError(f"fit: weight_bits must be one of {sorted(WEIGHT_BITS)}, not {options.weight_bits}")
     torch.manual_seed(options.seed)
     count, height, width = frames.shape[:3]
     budget = options.bpp * count * height * width
     indices = keyframe_indices(count, options.gop)
     key_payload = code_keyframes(frames, indices, budget * KEYFRAME_SHARE, options.keyframe_codec)
     keys = to_tensor(np.stack(keyframes.decode(key_payload, width, height, len(indices))), device)
-    net_width = choose_width(budget - 8 * len(key_payload), options.depth, options.frequencies)
+    cost = WEIGHT_BITS[options.weight_bits]
+    net_width = choose_width(budget - 8 * len(key_payload), options.depth, options.frequencies, cost)
     model = NRFF(net_width, options.depth, options.frequencies).to(device)
     target = to_tensor(frames, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
@@ -106,7 +114,7 @@ def fit(
     while not budget.exhausted(step):
         for group in optimizer.param_groups:
             group["lr"] = cosine(options.lr, budget.spent(step))
-        net = quantised(model) if budget.spent(step) >= QAT_FROM else model
+        net = quantised(model, options.weight_bits) if budget.spent(step) >= QAT_FROM else model
         loss = 0.0
         for frame in rng.choice(count, size=min(4, count), replace=False):
             rows = torch.from_numpy(np.sort(rng.choice(height, min(rows_per, height), replace=False))).to(device)
@@ -120,7 +128,9 @@ def fit(
         step += 1
         if progress and (step % 20 == 0 or step == options.steps):
             progress(fit_report(step, options.steps, loss.item() / min(4, count), budget.elapsed()))
-    weights = quant.pack_state({k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, WEIGHT_BITS)
+    weights = quant.pack_state(
+        {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, options.weight_bits
+    )
     config = {
         "gop": options.gop,
         "width": net_width,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
+import pytest
 import torch
 
 from models import ops
 from models.bitstream import container
 from models.nrff.decode import open_bitstream
+from models.nrff.fit import FitOptions, fit
 
 PSNR_FLOOR = 20.0
 """dB the tiny test clip must reach after 200 fitting steps at 0.6 bpp (about 24 dB is typical)."""
@@ -41,3 +45,17 @@ def test_a_frame_range_decodes_alone(nrff_clip):
     for index, image in partial:  # a range decodes to the very frames a full decode makes
         assert image.tobytes() == whole[index].tobytes()
     assert container.parse(stream).sections.keys() == {"CONF", "KEYF", "WGTS"}
+
+
+def test_fewer_weight_bits_buy_a_wider_network_in_the_same_budget(nrff_clip):
+    frames, _ = nrff_clip
+    files = {
+        bits: fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=20, minutes=None, gop=8, weight_bits=bits))
+        for bits in (8, 5)
+    }
+    decoders = {bits: open_bitstream(data) for bits, data in files.items()}
+    assert container.parse(files[5]).sections["WGTS"][0] == 5  # the file says how many bits it stores
+    assert decoders[5].config["width"] > decoders[8].config["width"]
+    assert decoders[5].frame(3).shape == (64, 80, 3)
+    with pytest.raises(ValueError, match="weight_bits"):
+        fit(frames, Fraction(30), FitOptions(steps=1, minutes=None, weight_bits=7))
