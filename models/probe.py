@@ -99,6 +99,7 @@ def probe_file(path: str | Path, video: str | None = None) -> Probe:
     """Verify ``path`` and describe the video it decodes to; BitstreamError, UnknownVideoError."""
     from models.dnerv.base import check_base
     from models.dnerv.decode import read_config as dnerv_config
+    from models.dnerv.decode import weights_section as dnerv_weights
     from models.dnerv.network import keyframe_indices as dnerv_key_indices
     from models.nrff.decode import read_config as nrff_config
     from models.nrff.network import keyframe_indices as nrff_key_indices
@@ -121,7 +122,7 @@ def probe_file(path: str | Path, video: str | None = None) -> Probe:
             probe = Probe(header, 0, None, header.frames, header.fps, 0, header.frames)
         else:
             config = dnerv_config(conf, header)
-            weights = "DLTA" if config.get("base") else "WGTS"
+            weights = dnerv_weights(config)
             if config.get("base"):  # a base this vinr does not ship, or another version of it, is refused now
                 check_base(config["base"]["name"], config["base"]["sha256"])
             videos = config["videos"]

@@ -79,6 +79,11 @@ def read_config(payload: bytes, header: container.Header) -> dict:
     return config
 
 
+def weights_section(config: dict) -> str:
+    """Where a library's weights are: ``DLTA`` (difference from its base decoder) or ``WGTS`` (whole)."""
+    return "DLTA" if config.get("base") else "WGTS"
+
+
 def check_v1_padding(padded, header: container.Header, unit: int) -> None:
     """A format-1 CONF's padded size must be the header's rounded up to ``unit``."""
     if not (isinstance(padded, list) and len(padded) == 2 and all(isinstance(x, int) for x in padded)):
@@ -175,7 +180,7 @@ def open_library(data: bytes) -> Library:
     if missing:
         raise BitstreamError(f"open_library: missing sections {sorted(missing)}")
     config = read_config(stream.sections["CONF"], stream.header)
-    weights = "DLTA" if config.get("base") else "WGTS"
+    weights = weights_section(config)
     if weights not in stream.sections:
         raise BitstreamError(f"open_library: missing section {weights}")
     preset = config["preset"]

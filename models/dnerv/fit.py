@@ -30,7 +30,7 @@ from torch.func import functional_call
 
 from models.bitstream import container, keyframes, quant
 from models.bitstream.rate import BITS_PER_WEIGHT, WEIGHT_BITS
-from models.dnerv.base import base_path, file_hash, load_base
+from models.dnerv.base import DEFAULT_BASE, base_path, file_hash, load_base
 from models.dnerv.network import (
     PRESETS,
     DNeRV,
@@ -72,7 +72,7 @@ class DNeRVOptions:
     bpp: float = 0.1
     minutes: float | None = 5.0
     steps: int = 5000
-    base: str | None = "dnerv-s"
+    base: str | None = DEFAULT_BASE
     """Shipped base decoder to fine-tune (None: fit ``preset`` from scratch and store its weights)."""
     preset: str = "dnerv-s"
     keyframe_codec: str = "av1"
@@ -131,15 +131,17 @@ def clip_loss(model: DNeRV, clip: Clip, weights: dict[str, torch.Tensor] | None 
     return torch.mean((pred[: truth.shape[0], :, : truth.shape[-2], : truth.shape[-1]] - truth) ** 2)
 
 
-def train(model: DNeRV, clips: list[Clip], options: DNeRVOptions, progress) -> int:
-    """Fit the shared decoder from scratch to random clips within the budget; returns the steps taken."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
+def fit_clips(model: DNeRV, clips: list[Clip], options: DNeRVOptions, lr: float, progress, weights=None) -> int:
+    """Fit to random clips within the budget; returns the steps taken. ``weights(spent)`` gives the
+    weights the forward pass sees at that part of the budget (None: the model's own)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(options.seed)
     budget, step = Budget(options.steps, options.minutes), 0
     while not budget.exhausted(step):
+        spent = budget.spent(step)
         for group in optimizer.param_groups:
-            group["lr"] = cosine(options.lr, budget.spent(step))
-        loss = clip_loss(model, clips[rng.integers(len(clips))])
+            group["lr"] = cosine(lr, spent)
+        loss = clip_loss(model, clips[rng.integers(len(clips))], weights(spent) if weights else None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -179,29 +181,21 @@ def straight_through(weight: torch.Tensor, base: torch.Tensor, step: float) -> t
 def fine_tune(model: DNeRV, clips: list[Clip], options: DNeRVOptions, budget_bits: float, progress):
     """Fine-tune a base decoder; the last part quantisation-aware. Returns (integers, steps, steps taken)."""
     base = {name: p.detach().clone() for name, p in model.named_parameters()}
-    optimizer = torch.optim.Adam(model.parameters(), lr=options.finetune_lr)
-    rng = np.random.default_rng(options.seed)
-    budget, step, steps = Budget(options.steps, options.minutes), 0, None
-    while not budget.exhausted(step):
-        spent = budget.spent(step)
-        for group in optimizer.param_groups:
-            group["lr"] = cosine(options.finetune_lr, spent)
-        weights = None
-        if spent >= QAT_FROM:
-            steps = steps or choose_steps(model, base, budget_bits)
-            weights = {name: straight_through(p, base[name], steps[name]) for name, p in model.named_parameters()}
-        loss = clip_loss(model, clips[rng.integers(len(clips))], weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        if progress and step % 10 == 0:
-            progress(fit_report(step, options.steps, loss.item(), budget.elapsed()))
+    steps: dict[str, float] = {}
+
+    def quantised(spent: float) -> dict[str, torch.Tensor] | None:
+        if spent < QAT_FROM:
+            return None
+        if not steps:  # chosen once, when the quantised part starts
+            steps.update(choose_steps(model, base, budget_bits))
+        return {name: straight_through(p, base[name], steps[name]) for name, p in model.named_parameters()}
+
+    taken = fit_clips(model, clips, options, options.finetune_lr, progress, quantised)
     ints = delta_ints(model, base, steps) if steps else None
     if ints is None or 8 * len(quant.pack_delta(ints, steps)) > budget_bits:  # it grew while fitted quantised
         steps = choose_steps(model, base, budget_bits)
         ints = delta_ints(model, base, steps)
-    return ints, steps, step
+    return ints, steps, taken
 
 
 def fit(
@@ -243,7 +237,7 @@ def fit(
         ints, steps, taken = fine_tune(model, clips, options, delta_budget, progress)
         weights = {"DLTA": quant.pack_delta(ints, steps)}
     else:
-        taken = train(model, clips, options, progress)
+        taken = fit_clips(model, clips, options, options.lr, progress)
         state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         weights = {"WGTS": quant.pack_state(state, WEIGHT_BITS)}
     conf["steps"] = taken
