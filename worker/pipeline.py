@@ -231,28 +231,39 @@ class Span:
     first: int
 
 
-def render_streams(upsampler: Upsampler) -> int:
-    """How many frame pairs render at once: 2 on a CPU with 2 or more torch threads, else 1.
+MAX_RENDER_STREAMS = 4
+"""At most this many frame pairs render at once on a CPU (each holds a pair's state and output frames)."""
 
-    Measured on 2 cores (docs/benchmarks.md): torch spreads one pair's small convolutions and query
-    products over 2 threads only 1.2x to 1.5x faster than over one, so two pairs side by side make
-    1.1x to 1.2x more frames per second; on a GPU one stream already queues work faster than it runs.
-    ``VINR_RENDER_STREAMS`` (a positive integer) overrides the choice."""
+
+def render_streams(upsampler: Upsampler) -> tuple[int, int]:
+    """How many frame pairs render at once, and how many torch threads each uses (and the thread that
+    encodes frames meanwhile): one pair with every thread on a GPU or a one-thread CPU; otherwise
+    ``threads + 1`` pairs (at most ``MAX_RENDER_STREAMS``) of ``threads // pairs`` threads (at least one).
+
+    Measured on 2 cores (docs/benchmarks.md): a pair's many small convolutions, samplings and query
+    products use a second thread poorly, and the Python between them leaves a core idle; three pairs of
+    one thread each made 13% more frames per second than two pairs sharing both threads (which made
+    1.1x to 1.2x more than one pair). ``VINR_RENDER_STREAMS`` (a positive integer) sets the number of
+    pairs; their threads are still split as above."""
+    threads = torch.get_num_threads()
     chosen = os.environ.get("VINR_RENDER_STREAMS", "").strip()
     if chosen:
         if not chosen.isdigit() or int(chosen) < 1:
             raise ParameterError(f"VINR_RENDER_STREAMS must be a positive integer, not {chosen!r}")
-        return int(chosen)
-    if upsampler.device.type != "cpu" or torch.get_num_threads() < 2:
-        return 1
-    return 2
+        streams = int(chosen)
+    elif upsampler.device.type != "cpu" or threads < 2:
+        return 1, threads
+    else:
+        streams = min(threads + 1, MAX_RENDER_STREAMS)
+    return streams, threads if streams == 1 else max(1, threads // streams)
 
 
 class Renderer:
     """The inference stage: turns the input frame sequence into output frames at the output times.
 
     With ``streams`` > 1, that many frame pairs render at once in threads of their own while this
-    thread encodes the next input frames; their frames are emitted in order, as with one stream.
+    thread encodes the next input frames; their frames are emitted in order, as with one stream. Each
+    of those threads, and this one while it runs, uses ``threads`` torch threads (``render_streams``).
     """
 
     def __init__(
@@ -263,6 +274,7 @@ class Renderer:
         span: Span | None = None,
         check: Callable[[], None] | None = None,
         streams: int = 1,
+        threads: int | None = None,
     ):
         self.upsampler, self.plan, self.emit = upsampler, plan, emit
         self.check = check  # raises to stop (a canceled job), looked at before each frame pair
@@ -271,6 +283,7 @@ class Renderer:
         self.index = span.first if span else 0  # next output frame
         self.span = span
         self.streams = max(1, streams)
+        self.threads = threads
         self.inflight: deque[tuple[Future, list[list[float]]]] = deque()
         self.pool: ThreadPoolExecutor | None = None
 
@@ -282,7 +295,7 @@ class Renderer:
             self.emit_all(self.upsampler.render(first, second, rel, self.plan.height, self.plan.width), times)
             return
         if self.pool is None:
-            self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="vinr-render")
+            self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="vinr-render", initializer=self.set_threads)
         job = self.pool.submit(self.upsampler.render, first, second, rel, self.plan.height, self.plan.width)
         self.inflight.append((job, times))
         self.drain(self.streams)
@@ -314,9 +327,16 @@ class Renderer:
         if times:
             self.submit(encoded, encoded, [0.0], [times])
 
+    def set_threads(self) -> None:
+        """The calling thread's torch (OpenMP) thread count for this run (a per-thread setting)."""
+        if self.threads is not None and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+
     def run(self, frames: Callable[[], Frame | None]) -> None:
         """Make and emit every output frame of the span (all of them without one)."""
+        saved = torch.get_num_threads()
         try:
+            self.set_threads()
             self.render_all(frames)
             self.drain()
         finally:
@@ -325,6 +345,8 @@ class Renderer:
             if self.pool is not None:
                 self.pool.shutdown(wait=True)  # no render thread outlives a failed or canceled run
             self.inflight.clear()
+            if torch.get_num_threads() != saved:
+                torch.set_num_threads(saved)  # also what threads started later in this process begin with
 
     def render_all(self, frames: Callable[[], Frame | None]) -> None:
         previous, previous_code, last_step = None, None, None
@@ -412,7 +434,7 @@ class UpsamplePipeline:
         self.reading.start()
         self.writing.start()
         try:
-            renderer = Renderer(upsampler, self.plan, self.emit, self.span, self.check, render_streams(upsampler))
+            renderer = Renderer(upsampler, self.plan, self.emit, self.span, self.check, *render_streams(upsampler))
             renderer.run(lambda: get(self.frames_in, self.stop, self.reading))
             put(self.rendered, None, self.stop)
             join_stage(self.writing, self.should_stop)

@@ -235,7 +235,7 @@ class OnnxNetwork:
         outputs = self.sessions["pair"].run(None, {k: self._array(v) for k, v in feeds.items()})
         maps = dict(zip(self.pair_outputs, (torch.from_numpy(a) for a in outputs)))
         images = torch.cat([image0, image1], 1)
-        return PairState(images, images, maps["flows"], maps["warp_images"], maps["spatial_map"], maps["decoder_maps"])
+        return PairState(images, images, maps["flows"], maps["warp_images"], maps["spatial_rows"], maps["decoder_maps"])
 
     def query_points(self, state: PairState, points, times, cell, chunk: int = 65536) -> torch.Tensor:
         """RGB ``(1, 3, T, N)``, ``chunk // T`` points per run (as ``VideoINR.query_points``)."""

@@ -29,11 +29,11 @@ from models.videoinr.network import PairState, VideoINR
 
 STAGES = ("encoder", "pair", "query")
 """The graphs an export writes, in the order they run."""
-PAIR_OUTPUTS = ("flows", "warp_images", "spatial_map", "decoder_maps")
+PAIR_OUTPUTS = ("flows", "warp_images", "spatial_rows", "decoder_maps")
 """The pair stage's outputs: the parts of ``PairState`` that ``query_times`` reads."""
 DEFAULT_OPSET = 17
 """GridSample (bilinear and bicubic) needs opset 16; 17 is what current runtimes all take."""
-FORMAT = 1
+FORMAT = 2
 """Version of the export layout (graph names, inputs, outputs); part of every cache key."""
 
 
@@ -61,9 +61,9 @@ class QueryStage(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, flows, warp_images, spatial_map, decoder_maps, points, times, cell):
+    def forward(self, flows, warp_images, spatial_rows, decoder_maps, points, times, cell):
         images = warp_images.view(1, 6, *warp_images.shape[-2:])  # only its size is read
-        state = PairState(images, images, flows, warp_images, spatial_map, decoder_maps)
+        state = PairState(images, images, flows, warp_images, spatial_rows, decoder_maps)
         return self.model.query_times(state, points, times, cell)
 
 
@@ -107,7 +107,7 @@ def export(name_or_path: str | Path, out: Path, opset: int = DEFAULT_OPSET, half
             {
                 **{key: spatial for key in ("image0", "image1", "feat0", "feat1", "flows", "warp_images")},
                 "decoder_maps": spatial,
-                "spatial_map": {2: "pixels"},
+                "spatial_rows": {1: "pixels"},
             },
         ),
         "query": (
@@ -115,7 +115,7 @@ def export(name_or_path: str | Path, out: Path, opset: int = DEFAULT_OPSET, half
             ["rgb"],
             {
                 **{key: spatial for key in ("flows", "warp_images", "decoder_maps")},
-                "spatial_map": {2: "pixels"},
+                "spatial_rows": {1: "pixels"},
                 "points": {1: "points"},
                 "times": {1: "times"},
                 "rgb": {2: "times", 3: "points"},

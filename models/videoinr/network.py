@@ -188,7 +188,7 @@ class PairState:
     features: torch.Tensor  # (B, 3C, h, w): aligned frame-0, fused middle, aligned frame-1
     flows: torch.Tensor  # (B, 4, h, w): flow 0->1 then 1->0, low-res pixels
     warp_images: torch.Tensor  # (2B, 3, h, w): frame 0 / frame 1 RGB, interleaved (what the flows warp)
-    spatial_map: torch.Tensor  # (B, H, h*w): the SpatialINR's first layer on features and colours, per pixel
+    spatial_rows: torch.Tensor  # (B, h*w, H): the SpatialINR's first layer on features and colours, a row per pixel
     decoder_maps: torch.Tensor  # (2B, H, h, w): the decoder's first layer on aligned frame-0 / frame-1 features
 
     @property
@@ -274,7 +274,9 @@ class VideoINR(nn.Module):
             features,
             flows,
             torch.stack([image0, image1], 1).flatten(0, 1),  # built once per pair, not per query chunk
-            spatial_map.flatten(2),
+            spatial_map.flatten(2)
+            .transpose(1, 2)
+            .contiguous(),  # rows: a query gathers whole rows, not strided columns
             decoder_maps,
         )
 
@@ -287,6 +289,7 @@ class VideoINR(nn.Module):
     def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """A linear layer over the channels of a channels-first ``(B, C, ...)`` tensor."""
         flat = x.flatten(2)
+        # one item (inference): a plain 2-D product; matmul of 2-D by 3-D copies its operands into another layout
         # one item (inference): a plain 2-D product; matmul of 2-D by 3-D copies its operands into another layout
         out = torch.mm(weight, flat[0]).unsqueeze(0) if flat.shape[0] == 1 else torch.matmul(weight, flat)
         if bias is not None:
@@ -330,14 +333,16 @@ class VideoINR(nn.Module):
         spatial = self.parts(self.spatial[0], self.spatial_inputs)
         centres = ops.nearest_centres(points, size)
         index = ((centres[..., 1] - 0.5) * size[0] + (centres[..., 0] - 0.5)).long()  # (B, N)
-        hidden = state.spatial_map.shape[1]
-        if batch == 1:
-            gathered = state.spatial_map.index_select(2, index[0])
-        else:
-            gathered = state.spatial_map.gather(2, index.unsqueeze(1).expand(-1, hidden, -1))
+        hidden = state.spatial_rows.shape[2]
         bias = self.spatial[0].bias + cell.to(dtype) @ spatial["cell"].t()  # (B, H)
-        rel = (points - centres).transpose(1, 2)  # (B, 2, N)
-        pre = torch.baddbmm(gathered + bias.unsqueeze(2), spatial["rel"].expand(batch, -1, -1), rel).unsqueeze(2)
+        rel = points - centres  # (B, N, 2)
+        if batch == 1:  # a gather of contiguous rows, then one product: ~10x faster than gathering columns
+            pre = torch.addmm(state.spatial_rows[0].index_select(0, index[0]), rel[0], spatial["rel"].t())
+            pre = pre.add_(bias).unsqueeze(0)
+        else:
+            gathered = state.spatial_rows.gather(1, index.unsqueeze(2).expand(-1, -1, hidden))
+            pre = torch.baddbmm(gathered + bias.unsqueeze(1), rel, spatial["rel"].t().expand(batch, -1, -1))
+        pre = pre.transpose(1, 2).unsqueeze(2)  # (B, H, 1, N), a view: the next product reads it transposed
         if self.spatial_time:
             pre = pre + spatial["t"].view(1, -1, 1, 1) * tt
         z = self.run(self.spatial, pre)  # (B, H, 1 or T, N)

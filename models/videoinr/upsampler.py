@@ -31,11 +31,19 @@ class UpsampleOptions:
     halo: int = 48
     """Low-res pixels of context read around each tile: ``videoinr-s`` v3's 4-level flow pyramid reaches
     about 50 pixels (measured: tiles within 1/255 of the whole frame from 48 on; v2 needed 32)."""
-    chunk: int = 65536
-    """Output points per MLP batch (bounds the query memory)."""
+    chunk: int = 0
+    """Output points x times per MLP batch (bounds the query memory); 0: ``CPU_CHUNK`` on a CPU, ``GPU_CHUNK``
+    elsewhere."""
     align: int = 8
     """Crops start at multiples of this many low-res pixels: the flow pyramid's coarsest stride (8 for
     4 levels), so its pooling sees the same grid in a tile as in the whole frame."""
+
+
+CPU_CHUNK = 32768
+"""Query points x times per batch on a CPU: measured on 2 cores (docs/benchmarks.md), 16K-32K run v3's queries
+25-30% faster than 64K, whose 32-channel activations (8 MB each) no longer stay in the cache between layers."""
+GPU_CHUNK = 65536
+"""Query points x times per batch on a GPU, where larger batches keep the device busy."""
 
 
 @dataclass
@@ -104,6 +112,7 @@ class Upsampler:
             model = model.to(device=self.device, dtype=dtype).eval()
         self.model, self.dtype = model, dtype
         self.options = options or UpsampleOptions()
+        self.chunk = self.options.chunk or (CPU_CHUNK if self.device.type == "cpu" else GPU_CHUNK)
         self.times = StageTimes()
         self._tiles: dict[tuple[int, int], list[Tile]] = {}
 
@@ -175,7 +184,7 @@ class Upsampler:
             points = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], -1)
             cell = (low_w / width, low_h / height)
             with self.precision():
-                rgb = self.model.query_points(state, points, list(times), cell, self.options.chunk)[0]
+                rgb = self.model.query_points(state, points, list(times), cell, self.chunk)[0]
             for out, frame in zip(outputs, rgb.unbind(1)):
                 out[rows[0] : rows[1], cols[0] : cols[1]] = (
                     frame.reshape(3, rows[1] - rows[0], cols[1] - cols[0]).permute(1, 2, 0).float().cpu()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 import av
 import numpy as np
 import pytest
+import torch
 
 from tests.media import audio_span, texture_frames, video_frames, write_clip
 from tests.processes import open_files_under
 from worker.errors import CanceledError, OutputError, ParameterError
 from worker.media import OutputOptions, VideoReader
-from worker.pipeline import UpsampleRequest, plan_output, run_upsample
+from worker.pipeline import UpsampleRequest, load_upsampler, plan_output, render_streams, run_upsample
 
 
 def request(model, **kwargs) -> UpsampleRequest:
@@ -213,6 +216,41 @@ def test_pairs_rendered_side_by_side_give_the_same_frames_in_order(tmp_path, tin
     for streams in ("2", "3"):
         assert results[streams][0] == results["1"][0]
         assert np.array_equal(results[streams][1], results["1"][1])
+
+
+def test_render_threads_split_the_torch_threads_and_the_caller_keeps_its_own(
+    tmp_path, clip_with_audio, tiny_model_path, monkeypatch
+):
+    """On 2 CPU threads: three pairs render at once with one torch thread each (the caller's thread too while
+    it encodes frames), and the caller gets its 2 threads back at the end."""
+    monkeypatch.delenv("VINR_RENDER_STREAMS", raising=False)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        upsampler = load_upsampler(request(tiny_model_path))
+        assert render_streams(upsampler) == (3, 1)
+        seen, render = [], upsampler.render
+
+        def recording_render(*args):  # the real render, noting the thread and its torch threads
+            seen.append((threading.current_thread().name, torch.get_num_threads()))
+            return render(*args)
+
+        upsampler.render = recording_render
+        run_upsample(clip_with_audio, tmp_path / "out.mp4", request(tiny_model_path), upsampler=upsampler)
+        assert len(seen) > 3
+        assert all(name.startswith("vinr-render") and threads == 1 for name, threads in seen)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(8)
+        assert render_streams(upsampler) == (4, 2)
+        monkeypatch.setenv("VINR_RENDER_STREAMS", "2")
+        assert render_streams(upsampler) == (2, 4)
+        monkeypatch.setenv("VINR_RENDER_STREAMS", "1")
+        assert render_streams(upsampler) == (1, 8)
+        monkeypatch.delenv("VINR_RENDER_STREAMS")
+        torch.set_num_threads(1)
+        assert render_streams(upsampler) == (1, 1)
+    finally:
+        torch.set_num_threads(saved)
 
 
 def test_a_bad_render_stream_count_is_refused(tmp_path, clip_with_audio, tiny_model_path, monkeypatch):
