@@ -265,6 +265,7 @@ class VideoINR(nn.Module):
         spatial_map = F.conv2d(features, spatial["feat"][..., None, None]) + F.conv2d(
             images - 0.5, spatial["rgb"][..., None, None]
         )
+        rows = spatial_map.flatten(2).transpose(1, 2).contiguous()  # a query gathers whole rows, not strided columns
         decoder = self.parts(self.decoder[0], self.decoder_inputs)
         project0 = F.conv2d(aligned0, decoder["feat0"][..., None, None])
         project1 = F.conv2d(aligned1, decoder["feat1"][..., None, None])
@@ -274,9 +275,7 @@ class VideoINR(nn.Module):
             features,
             flows,
             torch.stack([image0, image1], 1).flatten(0, 1),  # built once per pair, not per query chunk
-            spatial_map.flatten(2)
-            .transpose(1, 2)
-            .contiguous(),  # rows: a query gathers whole rows, not strided columns
+            rows,
             decoder_maps,
         )
 
@@ -289,7 +288,6 @@ class VideoINR(nn.Module):
     def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """A linear layer over the channels of a channels-first ``(B, C, ...)`` tensor."""
         flat = x.flatten(2)
-        # one item (inference): a plain 2-D product; matmul of 2-D by 3-D copies its operands into another layout
         # one item (inference): a plain 2-D product; matmul of 2-D by 3-D copies its operands into another layout
         out = torch.mm(weight, flat[0]).unsqueeze(0) if flat.shape[0] == 1 else torch.matmul(weight, flat)
         if bias is not None:
