@@ -149,5 +149,6 @@ def test_shipped_checkpoint_beats_bicubic_blend(shipped):
 def test_earlier_versions_stay_loadable_by_versioned_names():
     for name in ("videoinr-s", "videoinr-s-v2", "videoinr-s-v1"):
         assert registry.load(name).config == PRESETS[name]
+    assert registry.load("videoinr-s-v3").config == PRESETS["videoinr-s"]  # v4 is v3 trained longer
     assert registry.load("videoinr-s").config.activation == "relu"
     assert registry.load("videoinr-s-v2").config.hidden == 64
