@@ -11,7 +11,7 @@ import torch
 from models import ops
 from models.bitstream import container
 from models.nrff.decode import open_bitstream
-from models.nrff.fit import FitOptions, fit
+from models.nrff.fit import FitOptions, file_bits, fit
 
 PSNR_FLOOR = 20.0
 """dB the tiny test clip must reach after 200 fitting steps at 0.6 bpp (about 24 dB is typical)."""
@@ -22,7 +22,7 @@ def test_encode_decode_quality_and_header(nrff_clip):
     decoder = open_bitstream(stream)
     h = decoder.header
     assert (h.codec, h.width, h.height, h.frames, h.fps) == ("nrff", 80, 64, 16, 30)
-    assert 8 * len(stream) / frames[..., 0].size < 1.0  # roughly the 0.6 bpp asked for
+    assert 0.85 * 0.6 <= 8 * len(stream) / frames[..., 0].size <= 1.03 * 0.6  # the 0.6 bpp asked for
     decoded = np.stack([image for _, image in decoder.frames()])
     truth = frames.astype(np.float32) / 255
     scores = [ops.psnr(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(decoded, truth)]
@@ -59,3 +59,14 @@ def test_fewer_weight_bits_buy_a_wider_network_in_the_same_budget(nrff_clip):
     assert decoders[5].frame(3).shape == (64, 80, 3)
     with pytest.raises(ValueError, match="weight_bits"):
         fit(frames, Fraction(30), FitOptions(steps=1, minutes=None, weight_bits=7))
+
+
+def test_the_size_model_matches_the_file(nrff_clip):
+    """Rate control chooses the width with ``file_bits``: everything but the keyframes (container,
+    CONF, per-row quantiser tables, the range coder's tables, the coded weights) within 5% of the file."""
+    _, stream = nrff_clip
+    sections = container.parse(stream).sections
+    config = open_bitstream(stream).config
+    expected = file_bits(config["width"], config["depth"], config["frequencies"], 8, len(sections["CONF"])) / 8
+    actual = len(stream) - len(sections["KEYF"])
+    assert abs(actual - expected) <= 0.05 * actual
