@@ -86,9 +86,10 @@ PRESETS: dict[str, VideoINRConfig] = {
         channels=64, encoder_blocks=30, motion_channels=128, fusion_blocks=10, hidden=256, spatial_time=False
     ),
 }
-"""Named configurations. ``videoinr-s`` is the third version (v3: 32-wide ReLU MLPs, no fusion blocks, a
-4-level flow pyramid); ``videoinr-s-v2`` (64-wide GELU MLPs) and ``videoinr-s-v1`` (whose SpatialINR also reads
-t) stay loadable. All three are small enough for CPU inference; ``videoinr-m`` is for GPUs."""
+"""Named configurations. ``videoinr-s`` is the network of v3 and v4 (32-wide ReLU MLPs, no fusion blocks, a
+4-level flow pyramid; checkpoint ``videoinr-s-v3`` holds v3's weights); ``videoinr-s-v2`` (64-wide GELU MLPs)
+and ``videoinr-s-v1`` (whose SpatialINR also reads t) stay loadable. All are small enough for CPU inference;
+``videoinr-m`` is for GPUs."""
 
 
 class ResBlock(nn.Module):
