@@ -18,6 +18,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import current_timestamp
 
 from models.probe import check_bitstream
 from service.settings import Settings
@@ -166,8 +167,9 @@ class RQBackend:
 
     def _recover(self, scan_failed: bool) -> None:
         started, failed = StartedJobRegistry(queue=self.queue), self.queue.failed_job_registry
-        candidates = started.get_expired_job_ids()
-        started.cleanup()
+        now = current_timestamp()  # one cut-off for both: a job expiring between two clocks would be failed unseen
+        candidates = started.get_expired_job_ids(now)
+        started.cleanup(now)
         if scan_failed:
             candidates = failed.get_job_ids()
         for job_id in candidates:
@@ -216,7 +218,10 @@ class RQBackend:
             progress = {"frames_done": total, "frames_total": total}
         if state is State.FAILED:
             result = job.latest_result()
-            return JobState(state, progress, error_line(result.exc_string if result else job.exc_info))
+            exc_string = result.exc_string if result else job.exc_info
+            if self.will_retry(job_id, exc_string):  # its worker died: the next full ``recover`` requeues it
+                return JobState(State.QUEUED, progress)
+            return JobState(state, progress, error_line(exc_string))
         return JobState(state, progress, result=job.return_value() if state is State.FINISHED else None)
 
     def segments_state(self, job: Job) -> JobState:
