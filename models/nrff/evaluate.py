@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.bitstream import keyframes
+from models.bitstream import container, keyframes
 from models.evaluation import carphone_path, classic, mean_psnr, plot, read_clip
 from models.extras import needs_extra
 from models.nrff.decode import open_bitstream
@@ -79,6 +79,9 @@ def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates, weight_bits:
             "nrff_psnr": mean_psnr(decoded, frames),
             "encode_s": encode_s,
             "decode_fps": decode_fps,
+            "gop": decoder.config["gop"],
+            "width": decoder.config["width"],
+            "key_share": len(container.parse(stream).sections["KEYF"]) / len(stream),
         }
         for label, encoder in (("x264", "libx264"), ("x265", "libx265")):
             crf, nbytes, psnr = classic_at_size(frames, encoder, len(stream))
@@ -113,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         "## NRFF vs x264 / x265 (preset medium) at equal size",
         "",
         "| clip | target bpp | NRFF bpp | NRFF PSNR | x264 bpp | x264 PSNR | x265 bpp | x265 PSNR | "
-        "NRFF encode s | NRFF decode fps |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "NRFF encode s | NRFF decode fps | NRFF GOP | keyframes' bytes | width |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = []
     for name, frames in clips.items():
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {r['clip']} | {r['target']:g} | {r['nrff_bpp']:.4f} | {r['nrff_psnr']:.2f} | "
             f"{r['x264_bpp']:.4f} | {r['x264_psnr']:.2f} | {r['x265_bpp']:.4f} | {r['x265_psnr']:.2f} | "
-            f"{r['encode_s']:.0f} | {r['decode_fps']:.1f} |"
+            f"{r['encode_s']:.0f} | {r['decode_fps']:.1f} | {r['gop']} | {r['key_share']:.0%} | {r['width']} |"
         )
     text = "\n".join(lines)
     print(text)

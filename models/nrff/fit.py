@@ -1,8 +1,9 @@
 """The NRFF encoder: fit the flow/residual field to a video and write a ``.nrff`` bitstream.
 
-Rate control toward ``bpp`` (bits per pixel of the whole video): keyframes get ``KEYFRAME_SHARE`` of
-the bits (their CRF is searched), the network's width is the largest whose weights (8 bits each unless
-``weight_bits`` says otherwise) fit the rest.
+Rate control toward ``bpp`` (bits per pixel of the whole video): the GOP length and the keyframes'
+share of the bits follow the rate (``SPLITS``), the keyframes' CRF is searched within that share
+(leaving room for the narrowest network), and the network's width is the largest whose weights (8
+bits each unless ``weight_bits`` says otherwise) fit the rest.
 Keyframes are coded first and the network is fitted to the *decoded* keyframes, so the decoder's
 references are exactly what the encoder saw. Training as in the paper: Adam 1e-3 with a cosine
 schedule, a random subset of rows and columns of a few frames per step, MSE; from ``QAT_FROM`` of the
@@ -25,7 +26,6 @@ import torch
 from torch.func import functional_call
 
 from models.bitstream import container, keyframes, quant
-from models.bitstream.rate import KEYFRAME_CRFS
 from models.nrff.network import NRFF, keyframe_indices, render
 from models.schedule import Budget, cosine, fit_report
 
@@ -37,8 +37,15 @@ level about equally often. 8 is the default. Fewer bits buy a wider network in t
 steps are fitted with the weights rounded as stored): better pictures, slower decoding (docs/codec.md)."""
 QAT_FROM = 0.8
 """Part of the fitting budget after which the network is fitted with its weights quantised as stored."""
-KEYFRAME_SHARE = 0.6
-"""Share of the bit budget given to keyframes (0.6 beat 0.5 in a trial on carphone; docs/codec.md)."""
+KEYFRAME_CRFS = tuple(range(2, 56, 2))
+"""CRFs tried for NRFF's keyframes, best first. The shared ladder stops at CRF 20, where two carphone
+keyframes (GOP 30) take less than their share from 0.1 bpp on, the rest going to the network."""
+SPLITS = ((0.15, 30, 0.6), (float("inf"), 10, 0.8))
+"""``(below this bpp, GOP length, keyframes' share of the bits)``, first match. Measured on carphone's
+60 frames with 5000 steps (docs/codec.md): at 0.1 bpp GOP 30 with 60% gave 31.36 dB and GOP 10 with
+60% 30.85; at 0.2 bpp GOP 10 with 80% gave 33.14 dB, GOP 6 with 80% 33.11 and GOP 30 with 60% 32.60.
+The switch is between the two measured rates. Short trial fits cannot choose it: at 200 or 1000
+steps the keyframe-heavy splits lead at every rate, the network not having learnt yet."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,10 @@ class FitOptions:
     bpp: float = 0.1
     minutes: float | None = 2.0
     steps: int = 2000
-    gop: int = 30
+    gop: int | None = None
+    """Frames per group of pictures (None: by the rate, ``SPLITS``)."""
+    keyframe_share: float | None = None
+    """Share of the bits for the keyframes (None: by the rate, ``SPLITS``)."""
     depth: int = 3
     frequencies: int = 8
     keyframe_codec: str = "av1"
@@ -57,10 +67,17 @@ class FitOptions:
     seed: int = 0
 
 
+def split(options: FitOptions) -> tuple[int, float]:
+    """The GOP length and the keyframes' share of the bits: as given, else by the rate (``SPLITS``)."""
+    gop, share = next((g, s) for below, g, s in SPLITS if options.bpp < below)
+    return options.gop or gop, options.keyframe_share or share
+
+
 def config(options: FitOptions, width: int, steps: int) -> bytes:
     """The CONF section: what the decoder needs to rebuild the network, and how long it was fitted."""
+    gop = split(options)[0]
     return json.dumps(
-        {"gop": options.gop, "width": width, "depth": options.depth, "frequencies": options.frequencies, "steps": steps}
+        {"gop": gop, "width": width, "depth": options.depth, "frequencies": options.frequencies, "steps": steps}
     ).encode()
 
 
@@ -131,10 +148,12 @@ def fit(
     torch.manual_seed(options.seed)
     count, height, width = frames.shape[:3]
     budget = options.bpp * count * height * width
-    indices = keyframe_indices(count, options.gop)
-    key_payload = code_keyframes(frames, indices, budget * KEYFRAME_SHARE, options.keyframe_codec)
-    keys = to_tensor(np.stack(keyframes.decode(key_payload, width, height, len(indices))), device)
+    gop, share = split(options)
+    indices = keyframe_indices(count, gop)
     conf_bytes = len(config(options, 512, options.steps))  # the widest network and the most steps: an upper bound
+    narrowest = file_bits(8, options.depth, options.frequencies, options.weight_bits, conf_bytes)
+    key_payload = code_keyframes(frames, indices, min(budget * share, budget - narrowest), options.keyframe_codec)
+    keys = to_tensor(np.stack(keyframes.decode(key_payload, width, height, len(indices))), device)
     network_bits = budget - 8 * len(key_payload)
     net_width = choose_width(network_bits, options.depth, options.frequencies, options.weight_bits, conf_bytes)
     model = NRFF(net_width, options.depth, options.frequencies).to(device)
@@ -151,7 +170,7 @@ def fit(
         for frame in rng.choice(count, size=min(4, count), replace=False):
             rows = torch.from_numpy(np.sort(rng.choice(height, min(rows_per, height), replace=False))).to(device)
             cols = torch.from_numpy(np.sort(rng.choice(width, min(cols_per, width), replace=False))).to(device)
-            pred = render(net, keys, int(frame), count, options.gop, rows, cols)
+            pred = render(net, keys, int(frame), count, gop, rows, cols)
             truth = target[frame][:, rows][:, :, cols].permute(1, 2, 0).reshape(-1, 3)
             loss = loss + torch.mean((pred - truth) ** 2)
         optimizer.zero_grad(set_to_none=True)

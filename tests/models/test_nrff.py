@@ -11,7 +11,8 @@ import torch
 from models import ops
 from models.bitstream import container
 from models.nrff.decode import open_bitstream
-from models.nrff.fit import FitOptions, file_bits, fit
+from models.nrff.fit import FitOptions, file_bits, fit, split
+from models.nrff.network import keyframe_indices
 
 PSNR_FLOOR = 20.0
 """dB the tiny test clip must reach after 200 fitting steps at 0.6 bpp (about 24 dB is typical)."""
@@ -50,7 +51,11 @@ def test_a_frame_range_decodes_alone(nrff_clip):
 def test_fewer_weight_bits_buy_a_wider_network_in_the_same_budget(nrff_clip):
     frames, _ = nrff_clip
     files = {
-        bits: fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=20, minutes=None, gop=8, weight_bits=bits))
+        bits: fit(
+            frames,
+            Fraction(30),
+            FitOptions(bpp=0.6, steps=20, minutes=None, gop=8, keyframe_share=0.6, weight_bits=bits),
+        )
         for bits in (8, 5)
     }
     decoders = {bits: open_bitstream(data) for bits, data in files.items()}
@@ -70,3 +75,15 @@ def test_the_size_model_matches_the_file(nrff_clip):
     expected = file_bits(config["width"], config["depth"], config["frequencies"], 8, len(sections["CONF"])) / 8
     actual = len(stream) - len(sections["KEYF"])
     assert abs(actual - expected) <= 0.05 * actual
+
+
+def test_the_rate_chooses_the_gop_and_the_keyframe_share_unless_given(nrff_clip):
+    frames, _ = nrff_clip
+    assert split(FitOptions(bpp=0.05)) == (30, 0.6)
+    assert split(FitOptions(bpp=0.2)) == (10, 0.8)  # higher rates: shorter GOPs, more bits to keyframes
+    assert split(FitOptions(bpp=0.2, gop=8, keyframe_share=0.5)) == (8, 0.5)
+    stream = fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=20, minutes=None))
+    decoder = open_bitstream(stream)
+    assert decoder.config["gop"] == 10  # the file records the GOP it was made with, and decodes by it
+    assert len(decoder.keys) == len(keyframe_indices(len(frames), 10)) == 2
+    assert 8 * len(stream) <= 1.03 * 0.6 * frames[..., 0].size
