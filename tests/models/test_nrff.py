@@ -80,7 +80,7 @@ def test_the_size_model_matches_the_file(nrff_clip):
 def test_the_rate_chooses_the_gop_and_the_keyframe_share_unless_given(nrff_clip):
     frames, _ = nrff_clip
     assert split(FitOptions(bpp=0.05)) == (30, 0.6)
-    assert split(FitOptions(bpp=0.2)) == (10, 0.8)  # higher rates: shorter GOPs, more bits to keyframes
+    assert split(FitOptions(bpp=0.2)) == (10, 0.6)  # higher rates: shorter GOPs
     assert split(FitOptions(bpp=0.2, gop=8, keyframe_share=0.5)) == (8, 0.5)
     stream = fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=20, minutes=None))
     decoder = open_bitstream(stream)
