@@ -1,5 +1,5 @@
-"""Rate constants of the neural codecs: D-NeRV's stored weights, and the keyframe CRFs NRFF and the
-D-NeRV base training use (NRFF's weight bits are in ``models/nrff/fit.py``)."""
+"""Rate constants of the neural codecs: D-NeRV's stored weights, and the keyframe CRFs the D-NeRV base
+training uses (NRFF's weight bits, CRFs and splits are in ``models/nrff/fit.py``)."""
 
 from __future__ import annotations
 
@@ -8,4 +8,4 @@ WEIGHT_BITS = 8
 BITS_PER_WEIGHT = 7.0
 """Expected entropy-coded bits per 8-bit weight (for choosing the width)."""
 KEYFRAME_CRFS = tuple(range(20, 56, 3))
-"""CRFs tried for the keyframes."""
+"""CRFs the D-NeRV base training codes its keyframes at (one drawn per window)."""
