@@ -48,8 +48,20 @@ def nrff_clip():
     from tests.media import texture_frames
 
     frames = texture_frames(16, 64, 80, seed=7)
-    data = fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=200, minutes=None, gop=8))
+    data = fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=200, minutes=None, gop=8, residual_share=0))
     return frames, data
+
+
+@pytest.fixture(scope="session")
+def nrff_residual_clip(nrff_clip):
+    """``nrff_clip``'s frames and an NRFF bitstream at 1.5 bpp whose latent residual has 40% of the bits."""
+    from fractions import Fraction
+
+    from models.nrff.fit import FitOptions, fit
+
+    frames = nrff_clip[0]
+    options = FitOptions(bpp=1.5, steps=200, minutes=None, gop=8, residual_share=0.4, residual_steps=150)
+    return frames, fit(frames, Fraction(30), options)
 
 
 @pytest.fixture(scope="session")

@@ -29,28 +29,68 @@ def model_for(counts: np.ndarray) -> constriction.stream.model.Categorical:
     return constriction.stream.model.Categorical(probabilities, perfect=False)
 
 
+def table(symbols: np.ndarray) -> tuple[int, np.ndarray]:
+    """The lowest symbol and the u16 counts (rescaled to about ``COUNT_TOTAL``) of a non-empty 1-D
+    integer array: the model both sides code it with."""
+    low = int(symbols.min())
+    alphabet = int(symbols.max()) - low + 1
+    if alphabet > MAX_ALPHABET:
+        raise BitstreamError(f"encode: {alphabet} distinct symbol values pass {MAX_ALPHABET}")
+    counts = np.bincount((symbols - low).astype(np.int64), minlength=alphabet).astype(np.float64)
+    scaled = np.where(counts > 0, np.maximum(1, np.round(counts * COUNT_TOTAL / counts.sum())), 0)
+    return low, scaled.astype(np.uint16)
+
+
+def pack_table(low: int, counts: np.ndarray) -> bytes:
+    """``i32 lowest symbol | u32 alphabet size A | A x u16 counts``."""
+    return struct.pack("<iI", low, counts.size) + counts.astype("<u2").tobytes()
+
+
+def read_table(payload: bytes, offset: int) -> tuple[int, np.ndarray, int]:
+    """A table written by ``pack_table`` at ``offset``: (lowest symbol, counts, offset after it)."""
+    if len(payload) < offset + 8:
+        raise BitstreamError("entropy.read_table: truncated table header")
+    low, alphabet = struct.unpack_from("<iI", payload, offset)
+    if not 1 <= alphabet <= MAX_ALPHABET or len(payload) < offset + 8 + 2 * alphabet:
+        raise BitstreamError(f"entropy.read_table: alphabet of {alphabet} symbols is invalid or truncated")
+    counts = np.frombuffer(payload, dtype="<u2", count=alphabet, offset=offset + 8).astype(np.uint16)
+    if counts.sum() == 0:
+        raise BitstreamError("entropy.read_table: empty probability table")
+    return low, counts, offset + 8 + 2 * alphabet
+
+
+def encode_words(parts: list[tuple[np.ndarray, int, np.ndarray]]) -> np.ndarray:
+    """Range-code ``(symbols, lowest, counts)`` parts in order into one stream of u32 words; every
+    symbol must lie in its table with a non-zero count."""
+    encoder = constriction.stream.queue.RangeEncoder()
+    for symbols, low, counts in parts:
+        if symbols.size and counts.size > 1:  # a one-symbol alphabet costs nothing
+            encoder.encode((symbols - low).astype(np.int32), model_for(counts))
+    return encoder.get_compressed().astype("<u4")
+
+
+def decode_words(words: np.ndarray, parts: list[tuple[int, int, np.ndarray]]) -> list[np.ndarray]:
+    """Inverse of ``encode_words`` for parts of ``(count, lowest, counts)``."""
+    decoder = constriction.stream.queue.RangeDecoder(words.astype(np.uint32))
+    out = []
+    try:
+        for n, low, counts in parts:
+            single = n == 0 or counts.size == 1
+            shifted = np.zeros(n, np.int32) if single else decoder.decode(model_for(counts), n)
+            out.append(shifted.astype(np.int64) + low)
+    except Exception as exc:  # constriction raises its own errors on inconsistent data
+        raise BitstreamError(f"entropy.decode: corrupt code words: {exc}") from exc
+    return out
+
+
 def encode(symbols: np.ndarray) -> bytes:
     """Range-code a 1-D integer array."""
     symbols = np.asarray(symbols, dtype=np.int64).ravel()
     if symbols.size == 0:
         return struct.pack("<IiI", 0, 0, 0) + struct.pack("<I", 0)
-    low = int(symbols.min())
-    shifted = (symbols - low).astype(np.int32)
-    alphabet = int(shifted.max()) + 1
-    if alphabet > MAX_ALPHABET:
-        raise BitstreamError(f"encode: {alphabet} distinct symbol values pass {MAX_ALPHABET}")
-    counts = np.bincount(shifted, minlength=alphabet).astype(np.float64)
-    scaled = np.where(counts > 0, np.maximum(1, np.round(counts * COUNT_TOTAL / counts.sum())), 0)
-    scaled = scaled.astype(np.uint16)
-    encoder = constriction.stream.queue.RangeEncoder()
-    encoder.encode(shifted, model_for(scaled))
-    words = encoder.get_compressed().astype("<u4")
-    return (
-        struct.pack("<IiI", symbols.size, low, alphabet)
-        + scaled.astype("<u2").tobytes()
-        + struct.pack("<I", words.size)
-        + words.tobytes()
-    )
+    low, counts = table(symbols)
+    words = encode_words([(symbols, low, counts)])
+    return struct.pack("<I", symbols.size) + pack_table(low, counts) + struct.pack("<I", words.size) + words.tobytes()
 
 
 def decode(payload: bytes, max_symbols: int) -> tuple[np.ndarray, int]:
@@ -74,9 +114,5 @@ def decode(payload: bytes, max_symbols: int) -> tuple[np.ndarray, int]:
         return np.zeros(0, dtype=np.int64), offset
     if counts.sum() == 0:
         raise BitstreamError("entropy.decode: empty probability table")
-    words = np.frombuffer(payload, dtype="<u4", count=n_words, offset=offset).astype(np.uint32)
-    try:
-        shifted = constriction.stream.queue.RangeDecoder(words).decode(model_for(counts), n)
-    except Exception as exc:  # constriction raises its own errors on inconsistent data
-        raise BitstreamError(f"entropy.decode: corrupt code words: {exc}") from exc
-    return shifted.astype(np.int64) + low, offset + 4 * n_words
+    words = np.frombuffer(payload, dtype="<u4", count=n_words, offset=offset)
+    return decode_words(words, [(n, low, counts)])[0], offset + 4 * n_words

@@ -11,7 +11,8 @@ import torch
 
 from models.bitstream import container, keyframes, quant
 from models.bitstream.container import BitstreamError
-from models.nrff.network import LIMITS, NRFF, keyframe_indices, render
+from models.nrff import residual
+from models.nrff.network import LIMITS, NRFF, keyframe_indices, predict_frame
 
 ROWS_PER_CHUNK = 64
 """Output rows rendered at once (bounds decoder memory on large frames)."""
@@ -25,18 +26,23 @@ class Decoder:
     config: dict
     model: NRFF
     keys: torch.Tensor  # (K, 3, H, W) in [0, 1]
+    residual: residual.Residual | None = None
 
     @torch.no_grad()
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as RGB float32 ``(H, W, 3)`` in [0, 1]."""
         h = self.header
-        cols = torch.arange(h.width)
-        parts = []
-        for start in range(0, h.height, ROWS_PER_CHUNK):
-            rows = torch.arange(start, min(h.height, start + ROWS_PER_CHUNK))
-            pixels = render(self.model, self.keys, index, h.frames, self.config["gop"], rows, cols)
-            parts.append(pixels.view(len(rows), h.width, 3))
-        return torch.cat(parts).clamp(0, 1).numpy()
+        prediction = predict_frame(self.model, self.keys, index, h.frames, self.config["gop"], ROWS_PER_CHUNK)[None]
+        if self.residual is not None:
+            latents = self.residual.latents(index)
+            parts = [
+                residual.residual_rows(
+                    self.residual.synthesis, latents, prediction, start, min(h.height, start + ROWS_PER_CHUNK)
+                )
+                for start in range(0, h.height, ROWS_PER_CHUNK)
+            ]
+            prediction = prediction + torch.cat(parts, 2)
+        return prediction[0].permute(1, 2, 0).clamp(0, 1).contiguous().numpy()
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         stop = self.header.frames if stop is None else stop
@@ -58,6 +64,13 @@ def read_config(payload: bytes) -> dict:
         value = config.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             raise BitstreamError(f"read_config: {key}={value!r} outside {low}..{high}")
+    if "residual" in config:
+        if not isinstance(config["residual"], dict):
+            raise BitstreamError("read_config: residual is not an object")
+        for key, (low, high) in residual.LIMITS.items():
+            value = config["residual"].get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise BitstreamError(f"read_config: residual {key}={value!r} outside {low}..{high}")
     return config
 
 
@@ -71,6 +84,8 @@ def open_bitstream(data: bytes) -> Decoder:
     if missing:
         raise BitstreamError(f"open_bitstream: missing sections {sorted(missing)}")
     config = read_config(stream.sections["CONF"])
+    if "residual" in config and "RESD" not in stream.sections:
+        raise BitstreamError("open_bitstream: CONF declares a residual and there is no RESD section")
     model = NRFF(config["width"], config["depth"], config["frequencies"]).eval()
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     state = quant.unpack_state(stream.sections["WGTS"], shapes)
@@ -80,4 +95,7 @@ def open_bitstream(data: bytes) -> Decoder:
     if len(keys) != count:
         raise BitstreamError(f"open_bitstream: {len(keys)} keyframes for {count} GOPs")
     tensor = torch.from_numpy(np.stack(keys)).permute(0, 3, 1, 2).float() / 255
-    return Decoder(header, config, model, tensor)
+    resd = None
+    if "residual" in config:
+        resd = residual.unpack(stream.sections["RESD"], config["residual"], header.frames, header.height, header.width)
+    return Decoder(header, config, model, tensor, resd)

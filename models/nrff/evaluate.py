@@ -82,6 +82,7 @@ def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates, weight_bits:
             "gop": decoder.config["gop"],
             "width": decoder.config["width"],
             "key_share": len(container.parse(stream).sections["KEYF"]) / len(stream),
+            "residual_share": len(container.parse(stream).sections.get("RESD", b"")) / len(stream),
         }
         for label, encoder in (("x264", "libx264"), ("x265", "libx265")):
             crf, nbytes, psnr = classic_at_size(frames, encoder, len(stream))
@@ -116,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         "## NRFF vs x264 / x265 (preset medium) at equal size",
         "",
         "| clip | target bpp | NRFF bpp | NRFF PSNR | x264 bpp | x264 PSNR | x265 bpp | x265 PSNR | "
-        "NRFF encode s | NRFF decode fps | NRFF GOP | keyframes' bytes | width |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "NRFF encode s | NRFF decode fps | NRFF GOP | keyframes' bytes | width | residual's bytes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = []
     for name, frames in clips.items():
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {r['clip']} | {r['target']:g} | {r['nrff_bpp']:.4f} | {r['nrff_psnr']:.2f} | "
             f"{r['x264_bpp']:.4f} | {r['x264_psnr']:.2f} | {r['x265_bpp']:.4f} | {r['x265_psnr']:.2f} | "
-            f"{r['encode_s']:.0f} | {r['decode_fps']:.1f} | {r['gop']} | {r['key_share']:.0%} | {r['width']} |"
+            f"{r['encode_s']:.0f} | {r['decode_fps']:.1f} | {r['gop']} | {r['key_share']:.0%} | {r['width']} | "
+            f"{r['residual_share']:.0%} |"
         )
     text = "\n".join(lines)
     print(text)

@@ -26,7 +26,8 @@ import torch
 from torch.func import functional_call
 
 from models.bitstream import container, keyframes, quant
-from models.nrff.network import NRFF, keyframe_indices, render
+from models.nrff.network import NRFF, keyframe_indices, predict_frame, render
+from models.nrff.residual import ResidualOptions, fit_residual, overhead_bits
 from models.schedule import Budget, cosine, fit_report
 
 WEIGHT_BITS = {8: 7.85, 6: 5.9, 5: 4.9}
@@ -40,13 +41,17 @@ QAT_FROM = 0.8
 KEYFRAME_CRFS = tuple(range(2, 56, 2))
 """CRFs tried for NRFF's keyframes, best first. The shared ladder stops at CRF 20, where two carphone
 keyframes (GOP 30) take less than their share from 0.1 bpp on, the rest going to the network."""
-SPLITS = ((0.15, 30, 0.6), (float("inf"), 10, 0.6))
+SPLITS = ((0.15, 30, 0.6, 0.0), (float("inf"), 10, 0.6, 0.3))
 """``(below this bpp, GOP length, keyframes' share of the bits)``, first match. Measured with 5000 steps
 on carphone's 60 frames (docs/codec.md): at 0.1 bpp GOP 30 gave 31.36 dB, GOP 10 30.85 (60% each); at
 0.2 bpp GOP 10 gave 33.01 dB with 60% and 33.14 with 80%, GOP 6 with 80% 33.11, GOP 30 with 60%
 32.60. 80% was not kept: on the D-NeRV evaluation's 16-frame clips (GOP 8, 0.38 bpp) it lost 0.43 dB
 to 60%. The switch is between the two measured rates. Short trial fits cannot choose the split: at
 200 or 1000 steps the keyframe-heavy splits lead at every rate, the network not having learnt yet."""
+
+RESIDUAL_LEAST = 2.0
+"""A latent residual is fitted only if its bits are at least this many times its fixed overhead
+(synthesis weights and tables); otherwise its share goes to the flow network."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,9 @@ class FitOptions:
     """Frames per group of pictures (None: by the rate, ``SPLITS``)."""
     keyframe_share: float | None = None
     """Share of the bits for the keyframes (None: by the rate, ``SPLITS``)."""
+    residual_share: float | None = None
+    """Share of the bits for the latent residual (``models/nrff/residual.py``; 0: none; None: by the rate)."""
+    residual_steps: int = 1000
     depth: int = 3
     frequencies: int = 8
     keyframe_codec: str = "av1"
@@ -68,18 +76,28 @@ class FitOptions:
     seed: int = 0
 
 
-def split(options: FitOptions) -> tuple[int, float]:
-    """The GOP length and the keyframes' share of the bits: as given, else by the rate (``SPLITS``)."""
-    gop, share = next((g, s) for below, g, s in SPLITS if options.bpp < below)
-    return options.gop or gop, options.keyframe_share or share
+def split(options: FitOptions) -> tuple[int, float, float]:
+    """The GOP length, the keyframes' and the latent residual's shares of the bits: as given, else by
+    the rate (``SPLITS``)."""
+    gop, share, resid = next(rule[1:] for rule in SPLITS if options.bpp < rule[0])
+    given = options.residual_share
+    return options.gop or gop, options.keyframe_share or share, resid if given is None else given
 
 
-def config(options: FitOptions, width: int, steps: int) -> bytes:
-    """The CONF section: what the decoder needs to rebuild the network, and how long it was fitted."""
+def config(options: FitOptions, width: int, steps: int, residual_steps: int | None = None) -> bytes:
+    """The CONF section: what the decoder needs to rebuild the networks, and how long they were fitted
+    (``residual_steps`` None: no latent residual)."""
     gop = split(options)[0]
-    return json.dumps(
-        {"gop": gop, "width": width, "depth": options.depth, "frequencies": options.frequencies, "steps": steps}
-    ).encode()
+    conf = {"gop": gop, "width": width, "depth": options.depth, "frequencies": options.frequencies, "steps": steps}
+    if residual_steps is not None:
+        resid_options = residual_options(options, 0.0)
+        conf["residual"] = {"levels": resid_options.levels, "width": resid_options.width, "steps": residual_steps}
+    return json.dumps(conf).encode()
+
+
+def residual_options(options: FitOptions, bits: float) -> ResidualOptions:
+    minutes = options.minutes * split(options)[2] if options.minutes else None
+    return ResidualOptions(bits=bits, steps=options.residual_steps, minutes=minutes, seed=options.seed)
 
 
 def to_tensor(frames: np.ndarray, device) -> torch.Tensor:
@@ -149,19 +167,24 @@ def fit(
     torch.manual_seed(options.seed)
     count, height, width = frames.shape[:3]
     budget = options.bpp * count * height * width
-    gop, share = split(options)
+    gop, share, resid_share = split(options)
+    resid_bits = budget * resid_share
+    if resid_bits < RESIDUAL_LEAST * overhead_bits(residual_options(options, resid_bits), count):
+        resid_share, resid_bits = 0.0, 0.0  # too few bits to pay for the residual's own tables
     indices = keyframe_indices(count, gop)
-    conf_bytes = len(config(options, 512, options.steps))  # the widest network and the most steps: an upper bound
+    conf_bytes = len(config(options, 512, options.steps, options.residual_steps))  # an upper bound
     narrowest = file_bits(8, options.depth, options.frequencies, options.weight_bits, conf_bytes)
-    key_payload = code_keyframes(frames, indices, min(budget * share, budget - narrowest), options.keyframe_codec)
+    key_budget = min(budget * share, budget - resid_bits - narrowest)
+    key_payload = code_keyframes(frames, indices, key_budget, options.keyframe_codec)
     keys = to_tensor(np.stack(keyframes.decode(key_payload, width, height, len(indices))), device)
-    network_bits = budget - 8 * len(key_payload)
+    network_bits = budget - resid_bits - 8 * len(key_payload)
     net_width = choose_width(network_bits, options.depth, options.frequencies, options.weight_bits, conf_bytes)
     model = NRFF(net_width, options.depth, options.frequencies).to(device)
     target = to_tensor(frames, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     rng = np.random.default_rng(options.seed)
-    budget, step = Budget(options.steps, options.minutes), 0
+    minutes = options.minutes * (1 - resid_share) if options.minutes else None
+    budget, step = Budget(options.steps, minutes), 0
     rows_per, cols_per = max(8, height // 4), max(8, width // 4)
     while not budget.exhausted(step):
         for group in optimizer.param_groups:
@@ -183,6 +206,17 @@ def fit(
     weights = quant.pack_state(
         {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, options.weight_bits
     )
+    sections = {"KEYF": key_payload, "WGTS": weights}
+    resid_steps = None
+    if resid_bits:
+        stored = NRFF(net_width, options.depth, options.frequencies).to(device).eval()
+        shapes = {k: tuple(v.shape) for k, v in stored.state_dict().items()}
+        stored.load_state_dict({k: torch.from_numpy(v) for k, v in quant.unpack_state(weights, shapes).items()})
+        with torch.no_grad():  # exactly what the decoder will predict
+            prediction = torch.stack([predict_frame(stored, keys, i, count, gop) for i in range(count)])
+        sections["RESD"], resid_steps = fit_residual(
+            target, prediction, residual_options(options, resid_bits), progress
+        )
     header = container.Header("nrff", width, height, count, Fraction(fps).limit_denominator(1_000_000))
-    sections = {"CONF": config(options, net_width, step), "KEYF": key_payload, "WGTS": weights}
+    sections = {"CONF": config(options, net_width, step, resid_steps), **sections}
     return container.write(container.Bitstream(header, sections))

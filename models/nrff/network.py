@@ -93,3 +93,14 @@ def render(
     warped1 = ops.sample_points(keys[k1 : k1 + 1], (points + out[:, 2:4])[None], "bicubic")[0]
     blend = torch.sigmoid(out[:, 4:5] + 2.0)  # starts near the frame's own GOP keyframe
     return blend * warped0 + (1 - blend) * warped1 + out[:, 5:]
+
+
+def predict_frame(model, keys: torch.Tensor, frame: int, frames: int, gop: int, chunk: int = 64) -> torch.Tensor:
+    """The flow prediction of a whole frame ``(3, H, W)``, rendered ``chunk`` rows at a time."""
+    height, width = keys.shape[-2:]
+    cols = torch.arange(width, device=keys.device)
+    parts = []
+    for start in range(0, height, chunk):
+        rows = torch.arange(start, min(height, start + chunk), device=keys.device)
+        parts.append(render(model, keys, frame, frames, gop, rows, cols).view(len(rows), width, 3))
+    return torch.cat(parts).permute(2, 0, 1)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models import ops
 from models.bitstream import container
+from models.bitstream.container import BitstreamError
+from models.nrff import residual
 from models.nrff.decode import open_bitstream
 from models.nrff.fit import FitOptions, file_bits, fit, split
 from models.nrff.network import keyframe_indices
@@ -54,7 +58,7 @@ def test_fewer_weight_bits_buy_a_wider_network_in_the_same_budget(nrff_clip):
         bits: fit(
             frames,
             Fraction(30),
-            FitOptions(bpp=0.6, steps=20, minutes=None, gop=8, keyframe_share=0.6, weight_bits=bits),
+            FitOptions(bpp=0.6, steps=20, minutes=None, gop=8, keyframe_share=0.6, weight_bits=bits, residual_share=0),
         )
         for bits in (8, 5)
     }
@@ -63,7 +67,7 @@ def test_fewer_weight_bits_buy_a_wider_network_in_the_same_budget(nrff_clip):
     assert decoders[5].config["width"] > decoders[8].config["width"]
     assert decoders[5].frame(3).shape == (64, 80, 3)
     with pytest.raises(ValueError, match="weight_bits"):
-        fit(frames, Fraction(30), FitOptions(steps=1, minutes=None, weight_bits=7))
+        fit(frames, Fraction(30), FitOptions(steps=1, minutes=None, weight_bits=7, residual_share=0))
 
 
 def test_the_size_model_matches_the_file(nrff_clip):
@@ -79,11 +83,85 @@ def test_the_size_model_matches_the_file(nrff_clip):
 
 def test_the_rate_chooses_the_gop_and_the_keyframe_share_unless_given(nrff_clip):
     frames, _ = nrff_clip
-    assert split(FitOptions(bpp=0.05)) == (30, 0.6)
-    assert split(FitOptions(bpp=0.2)) == (10, 0.6)  # higher rates: shorter GOPs
-    assert split(FitOptions(bpp=0.2, gop=8, keyframe_share=0.5)) == (8, 0.5)
-    stream = fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=20, minutes=None))
+    assert split(FitOptions(bpp=0.05))[:2] == (30, 0.6)
+    assert split(FitOptions(bpp=0.2))[:2] == (10, 0.6)  # higher rates: shorter GOPs
+    assert split(FitOptions(bpp=0.2, gop=8, keyframe_share=0.5, residual_share=0.25)) == (8, 0.5, 0.25)
+    assert split(FitOptions(bpp=0.2, residual_share=0))[2] == 0
+    stream = fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=20, minutes=None, residual_share=0))
     decoder = open_bitstream(stream)
     assert decoder.config["gop"] == 10  # the file records the GOP it was made with, and decodes by it
     assert len(decoder.keys) == len(keyframe_indices(len(frames), 10)) == 2
     assert 8 * len(stream) <= 1.03 * 0.6 * frames[..., 0].size
+
+
+def test_the_latent_residual_decodes_within_the_budget_and_improves_the_prediction(nrff_residual_clip):
+    frames, stream = nrff_residual_clip
+    sections = container.parse(stream).sections
+    assert sections.keys() == {"CONF", "KEYF", "WGTS", "RESD"} and stream[4] == container.VERSION == 3
+    assert 0.85 * 1.5 <= 8 * len(stream) / frames[..., 0].size <= 1.03 * 1.5
+    assert 0.2 * len(stream) <= len(sections["RESD"]) <= 0.45 * len(stream)  # about the 40% it was given
+    decoder = open_bitstream(stream)
+    assert decoder.config["residual"]["levels"] == residual.LEVELS
+    truth = frames.astype(np.float32) / 255
+
+    def score():
+        return np.mean(
+            [ops.psnr(torch.from_numpy(decoder.frame(i)), torch.from_numpy(truth[i])) for i in range(len(frames))]
+        )
+
+    with_residual = score()
+    decoder.residual = None  # the flow prediction alone
+    assert with_residual > PSNR_FLOOR and with_residual > score() + 0.5
+
+
+def test_a_residual_frame_decodes_the_same_alone_and_in_a_range(nrff_residual_clip):
+    _, stream = nrff_residual_clip
+    whole = dict(open_bitstream(stream).frames())
+    alone = open_bitstream(stream).frame(9)
+    assert alone.tobytes() == whole[9].tobytes()
+    assert alone.shape == (64, 80, 3) and 0 <= alone.min() and alone.max() <= 1
+
+
+def test_the_residual_rendered_in_row_chunks_equals_the_whole_frame():
+    torch.manual_seed(0)
+    synthesis = residual.Synthesis(3, 8)
+    for p in synthesis.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    latents = [torch.randn(1, 1, h, w) for h, w in residual.grid_sizes(37, 29, 3)]
+    prediction = torch.rand(1, 3, 37, 29)
+    with torch.no_grad():
+        whole = residual.residual_rows(synthesis, latents, prediction, 0, 37)
+        chunks = torch.cat(
+            [residual.residual_rows(synthesis, latents, prediction, s, min(37, s + 8)) for s in range(0, 37, 8)], 2
+        )
+    assert whole.shape == (1, 3, 37, 29)
+    torch.testing.assert_close(chunks, whole, atol=1e-5, rtol=0)
+
+
+def test_upsampling_is_bilinear_with_half_pixel_centres():
+    grid = torch.randn(2, 1, 9, 11)
+    ours = residual.upsample(grid, 18, 22, torch.arange(18))
+    torch.testing.assert_close(ours, F.interpolate(grid, size=(18, 22), mode="bilinear", align_corners=False))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p[:-4],  # a word short
+        lambda p: p[:10],  # truncated inside the weights
+        lambda p: struct.pack("<I", 10**6) + p[4:],  # weights said to pass the section
+        lambda p: p + bytes(4),  # trailing bytes the word counts do not account for
+    ],
+)
+def test_a_damaged_residual_section_with_a_valid_crc_is_refused(nrff_residual_clip, damage):
+    stream = container.parse(nrff_residual_clip[1])
+    stream.sections["RESD"] = damage(stream.sections["RESD"])
+    with pytest.raises(BitstreamError):
+        open_bitstream(container.write(stream))
+
+
+def test_a_residual_declared_in_conf_without_its_section_is_refused(nrff_residual_clip):
+    stream = container.parse(nrff_residual_clip[1])
+    del stream.sections["RESD"]
+    with pytest.raises(BitstreamError, match="RESD"):
+        open_bitstream(container.write(stream))

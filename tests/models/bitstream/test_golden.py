@@ -29,6 +29,15 @@ def test_version_1_nrff_decodes():
     assert mean_psnr(decoded, truth) == pytest.approx(22.60, abs=0.05)
 
 
+def test_version_2_nrff_decodes():
+    data = (GOLDEN / "v2.nrff").read_bytes()
+    assert data[4] == 2 and container.VERSION > 2
+    decoded = as_bytes(open_bitstream(data).frames())
+    truth = texture_frames(8, 32, 48, seed=22)
+    assert decoded.shape == truth.shape
+    assert mean_psnr(decoded, truth) == pytest.approx(18.69, abs=0.05)
+
+
 def test_version_1_dnerv_library_decodes():
     data = (GOLDEN / "v1.dnerv").read_bytes()
     assert data[4] == 1

@@ -1,0 +1,294 @@
+"""NRFF's latent residual: per-frame multi-resolution latent grids and a small synthesis network
+(after Cool-chic, Ladune et al. ICCV 2023, and C3, Kim et al. CVPR 2024).
+
+Each frame has ``levels`` one-channel grids, level ``k`` of ``ceil(H / 2^k) x ceil(W / 2^k)``
+integers. The decoder upsamples them bilinearly to the frame, stacks them with the flow prediction
+(3 channels) and runs the synthesis: two 1x1 layers of ``width`` channels (GELU), then one 3x3
+convolution (edges repeated) to the RGB residual added to the prediction. The grids are fitted with
+the rate in the loss, ``MSE + lambda * bits per pixel``, the rate estimated from one zero-mean
+Laplace per level (learned scale) with uniform noise standing for the rounding, then with the
+rounding itself (straight through) from ``HARD_FROM`` of the budget. ``lambda`` is steered during
+fitting so the estimated rate meets the bits given; if the coded latents still pass them, the
+rounding's dead zone around zero widens until they fit. Stored: each level's integers under one
+histogram per level (``models/bitstream/entropy.py``), one range-coded stream per frame, so a frame
+decodes without the others.
+
+Deviations from Cool-chic: a factorised prior (no autoregressive context model: decoding stays one
+vectorised call per level) and bilinear upsampling (no learned filters); the synthesis also sees
+the prediction (conditional residual coding).
+
+RESD section (little-endian)::
+
+    u32 P | P bytes synthesis weights (models/bitstream/quant.py, 8-bit)
+    levels x entropy table (i32 lowest | u32 A | A x u16 counts)
+    frames x u32 words per frame | the frames' u32 words, in order
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from models.bitstream import entropy, quant
+from models.bitstream.container import BitstreamError
+from models.schedule import Budget, cosine
+
+LEVELS = 7
+"""Latent grids per frame, full resolution down to 1/64."""
+WIDTH = 16
+"""Channels of the synthesis network's hidden layers."""
+LIMITS = {"levels": (1, 8), "width": (4, 64)}
+"""Accepted ranges of the residual's configuration in a file."""
+HARD_FROM = 0.7
+"""Part of the budget after which the latents are rounded (straight through) instead of noised."""
+LATENT_LIMIT = 1000
+"""Latents are clamped to +-this many steps (bounds each level's alphabet)."""
+PIXELS_PER_STEP = 400_000
+"""Most pixels one fitting step renders (frames are taken in batches below this)."""
+WEIGHT_BITS = 8
+"""Bits per stored synthesis weight."""
+SCALE_START = 0.2
+"""Initial scale of each level's Laplace (in quantisation steps): zeros start nearly free."""
+SCALE_LR = 0.05
+"""Peak learning rate of the Laplace log-scales (they must follow the latents within a few steps)."""
+LATENT_LR = 0.05
+"""Peak learning rate of the latents (in quantisation steps: they must grow past the rounding soon)."""
+LAMBDA_START = 1e-3
+"""Initial weight of the rate (MSE per bit per pixel)."""
+LAMBDA_GAIN = 0.01
+"""Per step, lambda is multiplied by ``exp(gain * (estimated / given bits - 1))`` (the ratio clipped to +-1)."""
+LAMBDA_RANGE = (1e-6, 1e-1)
+RATE_SMOOTHING = 0.9
+"""The rate control follows an exponential average of the batches' estimated bits (weight of the past)."""
+
+
+def grid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
+    return [(-(-height // 2**k), -(-width // 2**k)) for k in range(levels)]
+
+
+def axis_taps(size_in: int, size_out: int, positions: torch.Tensor):
+    """Bilinear taps (half-pixel centres, edges clamped): two source indices and the second's weight."""
+    source = ((positions.to(torch.float32) + 0.5) * (size_in / size_out) - 0.5).clamp(min=0)
+    first = source.floor().long().clamp(max=size_in - 1)
+    return first, (first + 1).clamp(max=size_in - 1), (source - first)
+
+
+def upsample(grid: torch.Tensor, height: int, width: int, rows: torch.Tensor) -> torch.Tensor:
+    """``(N, C, h, w)`` -> ``(N, C, len(rows), width)``: rows ``rows`` of the grid upsampled to ``height x width``."""
+    r0, r1, wr = axis_taps(grid.shape[-2], height, rows)
+    c0, c1, wc = axis_taps(grid.shape[-1], width, torch.arange(width, device=grid.device))
+    wr, wc = wr.to(grid.dtype)[:, None], wc.to(grid.dtype)
+    tall = grid[:, :, r0] * (1 - wr) + grid[:, :, r1] * wr
+    return tall[..., c0] * (1 - wc) + tall[..., c1] * wc
+
+
+class Synthesis(nn.Module):
+    """Upsampled latents and the prediction ``(N, R, W, levels + 3)`` -> RGB residual ``(N, 3, R', W)``.
+    The 1x1 layers are ``Linear`` over channels-last pixels: twice as fast as 1x1 convolutions on CPU."""
+
+    def __init__(self, levels: int = LEVELS, width: int = WIDTH):
+        super().__init__()
+        self.mix = nn.Sequential(nn.Linear(levels + 3, width), nn.GELU(), nn.Linear(width, width), nn.GELU())
+        self.out = nn.Conv2d(width, 3, 3)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, features: torch.Tensor, top: bool = True, bottom: bool = True) -> torch.Tensor:
+        """``top``/``bottom``: the rows reach the frame's edge there (repeated), else one row of context
+        on that side is consumed by the 3x3 convolution."""
+        hidden = F.pad(self.mix(features).permute(0, 3, 1, 2), (1, 1, int(top), int(bottom)), mode="replicate")
+        return self.out(hidden)
+
+
+def residual_rows(
+    synthesis: Callable, latents: list[torch.Tensor], prediction: torch.Tensor, start: int, stop: int
+) -> torch.Tensor:
+    """Residual ``(N, 3, stop - start, W)`` of rows ``start:stop``; ``prediction`` is ``(N, 3, H, W)``,
+    ``latents`` one ``(N, 1, h_k, w_k)`` grid per level."""
+    height, width = prediction.shape[-2:]
+    low, high = max(0, start - 1), min(height, stop + 1)
+    rows = torch.arange(low, high, device=prediction.device)
+    grids = [upsample(grid, height, width, rows)[:, 0] for grid in latents]
+    features = torch.stack([*grids, *prediction[:, :, low:high].unbind(1)], -1)
+    return synthesis(features, top=start == 0, bottom=stop == height)
+
+
+def laplace_bits(values: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """Bits of integers (or noisy stand-ins) under a zero-mean discretised Laplace, summed."""
+    scale = log_scale.clamp(min=-6).exp()
+    edge = -values.abs()  # the mass of a bin is symmetric: take the negative side, no cancellation
+    top = edge + 0.5  # both branches stay finite, so neither poisons the other's gradient
+    upper = torch.where(
+        top < 0, 0.5 * torch.exp(top.clamp(max=0) / scale), 1 - 0.5 * torch.exp(-top.clamp(min=0) / scale)
+    )
+    lower = 0.5 * torch.exp((edge - 0.5) / scale)
+    return -torch.log2((upper - lower).clamp_min(1e-9)).sum()
+
+
+@dataclass(frozen=True)
+class ResidualOptions:
+    bits: float
+    """Bits the RESD section may take in all."""
+    steps: int = 1000
+    minutes: float | None = None
+    lr: float = 1e-2
+    levels: int = LEVELS
+    width: int = WIDTH
+    seed: int = 0
+
+
+def overhead_bits(options: ResidualOptions, frames: int) -> float:
+    """Bits of the section besides its latents' code words: weights (at most 8 bits each plus their
+    tables), the tables per level (an alphabet of about 64 values each), a word count per frame."""
+    params = sum(p.numel() for p in Synthesis(options.levels, options.width).parameters())
+    weights = 8 * (5 + 4 * (2 * options.width + 3 + 4) + 16 + 2 * 2**WEIGHT_BITS) + params * WEIGHT_BITS
+    return 32 + weights + options.levels * 8 * (8 + 2 * 64) + 32 * (frames + 1)
+
+
+def fit_residual(
+    target: torch.Tensor, prediction: torch.Tensor, options: ResidualOptions, progress: Callable | None = None
+) -> tuple[bytes, int]:
+    """Fit latents and synthesis to ``target - prediction`` (both ``(T, 3, H, W)`` in [0, 1]);
+    returns the RESD payload and the steps taken."""
+    generator = torch.Generator().manual_seed(options.seed)
+    torch.manual_seed(options.seed)
+    count, _, height, width = target.shape
+    device = target.device
+    synthesis = Synthesis(options.levels, options.width).to(device)
+    latents = [
+        [nn.Parameter(torch.zeros(1, 1, h, w, device=device)) for h, w in grid_sizes(height, width, options.levels)]
+        for _ in range(count)
+    ]
+    log_scales = nn.Parameter(torch.full((options.levels,), math.log(SCALE_START), device=device))
+    groups = [
+        {"params": list(synthesis.parameters()), "peak": options.lr},
+        {"params": [p for frame in latents for p in frame], "peak": LATENT_LR},
+        {"params": [log_scales], "peak": SCALE_LR},
+    ]
+    optimizer = torch.optim.Adam(groups, lr=options.lr)
+    latent_bits = options.bits - overhead_bits(options, count)
+    if latent_bits <= 0:
+        raise ValueError(f"fit_residual: {options.bits:.0f} bits leave nothing for the latents")
+    batch = max(1, min(count, PIXELS_PER_STEP // (height * width)))
+    budget, step, lam, order, rate = Budget(options.steps, options.minutes), 0, LAMBDA_START, [], None
+    while not budget.exhausted(step):
+        spent = budget.spent(step)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine(group["peak"], spent, floor=0.01)
+        if len(order) < batch:
+            order = torch.randperm(count, generator=generator).tolist()
+        chosen, order = order[:batch], order[batch:]
+        hard = spent >= HARD_FROM
+        grids, stored_bits = [], 0.0
+        for level in range(options.levels):
+            values = torch.cat([latents[i][level] for i in chosen])
+            noise = values.round() - values if hard else torch.rand_like(values) - 0.5
+            grids.append(values + noise.detach())
+            with torch.no_grad():  # what the rounded latents would cost: the rate control's measure
+                stored_bits += laplace_bits(values.round(), log_scales[level]).item() * count / len(chosen)
+        bits = sum(laplace_bits(g, log_scales[k]) for k, g in enumerate(grids)) * count / len(chosen)
+        net = quantised(synthesis) if hard else synthesis
+        residual = residual_rows(net, grids, prediction[chosen], 0, height)
+        mse = torch.mean((prediction[chosen] + residual - target[chosen]) ** 2)
+        loss = mse + lam * bits / (count * height * width)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        rate = stored_bits if rate is None else RATE_SMOOTHING * rate + (1 - RATE_SMOOTHING) * stored_bits
+        error = max(-1.0, min(1.0, rate / latent_bits - 1))
+        lam = min(LAMBDA_RANGE[1], max(LAMBDA_RANGE[0], lam * math.exp(LAMBDA_GAIN * error)))
+        step += 1
+        if progress and (step % 20 == 0 or budget.exhausted(step)):
+            progress({"step": step, "mse": mse.item(), "bits": stored_bits, "lambda": lam})
+    values = [[grid.detach().cpu() for grid in frame] for frame in latents]
+    return pack_within(synthesis, values, options.bits), step
+
+
+def pack_within(synthesis: Synthesis, values: list[list[torch.Tensor]], bits: float) -> bytes:
+    """The RESD payload with the latents rounded, widening the rounding's dead zone around zero (0.05
+    steps at a time) until the payload fits ``bits``: the rate control's estimate is not a bound."""
+    for dead_zone in np.arange(0.0, 1.0, 0.05):
+        ints = [[dead_zone_round(v, dead_zone) for v in frame] for frame in values]
+        payload = pack(synthesis, ints, len(values[0]))
+        if 8 * len(payload) <= bits:
+            break
+    return payload
+
+
+def dead_zone_round(values: torch.Tensor, dead_zone: float) -> np.ndarray:
+    """Round to integers, values within ``0.5 + dead_zone`` of zero going to zero."""
+    magnitude = (values.abs() - dead_zone).clamp(min=0).round().clamp(max=LATENT_LIMIT)
+    return (values.sign() * magnitude).long().numpy()
+
+
+def quantised(synthesis: Synthesis) -> Callable[..., torch.Tensor]:
+    """The synthesis with its weights as the file stores them, gradients passing straight through."""
+    stored = {name: quant.fake_quantize(p, WEIGHT_BITS) for name, p in synthesis.named_parameters()}
+    return lambda *args, **kwargs: functional_call(synthesis, stored, args, kwargs)
+
+
+def pack(synthesis: Synthesis, ints: list[list[np.ndarray]], levels: int) -> bytes:
+    weights = quant.pack_state({k: v.detach().cpu().numpy() for k, v in synthesis.state_dict().items()}, WEIGHT_BITS)
+    tables = [entropy.table(np.concatenate([frame[k].ravel() for frame in ints])) for k in range(levels)]
+    words = [entropy.encode_words([(frame[k].ravel(), *tables[k]) for k in range(levels)]) for frame in ints]
+    return b"".join(
+        [
+            struct.pack("<I", len(weights)),
+            weights,
+            *(entropy.pack_table(low, counts) for low, counts in tables),
+            np.array([w.size for w in words], dtype="<u4").tobytes(),
+            *(w.tobytes() for w in words),
+        ]
+    )
+
+
+@dataclass
+class Residual:
+    """A parsed RESD section: the synthesis and each frame's coded latents, decoded on demand."""
+
+    synthesis: Synthesis
+    tables: list[tuple[int, np.ndarray]]
+    words: list[np.ndarray]
+    height: int
+    width: int
+
+    def latents(self, index: int) -> list[torch.Tensor]:
+        """Frame ``index``'s grids, ``(1, 1, h_k, w_k)`` float32 each."""
+        sizes = grid_sizes(self.height, self.width, len(self.tables))
+        parts = [(h * w, low, counts) for (h, w), (low, counts) in zip(sizes, self.tables)]
+        values = entropy.decode_words(self.words[index], parts)
+        return [torch.from_numpy(v.astype(np.float32)).view(1, 1, h, w) for v, (h, w) in zip(values, sizes)]
+
+
+def unpack(payload: bytes, config: dict, frames: int, height: int, width: int) -> Residual:
+    """Parse a RESD section for a file of ``frames`` frames of ``height x width``; BitstreamError if malformed."""
+    if len(payload) < 4:
+        raise BitstreamError("residual.unpack: truncated")
+    (size,) = struct.unpack_from("<I", payload)
+    if size > len(payload) - 4:
+        raise BitstreamError("residual.unpack: the synthesis weights pass the section")
+    synthesis = Synthesis(config["levels"], config["width"]).eval()
+    shapes = {k: tuple(v.shape) for k, v in synthesis.state_dict().items()}
+    state = quant.unpack_state(payload[4 : 4 + size], shapes)
+    synthesis.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    offset, tables = 4 + size, []
+    for _ in range(config["levels"]):
+        low, counts, offset = entropy.read_table(payload, offset)
+        tables.append((low, counts))
+    if len(payload) < offset + 4 * frames:
+        raise BitstreamError("residual.unpack: truncated word counts")
+    counts = np.frombuffer(payload, "<u4", frames, offset).astype(np.int64)
+    offset += 4 * frames
+    if 4 * int(counts.sum()) != len(payload) - offset:
+        raise BitstreamError("residual.unpack: the word counts do not match the section's size")
+    starts = offset + 4 * np.concatenate([[0], np.cumsum(counts)[:-1]])
+    words = [np.frombuffer(payload, "<u4", int(n), int(s)) for s, n in zip(starts, counts)]
+    return Residual(synthesis, tables, words, height, width)
