@@ -183,7 +183,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     def report(p: dict) -> None:
         if bar:
-            bar.update(p["step"], p["steps"], f"loss {p['loss']:.5f} PSNR {p['psnr']:.2f} dB")
+            stage = f"{p['stage']}: " if "stage" in p else ""
+            bar.update(p["step"], p["steps"], f"{stage}loss {p['loss']:.5f} PSNR {p['psnr']:.2f} dB")
 
     result = run_encode(
         args.input,

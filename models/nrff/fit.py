@@ -49,9 +49,15 @@ on carphone's 60 frames (docs/codec.md): at 0.1 bpp GOP 30 gave 31.36 dB, GOP 10
 to 60%. The switch is between the two measured rates. Short trial fits cannot choose the split: at
 200 or 1000 steps the keyframe-heavy splits lead at every rate, the network not having learnt yet."""
 
+RESIDUAL_TIME = 0.6
+"""Part of ``minutes`` the latent residual gets when the time binds (the flow network takes the rest
+first; with steps binding, 5000 flow steps and 1000 residual steps took 67 and 172 s on carphone)."""
 RESIDUAL_LEAST = 2.0
 """A latent residual is fitted only if its bits are at least this many times its fixed overhead
 (synthesis weights and tables); otherwise its share goes to the flow network."""
+RESIDUAL_LEAST_STEPS = 100
+"""Nor with fewer fitting steps than this: its rate control cannot settle (at 40 steps on the bundled
+sample it spent a tenth of its bits)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,8 @@ class FitOptions:
     """Share of the bits for the keyframes (None: by the rate, ``SPLITS``)."""
     residual_share: float | None = None
     """Share of the bits for the latent residual (``models/nrff/residual.py``; 0: none; None: by the rate)."""
-    residual_steps: int = 1000
+    residual_steps: int | None = None
+    """Fitting steps of the latent residual (None: a fifth of ``steps``, the measured 5000 to 1000)."""
     depth: int = 3
     frequencies: int = 8
     keyframe_codec: str = "av1"
@@ -95,9 +102,9 @@ def config(options: FitOptions, width: int, steps: int, residual_steps: int | No
     return json.dumps(conf).encode()
 
 
-def residual_options(options: FitOptions, bits: float) -> ResidualOptions:
-    minutes = options.minutes * split(options)[2] if options.minutes else None
-    return ResidualOptions(bits=bits, steps=options.residual_steps, minutes=minutes, seed=options.seed)
+def residual_options(options: FitOptions, bits: float, minutes: float | None = None) -> ResidualOptions:
+    steps = options.residual_steps or max(1, options.steps // 5)
+    return ResidualOptions(bits=bits, steps=steps, minutes=minutes, seed=options.seed)
 
 
 def to_tensor(frames: np.ndarray, device) -> torch.Tensor:
@@ -169,10 +176,11 @@ def fit(
     budget = options.bpp * count * height * width
     gop, share, resid_share = split(options)
     resid_bits = budget * resid_share
-    if resid_bits < RESIDUAL_LEAST * overhead_bits(residual_options(options, resid_bits), count):
-        resid_share, resid_bits = 0.0, 0.0  # too few bits to pay for the residual's own tables
+    few_bits = resid_bits < RESIDUAL_LEAST * overhead_bits(residual_options(options, resid_bits), count)
+    if few_bits or residual_options(options, resid_bits).steps < RESIDUAL_LEAST_STEPS:
+        resid_share, resid_bits = 0.0, 0.0  # it could not pay for its own tables, or learn to spend its bits
     indices = keyframe_indices(count, gop)
-    conf_bytes = len(config(options, 512, options.steps, options.residual_steps))  # an upper bound
+    conf_bytes = len(config(options, 512, options.steps, residual_options(options, 0).steps))  # an upper bound
     narrowest = file_bits(8, options.depth, options.frequencies, options.weight_bits, conf_bytes)
     key_budget = min(budget * share, budget - resid_bits - narrowest)
     key_payload = code_keyframes(frames, indices, key_budget, options.keyframe_codec)
@@ -183,7 +191,7 @@ def fit(
     target = to_tensor(frames, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     rng = np.random.default_rng(options.seed)
-    minutes = options.minutes * (1 - resid_share) if options.minutes else None
+    minutes = options.minutes * (1 - RESIDUAL_TIME) if options.minutes and resid_bits else options.minutes
     budget, step = Budget(options.steps, minutes), 0
     rows_per, cols_per = max(8, height // 4), max(8, width // 4)
     while not budget.exhausted(step):
@@ -214,8 +222,9 @@ def fit(
         stored.load_state_dict({k: torch.from_numpy(v) for k, v in quant.unpack_state(weights, shapes).items()})
         with torch.no_grad():  # exactly what the decoder will predict
             prediction = torch.stack([predict_frame(stored, keys, i, count, gop) for i in range(count)])
+        left = max(0.05, options.minutes - budget.elapsed() / 60) if options.minutes else None
         sections["RESD"], resid_steps = fit_residual(
-            target, prediction, residual_options(options, resid_bits), progress
+            target, prediction, residual_options(options, resid_bits, left), progress
         )
     header = container.Header("nrff", width, height, count, Fraction(fps).limit_denominator(1_000_000))
     sections = {"CONF": config(options, net_width, step, resid_steps), **sections}

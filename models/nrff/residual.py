@@ -39,7 +39,7 @@ from torch.func import functional_call
 
 from models.bitstream import entropy, quant
 from models.bitstream.container import BitstreamError
-from models.schedule import Budget, cosine
+from models.schedule import Budget, cosine, fit_report
 
 LEVELS = 7
 """Latent grids per frame, full resolution down to 1/64."""
@@ -133,6 +133,15 @@ def laplace_bits(values: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     return -torch.log2((upper - lower).clamp_min(1e-9)).sum()
 
 
+def histogram_bits(integers: torch.Tensor) -> float:
+    """Bits of integer-valued values coded with their own histogram (what ``entropy`` spends on them,
+    its table aside): the rate control's measure, closer to the file than the Laplace estimate."""
+    flat = integers.flatten().long()
+    counts = torch.bincount(flat - flat.min()).double()
+    probabilities = counts[counts > 0] / flat.numel()
+    return -(counts[counts > 0] * probabilities.log2()).sum().item()
+
+
 @dataclass(frozen=True)
 class ResidualOptions:
     bits: float
@@ -192,8 +201,7 @@ def fit_residual(
             values = torch.cat([latents[i][level] for i in chosen])
             noise = values.round() - values if hard else torch.rand_like(values) - 0.5
             grids.append(values + noise.detach())
-            with torch.no_grad():  # what the rounded latents would cost: the rate control's measure
-                stored_bits += laplace_bits(values.round(), log_scales[level]).item() * count / len(chosen)
+            stored_bits += histogram_bits(values.detach().round()) * count / len(chosen)
         bits = sum(laplace_bits(g, log_scales[k]) for k, g in enumerate(grids)) * count / len(chosen)
         net = quantised(synthesis) if hard else synthesis
         residual = residual_rows(net, grids, prediction[chosen], 0, height)
@@ -207,7 +215,8 @@ def fit_residual(
         lam = min(LAMBDA_RANGE[1], max(LAMBDA_RANGE[0], lam * math.exp(LAMBDA_GAIN * error)))
         step += 1
         if progress and (step % 20 == 0 or budget.exhausted(step)):
-            progress({"step": step, "mse": mse.item(), "bits": stored_bits, "lambda": lam})
+            report = fit_report(step, options.steps, mse.item(), budget.elapsed())
+            progress({**report, "stage": "residual", "bits": stored_bits, "lambda": lam})
     values = [[grid.detach().cpu() for grid in frame] for frame in latents]
     return pack_within(synthesis, values, options.bits), step
 

@@ -165,3 +165,15 @@ def test_a_residual_declared_in_conf_without_its_section_is_refused(nrff_residua
     del stream.sections["RESD"]
     with pytest.raises(BitstreamError, match="RESD"):
         open_bitstream(container.write(stream))
+
+
+def test_the_residual_reports_progress_like_the_flow_network_and_needs_steps(nrff_clip):
+    frames = nrff_clip[0]
+    reports = []
+    options = FitOptions(bpp=1.5, steps=20, minutes=None, gop=8, residual_share=0.4, residual_steps=100)
+    stream = fit(frames, Fraction(30), options, progress=reports.append)
+    assert "RESD" in container.parse(stream).sections
+    assert all({"step", "steps", "loss", "psnr"} <= r.keys() for r in reports)  # what `vinr encode` shows
+    assert [r["step"] for r in reports if r.get("stage") == "residual"][-1] == 100
+    few = fit(frames, Fraction(30), FitOptions(bpp=1.5, steps=20, minutes=None, gop=8, residual_share=0.4))
+    assert "RESD" not in container.parse(few).sections  # 4 residual steps could not spend its bits
