@@ -64,10 +64,11 @@ LATENT_LR = 0.05
 LAMBDA_START = 1e-3
 """Initial weight of the rate (MSE per bit per pixel)."""
 LAMBDA_GAIN = 0.01
-"""Per step, lambda is multiplied by ``exp(gain * (estimated / given bits - 1))`` (the ratio clipped to +-1)."""
+"""Per step, lambda is multiplied by ``exp(gain * (measured / given bits - 1))`` (clipped to +-1): the
+measure is ``histogram_bits`` of the rounded latents, smoothed."""
 LAMBDA_RANGE = (1e-6, 1e-1)
 RATE_SMOOTHING = 0.9
-"""The rate control follows an exponential average of the batches' estimated bits (weight of the past)."""
+"""The rate control follows an exponential average of the batches' histogram bits (weight of the past)."""
 
 
 def grid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
@@ -154,10 +155,16 @@ class ResidualOptions:
     seed: int = 0
 
 
+def synthesis_parameters(levels: int, width: int) -> int:
+    """Parameters of ``Synthesis(levels, width)``, counted without building it (building one would
+    draw from torch's random generator and change the flow network's initialisation)."""
+    return (levels + 3 + 1) * width + (width + 1) * width + width * 3 * 9 + 3
+
+
 def overhead_bits(options: ResidualOptions, frames: int) -> float:
     """Bits of the section besides its latents' code words: weights (at most 8 bits each plus their
     tables), the tables per level (an alphabet of about 64 values each), a word count per frame."""
-    params = sum(p.numel() for p in Synthesis(options.levels, options.width).parameters())
+    params = synthesis_parameters(options.levels, options.width)
     weights = 8 * (5 + 4 * (2 * options.width + 3 + 4) + 16 + 2 * 2**WEIGHT_BITS) + params * WEIGHT_BITS
     return 32 + weights + options.levels * 8 * (8 + 2 * 64) + 32 * (frames + 1)
 

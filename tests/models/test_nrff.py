@@ -177,3 +177,14 @@ def test_the_residual_reports_progress_like_the_flow_network_and_needs_steps(nrf
     assert [r["step"] for r in reports if r.get("stage") == "residual"][-1] == 100
     few = fit(frames, Fraction(30), FitOptions(bpp=1.5, steps=20, minutes=None, gop=8, residual_share=0.4))
     assert "RESD" not in container.parse(few).sections  # 4 residual steps could not spend its bits
+
+
+def test_the_residual_budget_does_not_touch_the_random_generator():
+    """Sizing the residual must not change the flow network's initialisation (files below 0.15 bpp
+    are the same as before the residual existed)."""
+    assert residual.synthesis_parameters(7, 16) == sum(p.numel() for p in residual.Synthesis(7, 16).parameters())
+    torch.manual_seed(3)
+    residual.overhead_bits(residual.ResidualOptions(bits=1e5), 60)
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    assert torch.equal(after, torch.rand(1))
