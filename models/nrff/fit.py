@@ -180,7 +180,8 @@ def fit(
     if few_bits or residual_options(options, resid_bits).steps < RESIDUAL_LEAST_STEPS:
         resid_share, resid_bits = 0.0, 0.0  # it could not pay for its own tables, or learn to spend its bits
     indices = keyframe_indices(count, gop)
-    conf_bytes = len(config(options, 512, options.steps, residual_options(options, 0).steps))  # an upper bound
+    resid_steps = residual_options(options, resid_bits).steps if resid_bits else None
+    conf_bytes = len(config(options, 512, options.steps, resid_steps))  # an upper bound
     narrowest = file_bits(8, options.depth, options.frequencies, options.weight_bits, conf_bytes)
     key_budget = min(budget * share, budget - resid_bits - narrowest)
     key_payload = code_keyframes(frames, indices, key_budget, options.keyframe_codec)
@@ -215,7 +216,6 @@ def fit(
         {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, options.weight_bits
     )
     sections = {"KEYF": key_payload, "WGTS": weights}
-    resid_steps = None
     if resid_bits:
         stored = NRFF(net_width, options.depth, options.frequencies).to(device).eval()
         shapes = {k: tuple(v.shape) for k, v in stored.state_dict().items()}

@@ -188,3 +188,13 @@ def test_the_residual_budget_does_not_touch_the_random_generator():
     after = torch.rand(1)
     torch.manual_seed(3)
     assert torch.equal(after, torch.rand(1))
+
+
+def test_a_residual_too_small_to_fit_leaves_no_trace_in_the_file(nrff_clip):
+    """At 0.2 bpp the rule gives the residual 30%, too few bits on this clip: the file must be the one
+    made with no residual asked for."""
+    frames = nrff_clip[0]
+    by_rule = fit(frames, Fraction(30), FitOptions(bpp=0.2, steps=20, minutes=None))
+    without = fit(frames, Fraction(30), FitOptions(bpp=0.2, steps=20, minutes=None, residual_share=0))
+    assert "RESD" not in container.parse(by_rule).sections
+    assert by_rule == without
