@@ -9,9 +9,12 @@ shapes its model has, so nothing in a file can make the decoder allocate beyond 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
+from torch.func import functional_call
 
 from models.bitstream import entropy
 from models.bitstream.container import BitstreamError
@@ -89,6 +92,26 @@ def unpack_state(payload: bytes, shapes: dict[str, tuple[int, ...]]) -> dict[str
             raise BitstreamError(f"unpack_state: {name} decodes to non-finite values")
         out[name], start = values, start + count
     return out
+
+
+def pack_module(module: nn.Module, bits: int) -> bytes:
+    """``pack_state`` of a module's parameters and buffers."""
+    return pack_state({k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}, bits)
+
+
+def load_module(module: nn.Module, payload: bytes) -> nn.Module:
+    """``module`` with the weights ``pack_state`` stored in ``payload`` (shapes are the module's own)."""
+    shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    state = unpack_state(payload, shapes)
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    return module
+
+
+def as_stored(module: nn.Module, bits: int) -> Callable[..., torch.Tensor]:
+    """``module`` called with its weights as ``pack_state`` will store them at ``bits`` bits, the
+    gradients passing straight through (quantisation-aware fitting)."""
+    stored = {name: fake_quantize(p, bits) for name, p in module.named_parameters()}
+    return lambda *args, **kwargs: functional_call(module, stored, args, kwargs)
 
 
 def pack_delta(ints: dict[str, np.ndarray], steps: dict[str, float]) -> bytes:

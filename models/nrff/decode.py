@@ -60,18 +60,20 @@ def read_config(payload: bytes) -> dict:
         raise BitstreamError(f"read_config: CONF is not JSON: {exc}") from exc
     if not isinstance(config, dict):
         raise BitstreamError("read_config: CONF is not an object")
-    for key, (low, high) in LIMITS.items():
-        value = config.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise BitstreamError(f"read_config: {key}={value!r} outside {low}..{high}")
+    check_limits(config, LIMITS, "")
     if "residual" in config:
         if not isinstance(config["residual"], dict):
             raise BitstreamError("read_config: residual is not an object")
-        for key, (low, high) in residual.LIMITS.items():
-            value = config["residual"].get(key)
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise BitstreamError(f"read_config: residual {key}={value!r} outside {low}..{high}")
+        check_limits(config["residual"], residual.LIMITS, "residual ")
     return config
+
+
+def check_limits(fields: dict, limits: dict[str, tuple[int, int]], label: str) -> None:
+    """Every field named in ``limits`` is an integer within its range, else BitstreamError."""
+    for key, (low, high) in limits.items():
+        value = fields.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise BitstreamError(f"read_config: {label}{key}={value!r} outside {low}..{high}")
 
 
 def open_bitstream(data: bytes) -> Decoder:
@@ -86,10 +88,8 @@ def open_bitstream(data: bytes) -> Decoder:
     config = read_config(stream.sections["CONF"])
     if "residual" in config and "RESD" not in stream.sections:
         raise BitstreamError("open_bitstream: CONF declares a residual and there is no RESD section")
-    model = NRFF(config["width"], config["depth"], config["frequencies"]).eval()
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    state = quant.unpack_state(stream.sections["WGTS"], shapes)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    network = NRFF(config["width"], config["depth"], config["frequencies"]).eval()
+    model = quant.load_module(network, stream.sections["WGTS"])
     count = len(keyframe_indices(header.frames, config["gop"]))
     keys = keyframes.decode(stream.sections["KEYF"], header.width, header.height, max_frames=count)
     if len(keys) != count:

@@ -67,7 +67,7 @@ def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates, weight_bits:
         started = time.monotonic()
         stream = fit(frames, Fraction(30), FitOptions(bpp=bpp, minutes=None, steps=steps, weight_bits=weight_bits))
         encode_s = time.monotonic() - started
-        decoder = open_bitstream(stream)
+        decoder, sections = open_bitstream(stream), container.parse(stream).sections
         started = time.monotonic()
         decoded = np.stack([(image * 255 + 0.5).astype(np.uint8) for _, image in decoder.frames()])
         decode_fps = len(decoded) / (time.monotonic() - started)
@@ -81,8 +81,8 @@ def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates, weight_bits:
             "decode_fps": decode_fps,
             "gop": decoder.config["gop"],
             "width": decoder.config["width"],
-            "key_share": len(container.parse(stream).sections["KEYF"]) / len(stream),
-            "residual_share": len(container.parse(stream).sections.get("RESD", b"")) / len(stream),
+            "key_share": len(sections["KEYF"]) / len(stream),
+            "residual_share": len(sections.get("RESD", b"")) / len(stream),
         }
         for label, encoder in (("x264", "libx264"), ("x265", "libx265")):
             crf, nbytes, psnr = classic_at_size(frames, encoder, len(stream))

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
-from functools import partial
 
 import numpy as np
 import torch
-from torch.func import functional_call
 
 from models.bitstream import container, keyframes, quant
 from models.nrff.network import NRFF, keyframe_indices, predict_frame, render
@@ -42,8 +40,9 @@ KEYFRAME_CRFS = tuple(range(2, 56, 2))
 """CRFs tried for NRFF's keyframes, best first. The shared ladder stops at CRF 20, where two carphone
 keyframes (GOP 30) take less than their share from 0.1 bpp on, the rest going to the network."""
 SPLITS = ((0.15, 30, 0.6, 0.0), (float("inf"), 10, 0.6, 0.3))
-"""``(below this bpp, GOP length, keyframes' share of the bits)``, first match. Measured with 5000 steps
-on carphone's 60 frames (docs/codec.md): at 0.1 bpp GOP 30 gave 31.36 dB, GOP 10 30.85 (60% each); at
+"""``(below this bpp, GOP length, keyframes' share, latent residual's share of the bits)``, first
+match. The residual's share: docs/codec.md, "The latent residual". Measured with 5000 steps on
+carphone's 60 frames (docs/codec.md): at 0.1 bpp GOP 30 gave 31.36 dB, GOP 10 30.85 (60% each); at
 0.2 bpp GOP 10 gave 33.01 dB with 60% and 33.14 with 80%, GOP 6 with 80% 33.11, GOP 30 with 60%
 32.60. 80% was not kept: on the D-NeRV evaluation's 16-frame clips (GOP 8, 0.38 bpp) it lost 0.43 dB
 to 60%. The switch is between the two measured rates. Short trial fits cannot choose the split: at
@@ -91,20 +90,24 @@ def split(options: FitOptions) -> tuple[int, float, float]:
     return options.gop or gop, options.keyframe_share or share, resid if given is None else given
 
 
-def config(options: FitOptions, width: int, steps: int, residual_steps: int | None = None) -> bytes:
+def config(options: FitOptions, width: int, steps: int, residual: ResidualOptions | None = None) -> bytes:
     """The CONF section: what the decoder needs to rebuild the networks, and how long they were fitted
-    (``residual_steps`` None: no latent residual)."""
+    (``residual`` None: no latent residual)."""
     gop = split(options)[0]
     conf = {"gop": gop, "width": width, "depth": options.depth, "frequencies": options.frequencies, "steps": steps}
-    if residual_steps is not None:
-        resid_options = residual_options(options, 0.0)
-        conf["residual"] = {"levels": resid_options.levels, "width": resid_options.width, "steps": residual_steps}
+    if residual is not None:
+        conf["residual"] = {"levels": residual.levels, "width": residual.width, "steps": residual.steps}
     return json.dumps(conf).encode()
 
 
-def residual_options(options: FitOptions, bits: float, minutes: float | None = None) -> ResidualOptions:
+def residual_options(options: FitOptions, bits: float, frames: int) -> ResidualOptions | None:
+    """What the latent residual is given, or None when it could not pay for its own tables or learn to
+    spend its bits (``RESIDUAL_LEAST``, ``RESIDUAL_LEAST_STEPS``): its share then goes to the flow network."""
     steps = options.residual_steps or max(1, options.steps // 5)
-    return ResidualOptions(bits=bits, steps=steps, minutes=minutes, seed=options.seed)
+    residual = ResidualOptions(bits=bits, steps=steps, seed=options.seed)
+    if bits < RESIDUAL_LEAST * overhead_bits(residual, frames) or steps < RESIDUAL_LEAST_STEPS:
+        return None
+    return residual
 
 
 def to_tensor(frames: np.ndarray, device) -> torch.Tensor:
@@ -158,13 +161,6 @@ def choose_width(budget_bits: float, depth: int, frequencies: int, weight_bits: 
     return width
 
 
-def quantised(model: NRFF, bits: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``model`` with its weights as the file will store them (rows of ``bits``-bit integers), the
-    gradients passing straight through."""
-    stored = {name: quant.fake_quantize(p, bits) for name, p in model.named_parameters()}
-    return partial(functional_call, model, stored)
-
-
 def fit(
     frames: np.ndarray, fps: Fraction, options: FitOptions, device="cpu", progress: Callable[[dict], None] | None = None
 ) -> bytes:
@@ -175,13 +171,10 @@ def fit(
     count, height, width = frames.shape[:3]
     budget = options.bpp * count * height * width
     gop, share, resid_share = split(options)
-    resid_bits = budget * resid_share
-    few_bits = resid_bits < RESIDUAL_LEAST * overhead_bits(residual_options(options, resid_bits), count)
-    if few_bits or residual_options(options, resid_bits).steps < RESIDUAL_LEAST_STEPS:
-        resid_share, resid_bits = 0.0, 0.0  # it could not pay for its own tables, or learn to spend its bits
+    residual = residual_options(options, budget * resid_share, count)
+    resid_bits = residual.bits if residual else 0.0
     indices = keyframe_indices(count, gop)
-    resid_steps = residual_options(options, resid_bits).steps if resid_bits else None
-    conf_bytes = len(config(options, 512, options.steps, resid_steps))  # an upper bound
+    conf_bytes = len(config(options, 512, options.steps, residual))  # an upper bound
     narrowest = file_bits(8, options.depth, options.frequencies, options.weight_bits, conf_bytes)
     key_budget = min(budget * share, budget - resid_bits - narrowest)
     key_payload = code_keyframes(frames, indices, key_budget, options.keyframe_codec)
@@ -192,13 +185,13 @@ def fit(
     target = to_tensor(frames, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     rng = np.random.default_rng(options.seed)
-    minutes = options.minutes * (1 - RESIDUAL_TIME) if options.minutes and resid_bits else options.minutes
+    minutes = options.minutes * (1 - RESIDUAL_TIME) if options.minutes and residual else options.minutes
     budget, step = Budget(options.steps, minutes), 0
     rows_per, cols_per = max(8, height // 4), max(8, width // 4)
     while not budget.exhausted(step):
         for group in optimizer.param_groups:
             group["lr"] = cosine(options.lr, budget.spent(step))
-        net = quantised(model, options.weight_bits) if budget.spent(step) >= QAT_FROM else model
+        net = quant.as_stored(model, options.weight_bits) if budget.spent(step) >= QAT_FROM else model
         loss = 0.0
         for frame in rng.choice(count, size=min(4, count), replace=False):
             rows = torch.from_numpy(np.sort(rng.choice(height, min(rows_per, height), replace=False))).to(device)
@@ -212,20 +205,15 @@ def fit(
         step += 1
         if progress and (step % 20 == 0 or step == options.steps):
             progress(fit_report(step, options.steps, loss.item() / min(4, count), budget.elapsed()))
-    weights = quant.pack_state(
-        {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}, options.weight_bits
-    )
+    weights = quant.pack_module(model, options.weight_bits)
     sections = {"KEYF": key_payload, "WGTS": weights}
-    if resid_bits:
-        stored = NRFF(net_width, options.depth, options.frequencies).to(device).eval()
-        shapes = {k: tuple(v.shape) for k, v in stored.state_dict().items()}
-        stored.load_state_dict({k: torch.from_numpy(v) for k, v in quant.unpack_state(weights, shapes).items()})
+    if residual:
+        stored = quant.load_module(NRFF(net_width, options.depth, options.frequencies).eval(), weights).to(device)
         with torch.no_grad():  # exactly what the decoder will predict
             prediction = torch.stack([predict_frame(stored, keys, i, count, gop) for i in range(count)])
         left = max(0.05, options.minutes - budget.elapsed() / 60) if options.minutes else None
-        sections["RESD"], resid_steps = fit_residual(
-            target, prediction, residual_options(options, resid_bits, left), progress
-        )
+        sections["RESD"], taken = fit_residual(target, prediction, replace(residual, minutes=left), progress)
+        residual = replace(residual, steps=taken)
     header = container.Header("nrff", width, height, count, Fraction(fps).limit_denominator(1_000_000))
-    sections = {"CONF": config(options, net_width, step, resid_steps), **sections}
+    sections = {"CONF": config(options, net_width, step, residual), **sections}
     return container.write(container.Bitstream(header, sections))

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from models.bitstream import entropy, quant
 from models.bitstream.container import BitstreamError
@@ -210,7 +209,7 @@ def fit_residual(
             grids.append(values + noise.detach())
             stored_bits += histogram_bits(values.detach().round()) * count / len(chosen)
         bits = sum(laplace_bits(g, log_scales[k]) for k, g in enumerate(grids)) * count / len(chosen)
-        net = quantised(synthesis) if hard else synthesis
+        net = quant.as_stored(synthesis, WEIGHT_BITS) if hard else synthesis
         residual = residual_rows(net, grids, prediction[chosen], 0, height)
         mse = torch.mean((prediction[chosen] + residual - target[chosen]) ** 2)
         loss = mse + lam * bits / (count * height * width)
@@ -240,19 +239,14 @@ def pack_within(synthesis: Synthesis, values: list[list[torch.Tensor]], bits: fl
 
 
 def dead_zone_round(values: torch.Tensor, dead_zone: float) -> np.ndarray:
-    """Round to integers, values within ``0.5 + dead_zone`` of zero going to zero."""
+    """Round to integers after moving every value ``dead_zone`` toward zero: values within
+    ``0.5 + dead_zone`` of zero become zero, the others shrink by that much before rounding."""
     magnitude = (values.abs() - dead_zone).clamp(min=0).round().clamp(max=LATENT_LIMIT)
     return (values.sign() * magnitude).long().numpy()
 
 
-def quantised(synthesis: Synthesis) -> Callable[..., torch.Tensor]:
-    """The synthesis with its weights as the file stores them, gradients passing straight through."""
-    stored = {name: quant.fake_quantize(p, WEIGHT_BITS) for name, p in synthesis.named_parameters()}
-    return lambda *args, **kwargs: functional_call(synthesis, stored, args, kwargs)
-
-
 def pack(synthesis: Synthesis, ints: list[list[np.ndarray]], levels: int) -> bytes:
-    weights = quant.pack_state({k: v.detach().cpu().numpy() for k, v in synthesis.state_dict().items()}, WEIGHT_BITS)
+    weights = quant.pack_module(synthesis, WEIGHT_BITS)
     tables = [entropy.table(np.concatenate([frame[k].ravel() for frame in ints])) for k in range(levels)]
     words = [entropy.encode_words([(frame[k].ravel(), *tables[k]) for k in range(levels)]) for frame in ints]
     return b"".join(
@@ -291,10 +285,7 @@ def unpack(payload: bytes, config: dict, frames: int, height: int, width: int) -
     (size,) = struct.unpack_from("<I", payload)
     if size > len(payload) - 4:
         raise BitstreamError("residual.unpack: the synthesis weights pass the section")
-    synthesis = Synthesis(config["levels"], config["width"]).eval()
-    shapes = {k: tuple(v.shape) for k, v in synthesis.state_dict().items()}
-    state = quant.unpack_state(payload[4 : 4 + size], shapes)
-    synthesis.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    synthesis = quant.load_module(Synthesis(config["levels"], config["width"]).eval(), payload[4 : 4 + size])
     offset, tables = 4 + size, []
     for _ in range(config["levels"]):
         low, counts, offset = entropy.read_table(payload, offset)
