@@ -4,7 +4,7 @@ Byte layout (all integers little-endian)::
 
     offset size  field
     0      4     magic  b"VINR"
-    4      1     version (3; files of versions 1 and 2 are read too)
+    4      1     version (4; files of versions 1 to 3 are read too)
     5      1     codec id (1 = NRFF, 2 = D-NeRV)
     6      2     section count n (<= MAX_SECTIONS)
     8      2     width  (1 .. MAX_SIDE)
@@ -37,12 +37,13 @@ from fractions import Fraction
 from typing import BinaryIO
 
 MAGIC = b"VINR"
-VERSION = 3
+VERSION = 4
 """The version written. 2: D-NeRV libraries of videos of different sizes, whose header holds the
 largest size, and libraries that reference a shipped base decoder. 3: NRFF files may carry a latent
 residual (a RESD section; a version-2 reader would ignore it and decode wrong pictures, so it must
-refuse the file). Every earlier version is still read."""
-READABLE = (1, 2, 3)
+refuse the file). 4: the latent residual's values are context-coded (``models/bitstream/contexts.py``;
+a version-3 reader would misread the RESD section). Every earlier version is still read."""
+READABLE = (1, 2, 3, 4)
 NEURAL_CODECS = {1: "nrff", 2: "dnerv"}
 """Codec id -> name."""
 MAX_SIDE = 8192

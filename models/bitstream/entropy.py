@@ -69,18 +69,29 @@ def encode_words(parts: list[tuple[np.ndarray, int, np.ndarray]]) -> np.ndarray:
     return encoder.get_compressed().astype("<u4")
 
 
+class Reader:
+    """Decodes the parts of one ``encode_words`` stream one at a time, so a part's length and table may
+    depend on the symbols before it."""
+
+    def __init__(self, words: np.ndarray):
+        self.decoder = constriction.stream.queue.RangeDecoder(words.astype(np.uint32))
+
+    def read(self, n: int, low: int, counts: np.ndarray, model=None) -> np.ndarray:
+        """The next ``n`` symbols, coded under ``(low, counts)`` (``model``: ``model_for(counts)``, when
+        the caller keeps it for many reads)."""
+        if n == 0 or counts.size == 1:
+            return np.full(n, low, np.int64)
+        try:
+            shifted = self.decoder.decode(model or model_for(counts), n)
+        except Exception as exc:  # constriction raises its own errors on inconsistent data
+            raise BitstreamError(f"entropy.decode: corrupt code words: {exc}") from exc
+        return shifted.astype(np.int64) + low
+
+
 def decode_words(words: np.ndarray, parts: list[tuple[int, int, np.ndarray]]) -> list[np.ndarray]:
     """Inverse of ``encode_words`` for parts of ``(count, lowest, counts)``."""
-    decoder = constriction.stream.queue.RangeDecoder(words.astype(np.uint32))
-    out = []
-    try:
-        for n, low, counts in parts:
-            single = n == 0 or counts.size == 1
-            shifted = np.zeros(n, np.int32) if single else decoder.decode(model_for(counts), n)
-            out.append(shifted.astype(np.int64) + low)
-    except Exception as exc:  # constriction raises its own errors on inconsistent data
-        raise BitstreamError(f"entropy.decode: corrupt code words: {exc}") from exc
-    return out
+    reader = Reader(words)
+    return [reader.read(n, low, counts) for n, low, counts in parts]
 
 
 def encode(symbols: np.ndarray) -> bytes:

@@ -65,6 +65,9 @@ def read_config(payload: bytes) -> dict:
         if not isinstance(config["residual"], dict):
             raise BitstreamError("read_config: residual is not an object")
         check_limits(config["residual"], residual.LIMITS, "residual ")
+        coding = config["residual"].get("coding", residual.CODINGS[0])
+        if coding not in residual.CODINGS:
+            raise BitstreamError(f"read_config: residual coding {coding!r} is not one of {residual.CODINGS}")
     return config
 
 

@@ -25,7 +25,7 @@ import torch
 
 from models.bitstream import container, keyframes, quant
 from models.nrff.network import NRFF, keyframe_indices, predict_frame, render
-from models.nrff.residual import ResidualOptions, fit_residual, overhead_bits
+from models.nrff.residual import CODINGS, ResidualOptions, fit_residual, overhead_bits
 from models.schedule import Budget, cosine, fit_report
 
 WEIGHT_BITS = {8: 7.85, 6: 5.9, 5: 4.9}
@@ -96,7 +96,12 @@ def config(options: FitOptions, width: int, steps: int, residual: ResidualOption
     gop = split(options)[0]
     conf = {"gop": gop, "width": width, "depth": options.depth, "frequencies": options.frequencies, "steps": steps}
     if residual is not None:
-        conf["residual"] = {"levels": residual.levels, "width": residual.width, "steps": residual.steps}
+        conf["residual"] = {
+            "levels": residual.levels,
+            "width": residual.width,
+            "steps": residual.steps,
+            "coding": CODINGS[1],
+        }
     return json.dumps(conf).encode()
 
 

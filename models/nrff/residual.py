@@ -8,19 +8,22 @@ convolution (edges repeated) to the RGB residual added to the prediction. The gr
 the rate in the loss, ``MSE + lambda * bits per pixel``, the rate estimated from one zero-mean
 Laplace per level (learned scale) with uniform noise standing for the rounding, then with the
 rounding itself (straight through) from ``HARD_FROM`` of the budget. ``lambda`` is steered during
-fitting so the estimated rate meets the bits given; if the coded latents still pass them, the
-rounding's dead zone around zero widens until they fit. Stored: each level's integers under one
-histogram per level (``models/bitstream/entropy.py``), one range-coded stream per frame, so a frame
-decodes without the others.
+fitting (a proportional-integral control of ``log lambda``) so the coded rate of the rounded latents
+meets the bits given; if the coded latents still pass them, the rounding's dead zone around zero
+widens until they fit. Stored: each level's integers context-coded (``models/bitstream/contexts.py``:
+each value under a table chosen by its already-decoded neighbours, one set of tables per level for all
+frames), one range-coded stream per frame, so a frame decodes without the others.
 
-Deviations from Cool-chic: a factorised prior (no autoregressive context model: decoding stays one
-vectorised call per level) and bilinear upsampling (no learned filters); the synthesis also sees
-the prediction (conditional residual coding).
+Deviations from Cool-chic: no learned autoregressive model (the context is the binned magnitude of
+already-decoded neighbours in a 2x2 polyphase order, so decoding stays a few vectorised calls per
+level, and the tables are integer, so decoding is exact on any machine) and bilinear upsampling (no
+learned filters); the synthesis also sees the prediction (conditional residual coding).
 
 RESD section (little-endian)::
 
     u32 P | P bytes synthesis weights (models/bitstream/quant.py, 8-bit)
-    levels x entropy table (i32 lowest | u32 A | A x u16 counts)
+    levels x context tables (models/bitstream/contexts.py; files of container version 3, whose CONF
+             has no residual.coding: levels x entropy table, i32 lowest | u32 A | A x u16 counts)
     frames x u32 words per frame | the frames' u32 words, in order
 """
 
@@ -36,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.bitstream import entropy, quant
+from models.bitstream import contexts, entropy, quant
 from models.bitstream.container import BitstreamError
 from models.schedule import Budget, cosine, fit_report
 
@@ -46,6 +49,9 @@ WIDTH = 16
 """Channels of the synthesis network's hidden layers."""
 LIMITS = {"levels": (1, 8), "width": (4, 64)}
 """Accepted ranges of the residual's configuration in a file."""
+CODINGS = ("histogram", "contexts")
+"""How a file's latents are coded (CONF ``residual.coding``; absent: the first): one histogram per
+level (container version 3), or context-coded (``models/bitstream/contexts.py``, version 4 on)."""
 HARD_FROM = 0.7
 """Part of the budget after which the latents are rounded (straight through) instead of noised."""
 LATENT_LIMIT = 1000
@@ -63,11 +69,19 @@ LATENT_LR = 0.05
 LAMBDA_START = 1e-3
 """Initial weight of the rate (MSE per bit per pixel)."""
 LAMBDA_GAIN = 0.01
-"""Per step, lambda is multiplied by ``exp(gain * (measured / given bits - 1))`` (clipped to +-1): the
-measure is ``histogram_bits`` of the rounded latents, smoothed."""
+"""Integral gain of the rate control: per step, ``log lambda``'s integral part moves by this times the
+error ``log(measured / given bits)`` (clipped to +-1); the measure is ``coded_bits`` of the rounded
+latents, smoothed."""
+LAMBDA_PROPORTIONAL = 0.5
+"""Proportional gain: ``lambda = exp(integral + this * error)``. It damps the overshoot of a purely
+integral control, which on bigbuckbunny at 0.2 bpp swung from 3 times the bits given to 70% of them
+and left a quarter of them unspent (docs/codec.md)."""
+HOLD_UNTIL = 0.3
+"""The integral part holds still until the rate first reaches the bits given or this part of the
+budget is spent: while the latents grow from zero, a low rate says nothing about lambda (anti-windup)."""
 LAMBDA_RANGE = (1e-6, 1e-1)
 RATE_SMOOTHING = 0.9
-"""The rate control follows an exponential average of the batches' histogram bits (weight of the past)."""
+"""The rate control follows an exponential average of the batches' coded bits (weight of the past)."""
 
 
 def grid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
@@ -133,13 +147,11 @@ def laplace_bits(values: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     return -torch.log2((upper - lower).clamp_min(1e-9)).sum()
 
 
-def histogram_bits(integers: torch.Tensor) -> float:
-    """Bits of integer-valued values coded with their own histogram (what ``entropy`` spends on them,
-    its table aside): the rate control's measure, closer to the file than the Laplace estimate."""
-    flat = integers.flatten().long()
-    counts = torch.bincount(flat - flat.min()).double()
-    probabilities = counts[counts > 0] / flat.numel()
-    return -(counts[counts > 0] * probabilities.log2()).sum().item()
+def coded_bits(grids: torch.Tensor) -> float:
+    """Bits of one level's integer-valued grids ``(N, 1, h, w)`` coded together under their context
+    tables (``contexts.estimate_bits``): the rate control's measure, closer to the file than the Laplace
+    estimate."""
+    return contexts.estimate_bits(grids[:, 0].long().cpu().numpy())
 
 
 @dataclass(frozen=True)
@@ -162,10 +174,10 @@ def synthesis_parameters(levels: int, width: int) -> int:
 
 def overhead_bits(options: ResidualOptions, frames: int) -> float:
     """Bits of the section besides its latents' code words: weights (at most 8 bits each plus their
-    tables), the tables per level (an alphabet of about 64 values each), a word count per frame."""
+    tables), the context tables of each level (at most 5 bytes per group), a word count per frame."""
     params = synthesis_parameters(options.levels, options.width)
     weights = 8 * (5 + 4 * (2 * options.width + 3 + 4) + 16 + 2 * 2**WEIGHT_BITS) + params * WEIGHT_BITS
-    return 32 + weights + options.levels * 8 * (8 + 2 * 64) + 32 * (frames + 1)
+    return 32 + weights + options.levels * 8 * (2 + 5 * contexts.GROUPS) + 32 * (frames + 1)
 
 
 def fit_residual(
@@ -193,7 +205,8 @@ def fit_residual(
     if latent_bits <= 0:
         raise ValueError(f"fit_residual: {options.bits:.0f} bits leave nothing for the latents")
     batch = max(1, min(count, PIXELS_PER_STEP // (height * width)))
-    budget, step, lam, order, rate = Budget(options.steps, options.minutes), 0, LAMBDA_START, [], None
+    budget, step, order, rate = Budget(options.steps, options.minutes), 0, [], None
+    log_integral, lam, crossed = math.log(LAMBDA_START), LAMBDA_START, False
     while not budget.exhausted(step):
         spent = budget.spent(step)
         for group in optimizer.param_groups:
@@ -207,7 +220,7 @@ def fit_residual(
             values = torch.cat([latents[i][level] for i in chosen])
             noise = values.round() - values if hard else torch.rand_like(values) - 0.5
             grids.append(values + noise.detach())
-            stored_bits += histogram_bits(values.detach().round()) * count / len(chosen)
+            stored_bits += coded_bits(values.detach().round()) * count / len(chosen)
         bits = sum(laplace_bits(g, log_scales[k]) for k, g in enumerate(grids)) * count / len(chosen)
         net = quant.as_stored(synthesis, WEIGHT_BITS) if hard else synthesis
         residual = residual_rows(net, grids, prediction[chosen], 0, height)
@@ -217,8 +230,12 @@ def fit_residual(
         loss.backward()
         optimizer.step()
         rate = stored_bits if rate is None else RATE_SMOOTHING * rate + (1 - RATE_SMOOTHING) * stored_bits
-        error = max(-1.0, min(1.0, rate / latent_bits - 1))
-        lam = min(LAMBDA_RANGE[1], max(LAMBDA_RANGE[0], lam * math.exp(LAMBDA_GAIN * error)))
+        error = max(-1.0, min(1.0, math.log(max(rate, 1.0) / latent_bits)))
+        crossed = crossed or error >= 0 or spent >= HOLD_UNTIL
+        if crossed:
+            low, high = (math.log(v) for v in LAMBDA_RANGE)
+            log_integral = min(high, max(low, log_integral + LAMBDA_GAIN * error))
+        lam = min(LAMBDA_RANGE[1], max(LAMBDA_RANGE[0], math.exp(log_integral + LAMBDA_PROPORTIONAL * error)))
         step += 1
         if progress and (step % 20 == 0 or budget.exhausted(step)):
             report = fit_report(step, options.steps, mse.item(), budget.elapsed())
@@ -228,32 +245,48 @@ def fit_residual(
 
 
 def pack_within(synthesis: Synthesis, values: list[list[torch.Tensor]], bits: float) -> bytes:
-    """The RESD payload with the latents rounded, widening the rounding's dead zone around zero (0.05
-    steps at a time) until the payload fits ``bits``: the rate control's estimate is not a bound."""
-    for dead_zone in np.arange(0.0, 1.0, 0.05):
-        ints = [[dead_zone_round(v, dead_zone) for v in frame] for frame in values]
-        payload = pack(synthesis, ints, len(values[0]))
-        if 8 * len(payload) <= bits:
-            break
-    return payload
+    """The RESD payload with the latents rounded; if it passes ``bits`` (the rate control's estimate is
+    not a bound), the fewest of the smallest non-zero latents are zeroed until it fits, their number
+    bisected. The smallest are the ones the fit left nearest the rounding's edge: many sit just above
+    0.5, where the rate's pull and the distortion's push balance."""
+    levels = len(values[0])
+    rounded = [[v[0, 0].round().clamp(-LATENT_LIMIT, LATENT_LIMIT).long().numpy() for v in frame] for frame in values]
+    payload = pack(synthesis, rounded, levels)
+    if 8 * len(payload) <= bits:
+        return payload
+    magnitudes = [[v[0, 0].abs().numpy() for v in frame] for frame in values]
+    edges = np.sort(np.concatenate([m[r != 0] for frame, rs in zip(magnitudes, rounded) for m, r in zip(frame, rs)]))
 
+    def zeroed(count: int) -> bytes:
+        """The payload with the ``count`` smallest non-zero latents zeroed."""
+        edge = edges[count - 1]
+        ints = [[np.where(m <= edge, 0, r) for m, r in zip(frame, rs)] for frame, rs in zip(magnitudes, rounded)]
+        return pack(synthesis, ints, levels)
 
-def dead_zone_round(values: torch.Tensor, dead_zone: float) -> np.ndarray:
-    """Round to integers after moving every value ``dead_zone`` toward zero: values within
-    ``0.5 + dead_zone`` of zero become zero, the others shrink by that much before rounding."""
-    magnitude = (values.abs() - dead_zone).clamp(min=0).round().clamp(max=LATENT_LIMIT)
-    return (values.sign() * magnitude).long().numpy()
+    low, high, best = 0, edges.size, zeroed(edges.size)  # all zeroed is kept even if it does not fit
+    while high - low > 1:
+        middle = (low + high) // 2
+        candidate = zeroed(middle)
+        if 8 * len(candidate) <= bits:
+            high, best = middle, candidate
+        else:
+            low = middle
+    return best
 
 
 def pack(synthesis: Synthesis, ints: list[list[np.ndarray]], levels: int) -> bytes:
     weights = quant.pack_module(synthesis, WEIGHT_BITS)
-    tables = [entropy.table(np.concatenate([frame[k].ravel() for frame in ints])) for k in range(levels)]
-    words = [entropy.encode_words([(frame[k].ravel(), *tables[k]) for k in range(levels)]) for frame in ints]
+    tables = [contexts.fit_tables([frame[k] for frame in ints]) for k in range(levels)]
+    models = [contexts.Models(t) for t in tables]
+    words = [
+        entropy.encode_words([part for k in range(levels) for part in contexts.encode_parts(frame[k], models[k])])
+        for frame in ints
+    ]
     return b"".join(
         [
             struct.pack("<I", len(weights)),
             weights,
-            *(entropy.pack_table(low, counts) for low, counts in tables),
+            *(contexts.pack_tables(t) for t in tables),
             np.array([w.size for w in words], dtype="<u4").tobytes(),
             *(w.tobytes() for w in words),
         ]
@@ -262,19 +295,26 @@ def pack(synthesis: Synthesis, ints: list[list[np.ndarray]], levels: int) -> byt
 
 @dataclass
 class Residual:
-    """A parsed RESD section: the synthesis and each frame's coded latents, decoded on demand."""
+    """A parsed RESD section: the synthesis and each frame's coded latents, decoded on demand.
+    ``models``: one per level, context-coded (``CODINGS[1]``); ``tables``: one histogram per level
+    (files written before, ``CODINGS[0]``)."""
 
     synthesis: Synthesis
-    tables: list[tuple[int, np.ndarray]]
     words: list[np.ndarray]
     height: int
     width: int
+    models: list[contexts.Models] | None = None
+    tables: list[tuple[int, np.ndarray]] | None = None
 
     def latents(self, index: int) -> list[torch.Tensor]:
         """Frame ``index``'s grids, ``(1, 1, h_k, w_k)`` float32 each."""
-        sizes = grid_sizes(self.height, self.width, len(self.tables))
-        parts = [(h * w, low, counts) for (h, w), (low, counts) in zip(sizes, self.tables)]
-        values = entropy.decode_words(self.words[index], parts)
+        sizes = grid_sizes(self.height, self.width, len(self.models or self.tables))
+        if self.models is not None:
+            reader = entropy.Reader(self.words[index])
+            values = [contexts.decode_grid(reader, m, h, w) for m, (h, w) in zip(self.models, sizes)]
+        else:
+            parts = [(h * w, low, counts) for (h, w), (low, counts) in zip(sizes, self.tables)]
+            values = entropy.decode_words(self.words[index], parts)
         return [torch.from_numpy(v.astype(np.float32)).view(1, 1, h, w) for v, (h, w) in zip(values, sizes)]
 
 
@@ -286,10 +326,14 @@ def unpack(payload: bytes, config: dict, frames: int, height: int, width: int) -
     if size > len(payload) - 4:
         raise BitstreamError("residual.unpack: the synthesis weights pass the section")
     synthesis = quant.load_module(Synthesis(config["levels"], config["width"]).eval(), payload[4 : 4 + size])
-    offset, tables = 4 + size, []
+    offset, tables, models = 4 + size, [], []
     for _ in range(config["levels"]):
-        low, counts, offset = entropy.read_table(payload, offset)
-        tables.append((low, counts))
+        if config.get("coding", CODINGS[0]) == CODINGS[1]:
+            level_tables, offset = contexts.read_tables(payload, offset)
+            models.append(contexts.Models(level_tables))
+        else:
+            low, counts, offset = entropy.read_table(payload, offset)
+            tables.append((low, counts))
     if len(payload) < offset + 4 * frames:
         raise BitstreamError("residual.unpack: truncated word counts")
     counts = np.frombuffer(payload, "<u4", frames, offset).astype(np.int64)
@@ -298,4 +342,4 @@ def unpack(payload: bytes, config: dict, frames: int, height: int, width: int) -
         raise BitstreamError("residual.unpack: the word counts do not match the section's size")
     starts = offset + 4 * np.concatenate([[0], np.cumsum(counts)[:-1]])
     words = [np.frombuffer(payload, "<u4", int(n), int(s)) for s, n in zip(starts, counts)]
-    return Residual(synthesis, tables, words, height, width)
+    return Residual(synthesis, words, height, width, models=models or None, tables=tables or None)

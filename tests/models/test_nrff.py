@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from models import ops
 from models.bitstream import container
@@ -97,7 +99,7 @@ def test_the_rate_chooses_the_gop_and_the_keyframe_share_unless_given(nrff_clip)
 def test_the_latent_residual_decodes_within_the_budget_and_improves_the_prediction(nrff_residual_clip):
     frames, stream = nrff_residual_clip
     sections = container.parse(stream).sections
-    assert sections.keys() == {"CONF", "KEYF", "WGTS", "RESD"} and stream[4] == container.VERSION == 3
+    assert sections.keys() == {"CONF", "KEYF", "WGTS", "RESD"} and stream[4] == container.VERSION == 4
     assert 0.85 * 1.5 <= 8 * len(stream) / frames[..., 0].size <= 1.03 * 1.5
     assert 0.2 * len(stream) <= len(sections["RESD"]) <= 0.45 * len(stream)  # about the 40% it was given
     decoder = open_bitstream(stream)
@@ -158,6 +160,24 @@ def test_a_damaged_residual_section_with_a_valid_crc_is_refused(nrff_residual_cl
     stream.sections["RESD"] = damage(stream.sections["RESD"])
     with pytest.raises(BitstreamError):
         open_bitstream(container.write(stream))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_residual_section_changed_under_a_valid_crc_is_refused_or_decodes(nrff_residual_clip, data):
+    """Any byte of RESD changed (its tables, word counts, weights or code words) and the CRC made to
+    match: BitstreamError, or frames of the right shape with finite values; never another error."""
+    stream = container.parse(nrff_residual_clip[1])
+    payload = bytearray(stream.sections["RESD"])
+    position = data.draw(st.integers(0, len(payload) - 1))
+    payload[position] = data.draw(st.integers(0, 255).filter(lambda v: v != payload[position]))
+    stream.sections["RESD"] = bytes(payload)
+    try:
+        decoder = open_bitstream(container.write(stream))
+        frame = decoder.frame(data.draw(st.integers(0, decoder.header.frames - 1)))
+    except BitstreamError:
+        return
+    assert frame.shape == (64, 80, 3) and np.isfinite(frame).all()
 
 
 def test_a_residual_declared_in_conf_without_its_section_is_refused(nrff_residual_clip):

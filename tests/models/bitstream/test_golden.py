@@ -22,11 +22,12 @@ def as_bytes(frames) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("name", "version", "seed", "expected"),
-    [("v1.nrff", 1, 21, 22.60), ("v2.nrff", 2, 22, 18.69)],  # seeds and PSNRs as tests/golden/README.md says
+    [("v1.nrff", 1, 21, 22.60), ("v2.nrff", 2, 22, 18.69), ("v3.nrff", 3, 23, 25.10)],  # as tests/golden/README.md says
 )
 def test_earlier_nrff_versions_decode(name, version, seed, expected):
     data = (GOLDEN / name).read_bytes()
     assert data[4] == version and container.VERSION > version
+    assert ("RESD" in container.parse(data).sections) == (version == 3)  # v3's: a histogram-coded residual
     decoded = as_bytes(open_bitstream(data).frames())
     truth = texture_frames(8, 32, 48, seed=seed)
     assert decoded.shape == truth.shape
