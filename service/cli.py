@@ -197,6 +197,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         args.segment,
         report,
         args.weight_bits,
+        args.residual_share,
     )
     if bar:
         bar.finish()
@@ -426,6 +427,12 @@ def add_encode_command(sub) -> None:
         default=8,
         choices=[5, 6, 8],
         help="nrff: bits per stored weight; fewer buy a wider network in the same size (better, decodes slower)",
+    )
+    parser.add_argument(
+        "--residual-share",
+        type=float,
+        help="nrff: share of the bits for the latent residual, 0 to 0.9 (default: 0.3 from 0.15 bpp, none below; "
+        "content with motion the flow misses gains from it at lower rates too, docs/codec.md)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--overwrite", action="store_true")

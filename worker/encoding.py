@@ -62,8 +62,10 @@ def run_encode(
     segment: int = 32,
     progress: Callable[[dict], None] | None = None,
     weight_bits: int = 8,
+    residual_share: float | None = None,
 ) -> EncodeResult:
-    """Fit the codec to ``source`` and write ``output`` atomically."""
+    """Fit the codec to ``source`` and write ``output`` atomically (``residual_share``: NRFF's share of
+    the bits for its latent residual; None: by the rate)."""
     source, output = Path(source), Path(output)
     if not output.parent.is_dir():
         raise OutputError(f"run_encode: folder {output.parent} does not exist")
@@ -71,6 +73,8 @@ def run_encode(
         raise ParameterError(f"run_encode: bpp must be in (0, 8], got {bpp:g}")
     if segment < 1:
         raise ParameterError(f"run_encode: segment must be positive, got {segment}")
+    if residual_share is not None and (codec != "nrff" or not 0 <= residual_share <= 0.9):
+        raise ParameterError(f"run_encode: residual share must be in [0, 0.9], for nrff only; got {residual_share:g}")
     target = choose_device(device)
     if codec == "nrff":
         from models.nrff.fit import WEIGHT_BITS, FitOptions, fit
@@ -78,7 +82,9 @@ def run_encode(
         if weight_bits not in WEIGHT_BITS:
             raise ParameterError(f"run_encode: weight bits must be one of {sorted(WEIGHT_BITS)}, not {weight_bits}")
         frames, fps = read_video(source)
-        options = FitOptions(bpp=bpp, minutes=minutes, steps=steps, weight_bits=weight_bits)
+        options = FitOptions(
+            bpp=bpp, minutes=minutes, steps=steps, weight_bits=weight_bits, residual_share=residual_share
+        )
         data = fit(frames, fps, options, target, progress)
         pixels, count = frames[..., 0].size, len(frames)
     elif codec == "dnerv":

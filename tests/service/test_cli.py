@@ -139,6 +139,21 @@ def test_encode_info_decode_commands(tmp_path, capsys):
     assert run(capsys, "decode", stream, "-o", tmp_path / "r.mp4", "--frames", "9:40", "--quiet")[0] == 2
 
 
+def test_encode_gives_nrff_the_residual_share_asked_for(tmp_path, capsys):
+    from tests.media import texture_frames, write_clip
+
+    clip = write_clip(tmp_path / "in.mp4", texture_frames(12, 64, 80), pix_fmt="yuv444p")
+    stream = tmp_path / "clip.nrff"
+    args = ["encode", clip, "-o", stream, "--bpp", 1.5, "--steps", 500, "--minutes", 5, "--device", "cpu", "--quiet"]
+    assert run(capsys, *args)[0] == 0
+    assert "section RESD" not in run(capsys, "info", stream)[1]  # the rule's 30% is below the residual's minimum
+    assert run(capsys, *args, "--overwrite", "--residual-share", 0.5)[0] == 0
+    assert "section RESD" in run(capsys, "info", stream)[1]
+    for bad in (("--residual-share", 1.5), ("--residual-share", 0.3, "--codec", "dnerv")):
+        code, _, err = run(capsys, *args, "--overwrite", *bad)
+        assert code == 2 and "residual share" in err
+
+
 def test_dnerv_library_commands(tmp_path, capsys):
     from tests.media import texture_frames, write_clip
 
