@@ -45,7 +45,10 @@ def fake_quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def dequantize(q: np.ndarray, low: np.ndarray, step: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    rows = q.reshape(low.shape[0], -1) * step.astype(np.float32)[:, None] + low.astype(np.float32)[:, None]
+    """Integers back to weights. A damaged file's float16 offsets or steps may be infinite or NaN: the
+    result is then non-finite, which ``unpack_state`` refuses, so numpy's warning would only be noise."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        rows = q.reshape(low.shape[0], -1) * step.astype(np.float32)[:, None] + low.astype(np.float32)[:, None]
     return rows.reshape(shape).astype(np.float32)
 
 
