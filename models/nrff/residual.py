@@ -9,8 +9,8 @@ the rate in the loss, ``MSE + lambda * bits per pixel``, the rate estimated from
 Laplace per level (learned scale) with uniform noise standing for the rounding, then with the
 rounding itself (straight through) from ``HARD_FROM`` of the budget. ``lambda`` is steered during
 fitting (a proportional-integral control of ``log lambda``) so the coded rate of the rounded latents
-meets the bits given; if the coded latents still pass them, the rounding's dead zone around zero
-widens until they fit. Stored: each level's integers context-coded (``models/bitstream/contexts.py``:
+meets the bits given; if the coded latents still pass them, the fewest of the smallest non-zero
+latents are zeroed until they fit. Stored: each level's integers context-coded (``models/bitstream/contexts.py``:
 each value under a table chosen by its already-decoded neighbours, one set of tables per level for all
 frames), one range-coded stream per frame, so a frame decodes without the others.
 
@@ -249,9 +249,9 @@ def pack_within(synthesis: Synthesis, values: list[list[torch.Tensor]], bits: fl
     not a bound), the fewest of the smallest non-zero latents are zeroed until it fits, their number
     bisected. The smallest are the ones the fit left nearest the rounding's edge: many sit just above
     0.5, where the rate's pull and the distortion's push balance."""
-    levels = len(values[0])
+    weights = quant.pack_module(synthesis, WEIGHT_BITS)
     rounded = [[v[0, 0].round().clamp(-LATENT_LIMIT, LATENT_LIMIT).long().numpy() for v in frame] for frame in values]
-    payload = pack(synthesis, rounded, levels)
+    payload = pack(weights, rounded)
     if 8 * len(payload) <= bits:
         return payload
     magnitudes = [[v[0, 0].abs().numpy() for v in frame] for frame in values]
@@ -261,7 +261,7 @@ def pack_within(synthesis: Synthesis, values: list[list[torch.Tensor]], bits: fl
         """The payload with the ``count`` smallest non-zero latents zeroed."""
         edge = edges[count - 1]
         ints = [[np.where(m <= edge, 0, r) for m, r in zip(frame, rs)] for frame, rs in zip(magnitudes, rounded)]
-        return pack(synthesis, ints, levels)
+        return pack(weights, ints)
 
     low, high, best = 0, edges.size, zeroed(edges.size)  # all zeroed is kept even if it does not fit
     while high - low > 1:
@@ -274,8 +274,9 @@ def pack_within(synthesis: Synthesis, values: list[list[torch.Tensor]], bits: fl
     return best
 
 
-def pack(synthesis: Synthesis, ints: list[list[np.ndarray]], levels: int) -> bytes:
-    weights = quant.pack_module(synthesis, WEIGHT_BITS)
+def pack(weights: bytes, ints: list[list[np.ndarray]]) -> bytes:
+    """The RESD payload of the packed synthesis ``weights`` and each frame's integer grids."""
+    levels = len(ints[0])
     tables = [contexts.fit_tables([frame[k] for frame in ints]) for k in range(levels)]
     models = [contexts.Models(t) for t in tables]
     words = [
@@ -327,8 +328,9 @@ def unpack(payload: bytes, config: dict, frames: int, height: int, width: int) -
         raise BitstreamError("residual.unpack: the synthesis weights pass the section")
     synthesis = quant.load_module(Synthesis(config["levels"], config["width"]).eval(), payload[4 : 4 + size])
     offset, tables, models = 4 + size, [], []
+    context_coded = config.get("coding", CODINGS[0]) == CODINGS[1]
     for _ in range(config["levels"]):
-        if config.get("coding", CODINGS[0]) == CODINGS[1]:
+        if context_coded:
             level_tables, offset = contexts.read_tables(payload, offset)
             models.append(contexts.Models(level_tables))
         else:
