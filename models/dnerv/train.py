@@ -41,7 +41,9 @@ STATE_DIR = registry.CHECKPOINT_DIR / "training"
 
 
 def coded_keys(task: tuple[np.ndarray, int]) -> np.ndarray:
-    """A window's two keyframes (frames 0 and 8) after AV1 intra coding at ``crf``, ``(2, S, S, 3)``."""
+    """A window's two keyframes (frames 0 and 8) after AV1 coding at ``crf`` as the encoder codes them
+    (the second predicted from the first), ``(2, S, S, 3)``. The shipped ``dnerv-s`` was trained when
+    every keyframe was intra-coded (its card's code version)."""
     window, crf = task
     height, width = window.shape[1:3]
     payload = keyframes.encode([window[0], window[-1]], "av1", crf)
