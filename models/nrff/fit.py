@@ -45,10 +45,10 @@ match. The residual's share: docs/codec.md, "The latent residual". Measured with
 carphone's 60 frames (docs/codec.md): at 0.1 bpp GOP 30 gave 31.36 dB, GOP 10 30.85 (60% each); at
 0.2 bpp GOP 10 gave 33.01 dB with 60% and 33.14 with 80%, GOP 6 with 80% 33.11, GOP 30 with 60%
 32.60. 80% was not kept: on the D-NeRV evaluation's 16-frame clips (GOP 8, 0.38 bpp) it lost 0.43 dB
-to 60%. The switch is between the two measured rates. Short trial fits cannot choose the split: at
-200 or 1000 steps the keyframe-heavy splits lead at every rate, the network not having learnt yet.
-Since keyframes are inter-coded (cheap to add), GOP 10 at 0.1 bpp gave carphone 32.45 dB at 0.0963
-bpp against 31.51 with GOP 30, bigbuckbunny 28.83 against 27.35 (5000 steps); GOP 10 now starts at
+to 60%. Short trial fits cannot choose the split: at 200 or 1000 steps the keyframe-heavy splits lead
+at every rate, the network not having learnt yet. Those numbers are of intra-coded keyframes. Since
+keyframes are inter-coded (cheap to add), GOP 10 at 0.1 bpp gave carphone 32.45 dB at 0.0963 bpp
+against 31.51 with GOP 30, bigbuckbunny 28.83 against 27.35 (5000 steps); so GOP 10 now starts at
 0.075 bpp, between that and the 0.05 bpp rows, where it was not measured with inter keyframes."""
 
 RESIDUAL_TIME = 0.6

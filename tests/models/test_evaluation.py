@@ -7,13 +7,12 @@ import pytest
 
 from models.evaluation import CLASSIC, classic, mean_psnr
 from models.nrff.evaluate import classic_at_size
-from tests.clips import moving_texture
+from tests.media import texture_frames
 
 
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
-    video = moving_texture(5, 64, 96, seed=2)
-    return (video.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    return texture_frames(5, 64, 96, seed=2)
 
 
 @pytest.mark.parametrize("encoder", sorted(CLASSIC))

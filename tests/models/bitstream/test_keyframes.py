@@ -7,14 +7,13 @@ import pytest
 
 from models.bitstream import keyframes
 from models.evaluation import mean_psnr
-from tests.clips import moving_texture
+from tests.media import texture_frames
 
 
 @pytest.fixture(scope="module")
 def keys() -> list[np.ndarray]:
     """Six keyframes of a texture that moves a few pixels between them (as GOP 10 spaces them)."""
-    video = moving_texture(6, 72, 96, velocity=(3.0, 1.5), seed=4)
-    return [(frame.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8) for frame in video]
+    return list(texture_frames(6, 72, 96, seed=4, velocity=(3.0, 1.5)))
 
 
 @pytest.mark.parametrize("codec", ["av1", "hevc"])
