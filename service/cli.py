@@ -431,8 +431,8 @@ def add_encode_command(sub) -> None:
     parser.add_argument(
         "--residual-share",
         type=float,
-        help="nrff: share of the bits for the latent residual, 0 to 0.9 (default: 0.3 from 0.15 bpp, none below; "
-        "content with motion the flow misses gains from it at lower rates too, docs/codec.md)",
+        help="nrff: share of the bits for the latent residual, 0 to 0.9 (default: none; with short GOPs the "
+        "keyframes did more with the bits on the evaluation clips, docs/codec.md)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--overwrite", action="store_true")

@@ -79,6 +79,11 @@ def keyframe_table(frames: np.ndarray, gop: int = 30) -> list[str]:
     return lines
 
 
+def decode_all(decoder) -> np.ndarray:
+    """Every frame of an opened NRFF file, ``(T, H, W, 3)`` uint8 as a player would show it."""
+    return np.stack([(image * 255 + 0.5).astype(np.uint8) for _, image in decoder.frames()])
+
+
 def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates, weight_bits: int = 8) -> list[dict]:
     pixels = frames[..., 0].size
     rows = []
@@ -88,7 +93,7 @@ def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates, weight_bits:
         encode_s = time.monotonic() - started
         decoder, sections = open_bitstream(stream), container.parse(stream).sections
         started = time.monotonic()
-        decoded = np.stack([(image * 255 + 0.5).astype(np.uint8) for _, image in decoder.frames()])
+        decoded = decode_all(decoder)
         decode_fps = len(decoded) / (time.monotonic() - started)
         row = {
             "clip": name,

@@ -39,17 +39,23 @@ QAT_FROM = 0.8
 KEYFRAME_CRFS = tuple(range(2, 56, 2))
 """CRFs tried for NRFF's keyframes, best first. The shared ladder stops at CRF 20, where two carphone
 keyframes (GOP 30) take less than their share from 0.1 bpp on, the rest going to the network."""
-SPLITS = ((0.075, 30, 0.6, 0.0), (0.15, 10, 0.6, 0.0), (float("inf"), 10, 0.6, 0.3))
+SPLITS = ((0.0375, 10, 0.6, 0.0), (0.075, 5, 0.75, 0.0), (0.15, 3, 0.75, 0.0), (float("inf"), 2, 0.85, 0.0))
 """``(below this bpp, GOP length, keyframes' share, latent residual's share of the bits)``, first
-match. The residual's share: docs/codec.md, "The latent residual". Measured with 5000 steps on
-carphone's 60 frames (docs/codec.md): at 0.1 bpp GOP 30 gave 31.36 dB, GOP 10 30.85 (60% each); at
-0.2 bpp GOP 10 gave 33.01 dB with 60% and 33.14 with 80%, GOP 6 with 80% 33.11, GOP 30 with 60%
-32.60. 80% was not kept: on the D-NeRV evaluation's 16-frame clips (GOP 8, 0.38 bpp) it lost 0.43 dB
-to 60%. Short trial fits cannot choose the split: at 200 or 1000 steps the keyframe-heavy splits lead
-at every rate, the network not having learnt yet. Those numbers are of intra-coded keyframes. Since
-keyframes are inter-coded (cheap to add), GOP 10 at 0.1 bpp gave carphone 32.45 dB at 0.0963 bpp
-against 31.51 with GOP 30, bigbuckbunny 28.83 against 27.35 (5000 steps); so GOP 10 now starts at
-0.075 bpp, between that and the 0.05 bpp rows, where it was not measured with inter keyframes."""
+match. Measured with ``python -m bench.nrff_splits`` (5000 steps, the evaluation's 60-frame clips,
+docs/codec.md "Choosing the split"), PSNR of carphone / bigbuckbunny:
+
+- 0.025 bpp: GOP 30 with 60% 27.69 / 24.76, GOP 10 with 60% 28.23 / 25.42;
+- 0.05: GOP 30 29.94 / 26.23, GOP 10 30.80 / 27.48 (75%: - / 27.52), GOP 5 with 75% 31.25 / 28.31;
+- 0.1: GOP 10 32.45 / 28.83, GOP 5 33.02 / 30.04 (75%: - / 30.13), GOP 3 with 75% 33.59 / 31.03;
+- 0.2: GOP 10 with 30% to the residual 33.92 / 32.55, GOP 5 with 30% 34.62 / 32.86, GOP 3 with 70% and
+  15% 35.56 / (75% and 15%) 33.25, GOP 2 with 85% and no residual 35.94 / 33.22.
+
+Since keyframes are inter-coded (``models/bitstream/keyframes.py``) more of them are cheap, and at
+every rate the shortest GOP tried won (bigbuckbunny at 0.2 bpp: level, 0.03 dB under GOP 3): the AV1
+keyframe stream does more with the bits than the flow network. The rule gives the latent residual
+nothing: at 0.2 bpp the splits with one were below or level with GOP 2 without, at three times the
+encode time (``residual_share`` still sets it). Short trial fits cannot choose the split per
+video: at 200 or 1000 steps the keyframe-heavy splits lead whatever the full fit would show (docs/codec.md)."""
 
 RESIDUAL_TIME = 0.6
 """Part of ``minutes`` the latent residual gets when the time binds (the flow network takes the rest

@@ -85,15 +85,16 @@ def test_the_size_model_matches_the_file(nrff_clip):
 
 def test_the_rate_chooses_the_gop_and_the_keyframe_share_unless_given(nrff_clip):
     frames, _ = nrff_clip
-    assert split(FitOptions(bpp=0.05))[:2] == (30, 0.6)
-    assert split(FitOptions(bpp=0.1))[:3] == (10, 0.6, 0.0)  # higher rates: shorter GOPs
-    assert split(FitOptions(bpp=0.2))[:2] == (10, 0.6)
+    assert split(FitOptions(bpp=0.025)) == (10, 0.6, 0.0)
+    assert split(FitOptions(bpp=0.05)) == (5, 0.75, 0.0)  # higher rates: shorter GOPs, more to keyframes
+    assert split(FitOptions(bpp=0.1)) == (3, 0.75, 0.0)
+    assert split(FitOptions(bpp=0.2)) == (2, 0.85, 0.0)
     assert split(FitOptions(bpp=0.2, gop=8, keyframe_share=0.5, residual_share=0.25)) == (8, 0.5, 0.25)
-    assert split(FitOptions(bpp=0.2, residual_share=0))[2] == 0
-    stream = fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=20, minutes=None, residual_share=0))
+    assert split(FitOptions(bpp=0.2, residual_share=0.3))[2] == 0.3
+    stream = fit(frames, Fraction(30), FitOptions(bpp=0.6, steps=20, minutes=None))
     decoder = open_bitstream(stream)
-    assert decoder.config["gop"] == 10  # the file records the GOP it was made with, and decodes by it
-    assert len(decoder.keys) == len(keyframe_indices(len(frames), 10)) == 2
+    assert decoder.config["gop"] == 2  # the file records the GOP it was made with, and decodes by it
+    assert len(decoder.keys) == len(keyframe_indices(len(frames), 2)) == 8
     assert 8 * len(stream) <= 1.03 * 0.6 * frames[..., 0].size
 
 

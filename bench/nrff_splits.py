@@ -1,0 +1,75 @@
+"""NRFF's split of the bits (GOP length, keyframes' share, latent residual's share) at fixed rates.
+
+For each clip of ``models.nrff.evaluate`` (its first 60 frames), each target rate and each split,
+NRFF is fitted with ``--steps`` (so the numbers do not depend on the machine's load) and the whole
+file is decoded; x264 medium gets the CRF whose stream is the largest not above that file, as in the
+evaluation. The rule ``SPLITS`` in ``models/nrff/fit.py`` is chosen from these tables. Not a test:
+it prints numbers.
+
+``python -m bench.nrff_splits --clips bigbuckbunny --rates 0.1 --splits 10:0.6:0 5:0.6:0``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from fractions import Fraction
+
+from models.bitstream import container
+from models.evaluation import mean_psnr
+from models.nrff.decode import open_bitstream
+from models.nrff.evaluate import classic_at_size, decode_all, evaluation_clips
+from models.nrff.fit import FitOptions, fit
+
+
+def parse_split(text: str) -> tuple[int, float, float]:
+    """``GOP:KEYFRAME_SHARE:RESIDUAL_SHARE`` -> the three numbers."""
+    try:
+        gop, share, residual = text.split(":")
+        return int(gop), float(share), float(residual)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a split is GOP:KEYFRAME_SHARE:RESIDUAL_SHARE, not {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", nargs="+", default=["carphone", "bigbuckbunny"], help="name prefixes")
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.1])
+    parser.add_argument("--splits", type=parse_split, nargs="+", default=[(10, 0.6, 0.0)])
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--frames", type=int, default=60)
+    args = parser.parse_args(argv)
+    clips = {
+        name: frames for name, frames in evaluation_clips(args.frames).items() if name.startswith(tuple(args.clips))
+    }
+    print(
+        "| clip | target bpp | GOP | keyframe share | residual share | NRFF bpp | NRFF PSNR | x264 bpp | x264 PSNR | "
+        "keyframes' bytes | width | encode s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, frames in clips.items():
+        pixels = frames[..., 0].size
+        for bpp in args.rates:
+            for gop, share, residual in args.splits:
+                options = FitOptions(
+                    bpp=bpp, minutes=None, steps=args.steps, gop=gop, keyframe_share=share, residual_share=residual
+                )
+                started = time.monotonic()
+                stream = fit(frames, Fraction(30), options)
+                seconds = time.monotonic() - started
+                decoded = decode_all(open_bitstream(stream))
+                x264 = classic_at_size(frames, "libx264", len(stream))
+                sections = container.parse(stream).sections
+                keys = len(sections["KEYF"]) / len(stream)
+                print(
+                    f"| {name} | {bpp:g} | {gop} | {share:.0%} | {residual:.0%} | {8 * len(stream) / pixels:.4f} | "
+                    f"{mean_psnr(decoded, frames):.2f} | {8 * x264[1] / pixels:.4f} | {x264[2]:.2f} | {keys:.0%} | "
+                    f"{json.loads(sections['CONF'])['width']} | {seconds:.0f} |",
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
