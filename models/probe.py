@@ -129,7 +129,7 @@ def probe_file(path: str | Path, video: str | None = None) -> Probe:
             chosen = choose_video(videos, video)
             entry = videos[chosen]
             payload = dnerv_keyframes(handle, sections["KEYF"], len(videos), chosen)
-            count = len(dnerv_key_indices(entry["frames"], config["preset"]["clip"]))
+            count = len(dnerv_key_indices(entry["frames"], config["gop"]))
             size = (entry["width"], entry["height"])
             probe = Probe(
                 header, chosen, entry["name"], entry["frames"], Fraction(*entry["fps"]), 0, entry["frames"], size

@@ -32,7 +32,9 @@ def read_config(payload: bytes, header: container.Header) -> dict:
     """The CONF section, every field range-checked and the index consistent with the header.
 
     Format 2 gives each video its own size (the header holds the largest) and may name a base
-    decoder; a format-1 CONF (one size, the header's, for every video) gets those sizes filled in."""
+    decoder; a format-1 CONF (one size, the header's, for every video) gets those sizes filled in.
+    Format 3 adds the keyframe spacing ``gop`` (at most the network's clip); earlier formats get
+    ``gop`` = clip filled in."""
     if len(payload) > 256 * MAX_VIDEOS:
         raise BitstreamError("read_config: CONF section is too large")
     try:
@@ -42,14 +44,17 @@ def read_config(payload: bytes, header: container.Header) -> dict:
         version = config.get("format", 1)
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BitstreamError(f"read_config: CONF is malformed: {exc}") from exc
-    if version not in (1, 2):
+    if version not in (1, 2, 3):
         raise BitstreamError(f"read_config: unknown CONF format {version!r}")
     if not (isinstance(channels, list) and isinstance(content, list) and len(channels) == len(content)):
         raise BitstreamError("read_config: channels and content must be lists of equal length")
     stages = check_int("stages", len(channels) - 1, *LIMITS["stages"])
     for width in channels + content:
         check_int("width", width, *LIMITS["width"])
-    check_int("clip", preset.get("clip"), *LIMITS["clip"])
+    clip = check_int("clip", preset.get("clip"), *LIMITS["clip"])
+    if version < 3:
+        config["gop"] = clip
+    check_int("gop", config.get("gop"), 1, clip)
     check_int("frequencies", preset.get("frequencies"), *LIMITS["frequencies"])
     if version == 1:
         check_v1_padding(config.get("padded"), header, 2**stages)
@@ -143,7 +148,7 @@ class Library:
             count, preset = self.videos[index]["frames"], self.config["preset"]
             w, h = self.size(index)
             keys = np.stack(
-                keyframes.decode(self.keyframe_payloads[index], w, h, len(keyframe_indices(count, preset["clip"])))
+                keyframes.decode(self.keyframe_payloads[index], w, h, len(keyframe_indices(count, self.config["gop"])))
             )
             self.decoded_keyframes[index] = pad_frames(
                 torch.from_numpy(keys).permute(0, 3, 1, 2).float() / 255, *padded(h, w, len(preset["channels"]) - 1)
@@ -156,12 +161,12 @@ class Library:
     @torch.no_grad()
     def frames(self, index: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Frames ``start..stop`` of video ``index`` as RGB float32 ``(H, W, 3)``; only their clips run."""
-        count, clip = self.videos[index]["frames"], self.config["preset"]["clip"]
+        count, clip, gop = self.videos[index]["frames"], self.config["preset"]["clip"], self.config["gop"]
         stop = count if stop is None else stop
         w, h = self.size(index)
-        indices = keyframe_indices(count, clip)
+        indices = keyframe_indices(count, gop)
         keys = self.keyframes(index)
-        for first, end, end_key in clip_plan(count, clip):
+        for first, end, end_key in clip_plan(count, gop):
             if end <= start or first >= stop:
                 continue
             self.decoded_clips.append((index, first))

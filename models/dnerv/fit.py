@@ -1,20 +1,22 @@
 """The D-NeRV encoder: fit one shared model to a collection of videos and write a ``.dnerv`` file.
 
-Keyframes (each clip's first frame and each video's last) are coded first, per video at its own size
-(the first intra, the rest predicted from earlier ones), and the model is fitted to the *decoded*
-keyframes. Two kinds of library:
+Keyframes (each clip's first frame and each video's last, ``gop`` frames apart) are coded first, per
+video at its own size (the first intra, the rest predicted from earlier ones), and the model is
+fitted to the *decoded* keyframes. The keyframe spacing and, with a base, the keyframes' share of
+the bits follow the rate (``SPLITS``). Two kinds of library:
 
 - **with a base decoder** (the default, ``base="dnerv-s"``): the shipped base (trained once by
   ``models/dnerv/train.py``) is fine-tuned on the collection, and only the difference of the weights
   is stored, as integers of a per-tensor step, entropy-coded. The last ``QAT_FROM`` part of the
   fitting runs with the difference quantised (straight-through), at the finest step whose coded
-  size fits the rest of the budget. Keyframes get ``1 - DELTA_SHARE`` of the budget.
+  size fits the rest of the budget.
 - **self-contained** (``base=None``): the model is fitted from scratch and its 8-bit weights stored;
   the keyframes get what the weights leave.
 
-Sections: ``CONF`` (JSON: format 2, preset arguments, the index of videos with their sizes, the base
-and its SHA-256), ``KEYF`` (an index of per-video keyframe payloads, so one video decodes without
-touching the others), and ``DLTA`` (weight difference from the base) or ``WGTS`` (whole weights).
+Sections: ``CONF`` (JSON: format 3, preset arguments, the keyframe spacing ``gop``, the index of
+videos with their sizes, the base and its SHA-256), ``KEYF`` (an index of per-video keyframe
+payloads, so one video decodes without touching the others), and ``DLTA`` (weight difference from
+the base) or ``WGTS`` (whole weights).
 """
 
 from __future__ import annotations
@@ -44,15 +46,17 @@ from models.dnerv.network import (
 )
 from models.schedule import Budget, cosine, fit_report
 
-FORMAT = 2
-"""The CONF layout written (1: one size for every video, whole weights; read by the decoder too)."""
+FORMAT = 3
+"""The CONF layout written (read by the decoder too: 1, one size for every video and whole weights;
+2, no ``gop``, keyframes ``clip`` frames apart)."""
 KEYFRAME_CRFS = tuple(range(8, 56, 3))
 """CRFs tried for a library's keyframes, best first."""
-DELTA_SHARE = 0.3
-"""Share of the budget that a library with a base decoder keeps from its keyframes for the weight
-difference. Chosen with ``finetune_lr`` in a trial on the evaluation's own collection at 0.4 bpp
-(docs/codec.md): 0.15 and 5e-4 gave 24.89 dB, 0.3 and 5e-4 26.06, 0.3 and 2e-3 26.70, 0.5 and 2e-3
-26.57 (1000 steps, all at 0.38 to 0.39 bpp)."""
+SPLITS = ((float("inf"), 8, 0.7),)
+"""``(below this bpp, keyframe spacing, keyframes' share of the bits)``, the first that applies; the
+spacing is capped at the network's ``clip``, the share applies to libraries with a base decoder.
+``finetune_lr`` and the 70% share at spacing 8 were chosen in a trial on the evaluation's own
+collection at 0.4 bpp (docs/codec.md): a 15% share for the difference and 5e-4 gave 24.89 dB, 30%
+and 5e-4 26.06, 30% and 2e-3 26.70, 50% and 2e-3 26.57 (1000 steps, all at 0.38 to 0.39 bpp)."""
 QAT_FROM = 0.7
 """Part of the fitting budget after which the weight difference is fitted quantised."""
 DELTA_STEPS = tuple(2.0 ** (-k / 2) for k in range(25))
@@ -75,6 +79,10 @@ class DNeRVOptions:
     steps: int = 5000
     base: str | None = DEFAULT_BASE
     """Shipped base decoder to fine-tune (None: fit ``preset`` from scratch and store its weights)."""
+    gop: int | None = None
+    """Frames from one keyframe to the next, at most the network's ``clip`` (None: by the rate, ``SPLITS``)."""
+    keyframe_share: float | None = None
+    """With a base: the keyframes' share of the bits, the rest for the weight difference (None: ``SPLITS``)."""
     preset: str = "dnerv-s"
     keyframe_codec: str = "av1"
     lr: float = 2e-3
@@ -91,12 +99,20 @@ def pack_keyframes(payloads: list[bytes]) -> bytes:
     return struct.pack("<I", len(payloads)) + b"".join(index) + b"".join(payloads)
 
 
-def code_keyframes(videos: list[Video], clip: int, budget_bits: float, codec: str) -> list[bytes]:
+def split(options: DNeRVOptions, clip: int) -> tuple[int, float]:
+    """(keyframe spacing, keyframes' share): ``options``' own where given, else by the rate (``SPLITS``)."""
+    gop, share = next(rule[1:] for rule in SPLITS if options.bpp < rule[0])
+    if options.gop is not None and not 1 <= options.gop <= clip:
+        raise ValueError(f"fit: gop must be 1 to the network's clip of {clip} frames, not {options.gop}")
+    return options.gop or min(gop, clip), options.keyframe_share or share
+
+
+def code_keyframes(videos: list[Video], gop: int, budget_bits: float, codec: str) -> list[bytes]:
     """Per-video keyframe payloads at the best CRF whose total fits ``budget_bits``."""
     chosen = None
     for crf in KEYFRAME_CRFS:
         payloads = [
-            keyframes.encode([v.frames[i] for i in keyframe_indices(len(v.frames), clip)], codec, crf) for v in videos
+            keyframes.encode([v.frames[i] for i in keyframe_indices(len(v.frames), gop)], codec, crf) for v in videos
         ]
         chosen = payloads
         if 8 * sum(len(p) for p in payloads) <= budget_bits:
@@ -108,17 +124,17 @@ Clip = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 """A training clip on the device: truth ``(L, 3, H, W)``, its two keyframes (padded), its times."""
 
 
-def training_clips(videos: list[Video], payloads: list[bytes], config: DNeRVConfig, device) -> list[Clip]:
+def training_clips(videos: list[Video], payloads: list[bytes], config: DNeRVConfig, gop: int, device) -> list[Clip]:
     """Every clip of every video with the keyframes as the decoder will see them (coded, then decoded)."""
     clips = []
     for video, payload in zip(videos, payloads):
         count, height, width = video.frames.shape[:3]
-        indices = keyframe_indices(count, config.clip)
+        indices = keyframe_indices(count, gop)
         keys = np.stack(keyframes.decode(payload, width, height, len(indices)))
         keys = torch.from_numpy(keys).permute(0, 3, 1, 2).float().to(device) / 255
         keys = pad_frames(keys, *padded(height, width, len(config.channels) - 1))
         truth = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float().to(device) / 255
-        for start, stop, end_key in clip_plan(count, config.clip):
+        for start, stop, end_key in clip_plan(count, gop):
             first, last = indices.index(start), indices.index(end_key)
             times = clip_times(start, stop, end_key, config.clip, device)
             clips.append((truth[start:stop], keys[first : first + 1], keys[last : last + 1], times))
@@ -214,12 +230,13 @@ def fit(
         model = DNeRV(**asdict(config)).to(device)
     pixels = sum(v.frames[..., 0].size for v in videos)
     budget = options.bpp * pixels
+    gop, share = split(options, config.clip)
     if options.base:
-        key_budget = budget * (1 - DELTA_SHARE)
+        key_budget = budget * share
     else:
         key_budget = budget - sum(p.numel() for p in model.parameters()) * BITS_PER_WEIGHT
-    payloads = code_keyframes(videos, config.clip, key_budget, options.keyframe_codec)
-    clips = training_clips(videos, payloads, config, device)
+    payloads = code_keyframes(videos, gop, key_budget, options.keyframe_codec)
+    clips = training_clips(videos, payloads, config, gop, device)
     index = [
         {
             "name": v.name,
@@ -230,7 +247,7 @@ def fit(
         }
         for v in videos
     ]
-    conf = {"format": FORMAT, "preset": asdict(config), "videos": index}
+    conf = {"format": FORMAT, "preset": asdict(config), "gop": gop, "videos": index}
     if options.base:
         conf["base"] = {"name": options.base, "sha256": file_hash(base_path(options.base))}
         keyframe_bits = 8 * sum(len(p) for p in payloads)

@@ -1,8 +1,9 @@
 """D-NeRV: one shared neural representation for many clips (He et al., "Towards Scalable Neural
 Representation for Diverse Videos", CVPR 2023).
 
-Each clip of ``clip`` frames is decoded from its two keyframes (its first frame and the next clip's
-first frame) and the clip-relative time ``t`` in [0, 1]:
+Each clip of at most ``clip`` frames (the keyframe spacing, ``gop``, is the library's choice) is
+decoded from its two keyframes (its first frame and the next clip's first frame) and the
+clip-relative time ``t`` in [0, 1]:
 - a content encoder turns each keyframe into multi-scale features (shared by every clip);
 - the motion-aware decoder starts from the coarsest keyframe features, modulated by a positional
   encoding of ``t``; at each scale a head predicts the forward and backward flows, the keyframe
@@ -136,18 +137,19 @@ class DNeRV(nn.Module):
         return (1 - tt) * rgb0 + tt * rgb1 + self.rgb(torch.cat([x, rgb0 - 0.5, rgb1 - 0.5], 1))
 
 
-def clip_plan(frames: int, clip: int) -> list[tuple[int, int, int]]:
-    """Clips of a video: (first frame, end frame exclusive, end keyframe index) each.
+def clip_plan(frames: int, gop: int) -> list[tuple[int, int, int]]:
+    """Clips of a video, ``gop`` frames each: (first frame, end frame exclusive, end keyframe index).
 
     A clip's keyframes are its first frame and the next clip's first frame (the last clip ends on
-    the video's last frame).
+    the video's last frame). ``gop`` is at most the network's ``clip``; a shorter clip's times are
+    padded (``clip_times``).
     """
-    return [(s, min(s + clip, frames), min(s + clip, frames - 1)) for s in range(0, frames, clip)]
+    return [(s, min(s + gop, frames), min(s + gop, frames - 1)) for s in range(0, frames, gop)]
 
 
-def keyframe_indices(frames: int, clip: int) -> list[int]:
+def keyframe_indices(frames: int, gop: int) -> list[int]:
     """Every keyframe of a video: each clip's first frame, and the last frame."""
-    return sorted({s for s, _, _ in clip_plan(frames, clip)} | {frames - 1})
+    return sorted({s for s, _, _ in clip_plan(frames, gop)} | {frames - 1})
 
 
 def clip_times(start: int, stop: int, end_key: int, clip: int, device=None) -> torch.Tensor:

@@ -17,6 +17,7 @@ from models.bitstream.container import BitstreamError
 from models.dnerv.base import BASE_DIR, file_hash, load_base
 from models.dnerv.decode import open_library
 from models.dnerv.fit import DNeRVOptions, Video, fit
+from models.dnerv.network import keyframe_indices
 from models.probe import UnknownVideoError
 from tests.corruption import assert_corruption_refused, assert_truncations_refused
 from tests.media import texture_frames
@@ -72,6 +73,24 @@ def test_a_self_contained_library_needs_no_base():
     assert len(list(open_library(data).frames(0))) == 9
 
 
+def test_keyframes_closer_than_the_network_clip():
+    """Keyframes 2 frames apart: the network still decodes 8 frames at once (times padded); a range
+    runs only its clips, and the keyframes stand where ``gop`` puts them."""
+    videos = [Video("near", texture_frames(9, 32, 32, seed=5, velocity=(2.0, 1.0)), Fraction(25))]
+    data = fit(videos, DNeRVOptions(bpp=2.0, steps=30, minutes=None, gop=2))
+    library = open_library(data)
+    assert library.config["format"] == 3 and library.config["gop"] == 2 and library.config["preset"]["clip"] == 8
+    assert library.keyframes(0).shape[0] == len(keyframe_indices(9, 2)) == 5
+    partial = list(library.frames(0, 3, 6))
+    assert [i for i, _ in partial] == [3, 4, 5] and library.decoded_clips == [(0, 2), (0, 4)]
+    decoded = np.stack([image for _, image in open_library(data).frames(0)])
+    truth = videos[0].frames.astype(np.float32) / 255
+    assert decoded.shape == truth.shape
+    assert np.mean([ops.psnr(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(decoded, truth)]) > PSNR_FLOOR
+    with pytest.raises(ValueError, match="gop must be 1 to"):
+        fit(videos, DNeRVOptions(bpp=2.0, steps=1, minutes=None, gop=9))
+
+
 def with_conf(data: bytes, change) -> bytes:
     """The library re-written with its CONF changed by ``change(config)`` (CRCs valid)."""
     stream = container.parse(data)
@@ -88,7 +107,10 @@ def with_conf(data: bytes, change) -> bytes:
         (lambda c: c["base"].update(name="dnerv-xl"), "ships no base decoder"),
         (lambda c: c["base"].update(name="../../etc/passwd"), "not a base decoder name"),
         (lambda c: c["videos"][0].update(width=65), "width=65 outside"),
-        (lambda c: c.update(format=3), "unknown CONF format"),
+        (lambda c: c.update(format=4), "unknown CONF format"),
+        (lambda c: c.update(gop=9), "gop=9 outside"),
+        (lambda c: c.update(gop=0), "gop=0 outside"),
+        (lambda c: c.pop("gop"), "gop=None outside"),
     ],
 )
 def test_a_bad_base_or_index_is_refused(dnerv_library, change, words):

@@ -44,3 +44,15 @@ def test_version_1_dnerv_library_decodes():
         decoded = as_bytes(library.frames(index))
         assert decoded.shape == truth.shape
         assert mean_psnr(decoded, truth) == pytest.approx(expected, abs=0.05)
+
+
+def test_format_2_dnerv_library_decodes():
+    """A library of CONF format 2 (no ``gop``: keyframes ``clip`` frames apart) with a base decoder."""
+    data = (GOLDEN / "format2.dnerv").read_bytes()
+    library = open_library(data)
+    assert library.config["format"] == 2 and library.config["gop"] == library.config["preset"]["clip"] == 8
+    for index, expected in enumerate((23.27, 20.88)):
+        truth = texture_frames(10, 32, 48 - 8 * index, seed=40 + index, velocity=(1.0 + index, 0.5))
+        decoded = as_bytes(library.frames(index))
+        assert decoded.shape == truth.shape
+        assert mean_psnr(decoded, truth) == pytest.approx(expected, abs=0.05)
