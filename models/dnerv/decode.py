@@ -16,7 +16,7 @@ from models.bitstream import container, keyframes, quant
 from models.bitstream.container import BitstreamError
 from models.bitstream.library import choose_video
 from models.dnerv.base import load_base
-from models.dnerv.network import LIMITS, DNeRV, clip_plan, clip_times, keyframe_indices, pad_frames, padded
+from models.dnerv.network import LIMITS, DNeRV, keyframe_indices, pack_plan, pad_frames, padded
 
 MAX_VIDEOS = 10_000
 MAX_NAME = 200
@@ -164,16 +164,14 @@ class Library:
         count, clip, gop = self.videos[index]["frames"], self.config["preset"]["clip"], self.config["gop"]
         stop = count if stop is None else stop
         w, h = self.size(index)
-        indices = keyframe_indices(count, gop)
         keys = self.keyframes(index)
-        for first, end, end_key in clip_plan(count, gop):
-            if end <= start or first >= stop:
+        for pack in pack_plan(count, gop, clip):
+            if pack.stop <= start or pack.start >= stop:
                 continue
-            self.decoded_clips.append((index, first))
-            times = clip_times(first, end, end_key, clip)
-            out = self.model(keys[indices.index(first)][None], keys[indices.index(end_key)][None], times)
-            for j in range(max(first, start), min(end, stop)):
-                yield j, out[j - first, :, :h, :w].clamp(0, 1).permute(1, 2, 0).numpy()
+            self.decoded_clips.append((index, pack.start))
+            out = self.model(keys[pack.key_lo : pack.key_hi], *pack.tensors())
+            for j in range(max(pack.start, start), min(pack.stop, stop)):
+                yield j, out[j - pack.start, :, :h, :w].clamp(0, 1).permute(1, 2, 0).numpy()
 
 
 def open_library(data: bytes) -> Library:

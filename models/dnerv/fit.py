@@ -38,9 +38,8 @@ from models.dnerv.network import (
     PRESETS,
     DNeRV,
     DNeRVConfig,
-    clip_plan,
-    clip_times,
     keyframe_indices,
+    pack_plan,
     pad_frames,
     padded,
 )
@@ -120,31 +119,29 @@ def code_keyframes(videos: list[Video], gop: int, budget_bits: float, codec: str
     return chosen
 
 
-Clip = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-"""A training clip on the device: truth ``(L, 3, H, W)``, its two keyframes (padded), its times."""
+Clip = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+"""A training pack on the device: truth ``(n, 3, H, W)``, its keyframes (padded), and per slot the
+first and last keyframe and the time (``Pack.tensors``)."""
 
 
 def training_clips(videos: list[Video], payloads: list[bytes], config: DNeRVConfig, gop: int, device) -> list[Clip]:
-    """Every clip of every video with the keyframes as the decoder will see them (coded, then decoded)."""
+    """Every pack of every video with the keyframes as the decoder will see them (coded, then decoded)."""
     clips = []
     for video, payload in zip(videos, payloads):
         count, height, width = video.frames.shape[:3]
-        indices = keyframe_indices(count, gop)
-        keys = np.stack(keyframes.decode(payload, width, height, len(indices)))
+        keys = np.stack(keyframes.decode(payload, width, height, len(keyframe_indices(count, gop))))
         keys = torch.from_numpy(keys).permute(0, 3, 1, 2).float().to(device) / 255
         keys = pad_frames(keys, *padded(height, width, len(config.channels) - 1))
         truth = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float().to(device) / 255
-        for start, stop, end_key in clip_plan(count, gop):
-            first, last = indices.index(start), indices.index(end_key)
-            times = clip_times(start, stop, end_key, config.clip, device)
-            clips.append((truth[start:stop], keys[first : first + 1], keys[last : last + 1], times))
+        for pack in pack_plan(count, gop, config.clip):
+            clips.append((truth[pack.start : pack.stop], keys[pack.key_lo : pack.key_hi], *pack.tensors(device)))
     return clips
 
 
 def clip_loss(model: DNeRV, clip: Clip, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """MSE of one clip (its frames cropped out of the padded prediction), with ``weights`` if given."""
-    truth, key0, key1, times = clip
-    pred = functional_call(model, weights, (key0, key1, times)) if weights else model(key0, key1, times)
+    """MSE of one pack (its frames cropped out of the padded prediction), with ``weights`` if given."""
+    truth, *inputs = clip
+    pred = functional_call(model, weights, tuple(inputs)) if weights else model(*inputs)
     return torch.mean((pred[: truth.shape[0], :, : truth.shape[-2], : truth.shape[-1]] - truth) ** 2)
 
 

@@ -1,9 +1,9 @@
 """D-NeRV: one shared neural representation for many clips (He et al., "Towards Scalable Neural
 Representation for Diverse Videos", CVPR 2023).
 
-Each clip of at most ``clip`` frames (the keyframe spacing, ``gop``, is the library's choice) is
-decoded from its two keyframes (its first frame and the next clip's first frame) and the
-clip-relative time ``t`` in [0, 1]:
+Each frame is decoded from its clip's two keyframes (the clip's first frame and the next clip's
+first frame, ``gop`` frames apart, the library's choice) and the clip-relative time ``t`` in [0, 1];
+the network decodes ``clip`` frames per call, of one clip or of several shorter ones (``pack_plan``):
 - a content encoder turns each keyframe into multi-scale features (shared by every clip);
 - the motion-aware decoder starts from the coarsest keyframe features, modulated by a positional
   encoding of ``t``; at each scale a head predicts the forward and backward flows, the keyframe
@@ -113,27 +113,35 @@ class DNeRV(nn.Module):
         mixed = self.gtmlp[index](grouped).view(channels, frames, h, w).permute(1, 0, 2, 3)
         return x + mixed
 
-    def forward(self, key0: torch.Tensor, key1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The clip's frames ``(L, 3, H, W)`` from keyframes ``(1, 3, H, W)`` at times ``t`` ``(L,)``.
+    def pair(self, key0: torch.Tensor, key1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """One clip's frames ``(L, 3, H, W)`` from keyframes ``(1, 3, H, W)`` at times ``t`` ``(L,)``.
 
         ``L`` must equal ``clip`` (pad a short clip's times; the GTMLP mixes exactly ``clip`` frames).
         """
+        first = torch.zeros(t.shape[0], dtype=torch.long, device=t.device)
+        return self(torch.cat([key0, key1]), first, first + 1, t)
+
+    def forward(self, keys: torch.Tensor, first: torch.Tensor, last: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Frames ``(L, 3, H, W)``: frame ``i`` at time ``t[i]`` between keyframes ``keys[first[i]]`` and
+        ``keys[last[i]]`` (``keys`` ``(K, 3, H, W)``, each encoded once). The ``L = clip`` frames of one
+        call may belong to several pairs of keyframes (``pack_plan``); the GTMLP mixes them all."""
         frames = t.shape[0]
-        c0, c1 = self.encoder(key0), self.encoder(key1)
+        feats = self.encoder(keys)
+        c0, c1 = [f[first] for f in feats], [f[last] for f in feats]
         tt = t.view(frames, 1, 1, 1)
-        x = self.stem(torch.cat([c0[-1], c1[-1]], 1).expand(frames, -1, -1, -1))
+        x = self.stem(torch.cat([c0[-1], c1[-1]], 1))
         gamma, beta = self.film(time_encoding(t, self.frequencies)).chunk(2, 1)
         x = x * (1 + gamma[..., None, None]) + beta[..., None, None]
         for i, s in enumerate(range(self.stages, -1, -1)):
             flows = self.flow[i](x)
-            fwd = ops.backward_warp(c0[s].expand(frames, -1, -1, -1), flows[:, :2])
-            bwd = ops.backward_warp(c1[s].expand(frames, -1, -1, -1), flows[:, 2:])
+            fwd = ops.backward_warp(c0[s], flows[:, :2])
+            bwd = ops.backward_warp(c1[s], flows[:, 2:])
             g, b = self.saf[i]((1 - tt) * fwd + tt * bwd).chunk(2, 1)
             x = self.temporal_mix(i, x * (g + 1) + b)
             if s > 0:
                 x = F.gelu(F.pixel_shuffle(self.up[i](x), 2))
-        rgb0 = ops.backward_warp(key0.expand(frames, -1, -1, -1), flows[:, :2])
-        rgb1 = ops.backward_warp(key1.expand(frames, -1, -1, -1), flows[:, 2:])
+        rgb0 = ops.backward_warp(keys[first], flows[:, :2])
+        rgb1 = ops.backward_warp(keys[last], flows[:, 2:])
         return (1 - tt) * rgb0 + tt * rgb1 + self.rgb(torch.cat([x, rgb0 - 0.5, rgb1 - 0.5], 1))
 
 
@@ -141,8 +149,8 @@ def clip_plan(frames: int, gop: int) -> list[tuple[int, int, int]]:
     """Clips of a video, ``gop`` frames each: (first frame, end frame exclusive, end keyframe index).
 
     A clip's keyframes are its first frame and the next clip's first frame (the last clip ends on
-    the video's last frame). ``gop`` is at most the network's ``clip``; a shorter clip's times are
-    padded (``clip_times``).
+    the video's last frame). ``gop`` is at most the network's ``clip``; ``pack_plan`` puts the frames
+    of several short clips into one call of the network.
     """
     return [(s, min(s + gop, frames), min(s + gop, frames - 1)) for s in range(0, frames, gop)]
 
@@ -150,6 +158,57 @@ def clip_plan(frames: int, gop: int) -> list[tuple[int, int, int]]:
 def keyframe_indices(frames: int, gop: int) -> list[int]:
     """Every keyframe of a video: each clip's first frame, and the last frame."""
     return sorted({s for s, _, _ in clip_plan(frames, gop)} | {frames - 1})
+
+
+@dataclass(frozen=True)
+class Pack:
+    """``clip`` consecutive frames of a video decoded in one call: frames ``start..stop``, their
+    keyframes ``keys[key_lo:key_hi]`` (indices into ``keyframe_indices``), and per slot the first and
+    last keyframe (relative to ``key_lo``) and the time; slots past ``stop`` repeat the last frame's."""
+
+    start: int
+    stop: int
+    key_lo: int
+    key_hi: int
+    first: tuple[int, ...]
+    last: tuple[int, ...]
+    times: tuple[float, ...]
+
+    def tensors(self, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(first, last, times) as tensors for ``DNeRV.decode``."""
+        return (
+            torch.tensor(self.first, device=device),
+            torch.tensor(self.last, device=device),
+            torch.tensor(self.times, device=device),
+        )
+
+
+def pack_plan(frames: int, gop: int, clip: int) -> list[Pack]:
+    """A video's frames in packs of ``clip`` (each frame between its clip's two keyframes, ``gop``
+    apart). With ``gop == clip`` a pack is exactly one clip (the layout of libraries before ``gop``)."""
+    indices = keyframe_indices(frames, gop)
+    slots = []  # (key a, key b, t) of every frame
+    for start, stop, end_key in clip_plan(frames, gop):
+        span = max(1, end_key - start)
+        a, b = indices.index(start), indices.index(end_key)
+        slots += [(a, b, (j - start) / span) for j in range(start, stop)]
+    packs = []
+    for start in range(0, frames, clip):
+        part = slots[start : start + clip]
+        part += [part[-1]] * (clip - len(part))
+        lo, hi = min(s[0] for s in part), max(s[1] for s in part) + 1
+        packs.append(
+            Pack(
+                start,
+                min(start + clip, frames),
+                lo,
+                hi,
+                tuple(s[0] - lo for s in part),
+                tuple(s[1] - lo for s in part),
+                tuple(s[2] for s in part),
+            )
+        )
+    return packs
 
 
 def clip_times(start: int, stop: int, end_key: int, clip: int, device=None) -> torch.Tensor:

@@ -85,7 +85,7 @@ def validate(model: DNeRV, windows: np.ndarray, keys: np.ndarray) -> float:
     for index in range(len(windows)):
         truth = torch.from_numpy(np.array(windows[index, 1:8])).permute(0, 3, 1, 2).float() / 255
         coded = torch.from_numpy(keys[index]).permute(0, 3, 1, 2).float() / 255
-        pred = model(coded[0:1], coded[1:2], times)[1:8].clamp(0, 1)
+        pred = model.pair(coded[0:1], coded[1:2], times)[1:8].clamp(0, 1)
         scores.append(float(-10 * torch.log10(torch.mean((pred - truth) ** 2))))
     return float(np.mean(scores))
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         for group in optimizer.param_groups:
             group["lr"] = cosine(args.lr, min(1.0, step / args.schedule_steps), floor=0.05)
         truth, key0, key1 = sample(train, train_keys, rng, args.crop)
-        loss = torch.mean((model(key0, key1, times) - truth) ** 2)
+        loss = torch.mean((model.pair(key0, key1, times) - truth) ** 2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -17,7 +17,7 @@ from models.bitstream.container import BitstreamError
 from models.dnerv.base import BASE_DIR, file_hash, load_base
 from models.dnerv.decode import open_library
 from models.dnerv.fit import DNeRVOptions, Video, fit
-from models.dnerv.network import keyframe_indices
+from models.dnerv.network import keyframe_indices, pack_plan
 from models.probe import UnknownVideoError
 from tests.corruption import assert_corruption_refused, assert_truncations_refused
 from tests.media import texture_frames
@@ -74,21 +74,34 @@ def test_a_self_contained_library_needs_no_base():
 
 
 def test_keyframes_closer_than_the_network_clip():
-    """Keyframes 2 frames apart: the network still decodes 8 frames at once (times padded); a range
-    runs only its clips, and the keyframes stand where ``gop`` puts them."""
+    """Keyframes 2 frames apart: the network decodes 8 frames (of four clips) per call; a range runs
+    only the calls it needs, and the keyframes stand where ``gop`` puts them."""
     videos = [Video("near", texture_frames(9, 32, 32, seed=5, velocity=(2.0, 1.0)), Fraction(25))]
     data = fit(videos, DNeRVOptions(bpp=2.0, steps=30, minutes=None, gop=2))
     library = open_library(data)
     assert library.config["format"] == 3 and library.config["gop"] == 2 and library.config["preset"]["clip"] == 8
     assert library.keyframes(0).shape[0] == len(keyframe_indices(9, 2)) == 5
-    partial = list(library.frames(0, 3, 6))
-    assert [i for i, _ in partial] == [3, 4, 5] and library.decoded_clips == [(0, 2), (0, 4)]
+    partial = list(library.frames(0, 6, 9))
+    assert [i for i, _ in partial] == [6, 7, 8] and library.decoded_clips == [(0, 0), (0, 8)]
     decoded = np.stack([image for _, image in open_library(data).frames(0)])
     truth = videos[0].frames.astype(np.float32) / 255
     assert decoded.shape == truth.shape
     assert np.mean([ops.psnr(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(decoded, truth)]) > PSNR_FLOOR
     with pytest.raises(ValueError, match="gop must be 1 to"):
         fit(videos, DNeRVOptions(bpp=2.0, steps=1, minutes=None, gop=9))
+
+
+def test_packs_of_short_clips_and_of_whole_clips():
+    """With ``gop == clip`` a pack is one clip as libraries before ``gop`` laid them out; with a
+    shorter ``gop`` one pack holds several clips, each frame between its own two keyframes."""
+    whole = pack_plan(16, 8, 8)
+    assert [(p.start, p.stop, p.key_lo, p.key_hi) for p in whole] == [(0, 8, 0, 2), (8, 16, 1, 3)]
+    assert whole[0].first == (0,) * 8 and whole[0].last == (1,) * 8
+    assert whole[0].times == tuple(j / 8 for j in range(8)) and whole[1].times == tuple(j / 7 for j in range(8))
+    short = pack_plan(9, 2, 8)
+    assert [(p.start, p.stop, p.key_lo, p.key_hi) for p in short] == [(0, 8, 0, 5), (8, 9, 4, 5)]
+    assert short[0].first == (0, 0, 1, 1, 2, 2, 3, 3) and short[0].last == (1, 1, 2, 2, 3, 3, 4, 4)
+    assert short[0].times == (0, 0.5) * 4 and short[1].times == (0.0,) * 8  # the last frame is a keyframe
 
 
 def with_conf(data: bytes, change) -> bytes:
