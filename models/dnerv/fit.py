@@ -50,16 +50,21 @@ FORMAT = 3
 2, no ``gop``, keyframes ``clip`` frames apart)."""
 KEYFRAME_CRFS = tuple(range(8, 56, 3))
 """CRFs tried for a library's keyframes, best first."""
-SPLITS = ((float("inf"), 8, 0.7),)
+SPLITS = ((0.15, 8, 0.7), (float("inf"), 2, 0.85))
 """``(below this bpp, keyframe spacing, keyframes' share of the bits)``, the first that applies; the
 spacing is capped at the network's ``clip``, the share applies to libraries with a base decoder.
-``finetune_lr`` and the 70% share at spacing 8 were chosen in a trial on the evaluation's own
-collection at 0.4 bpp (docs/codec.md): a 15% share for the difference and 5e-4 gave 24.89 dB, 30%
-and 5e-4 26.06, 30% and 2e-3 26.70, 50% and 2e-3 26.57 (1000 steps, all at 0.38 to 0.39 bpp)."""
+From 0.15 bpp: keyframes 2 apart with 85% of the bits, chosen with ``bench/dnerv_splits.py`` on the
+evaluation's collection (docs/codec.md, 1000 steps): at 0.4 bpp 30.83 dB at 0.392 bpp against 27.00
+at 0.387 with spacing 8 and 70% (75%: 30.93 at 0.400), at 0.2 spacing 2 was 2 dB ahead of spacing 4
+(with 14% more bits, before the coarser ``DELTA_STEPS``). Below 0.15 bpp the earlier rule, not
+re-measured: spacing 8 with 70%, whose share and ``finetune_lr`` came from a trial at 0.4 bpp (a 15%
+share for the difference and 5e-4 gave 24.89 dB, 30% and 5e-4 26.06, 30% and 2e-3 26.70, 50% and 2e-3
+26.57)."""
 QAT_FROM = 0.7
 """Part of the fitting budget after which the weight difference is fitted quantised."""
-DELTA_STEPS = tuple(2.0 ** (-k / 2) for k in range(25))
-"""Quantiser steps tried for the weight difference, relative to each base tensor's RMS, coarse to fine."""
+DELTA_STEPS = tuple(2.0 ** (-k / 2) for k in range(-10, 25))
+"""Quantiser steps tried for the weight difference, relative to each base tensor's RMS, coarse to fine
+(from 32 times the RMS, where nearly every difference rounds to 0, so a library lands at its size)."""
 
 
 @dataclass(frozen=True)
