@@ -301,10 +301,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             from models.dnerv.decode import read_config
 
             try:
-                videos = read_config(stream.sections.get("CONF", b""), stream.header)["videos"]
+                config = read_config(stream.sections.get("CONF", b""), stream.header)
             except BitstreamError as exc:
                 raise InputError(f"info: {args.file}: {exc}") from exc
-            for index, video in enumerate(videos):
+            print(f"keyframes: every {config['gop']} frames")
+            for index, video in enumerate(config["videos"]):
                 print(
                     f"video {index}: {video['name']} ({video['width']}x{video['height']}, {video['frames']} frames, "
                     f"{Fraction(*video['fps'])} fps)"

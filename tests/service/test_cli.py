@@ -182,6 +182,7 @@ def test_dnerv_library_commands(tmp_path, capsys):
     code, out, _ = run(capsys, "info", library)
     assert "codec: dnerv" in out and "video 0: v0 (64x64, 10 frames" in out and "video 1: v1 (48x66, 10" in out
     assert "width: 64" in out and "height: 66" in out  # the header holds the largest size
+    assert "keyframes: every 2 frames" in out  # at 1 bpp the rule puts keyframes 2 apart
     video = tmp_path / "v1.mp4"
     assert run(capsys, "decode", library, "-o", video, "--video", "v1", "--frames", "0:5", "--quiet")[0] == 0
     with av.open(str(video)) as container:
