@@ -175,7 +175,7 @@ class Pack:
     times: tuple[float, ...]
 
     def tensors(self, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(first, last, times) as tensors for ``DNeRV.decode``."""
+        """(first, last, times) as tensors for ``DNeRV.forward``."""
         return (
             torch.tensor(self.first, device=device),
             torch.tensor(self.last, device=device),
