@@ -56,3 +56,14 @@ def test_format_2_dnerv_library_decodes():
         decoded = as_bytes(library.frames(index))
         assert decoded.shape == truth.shape
         assert mean_psnr(decoded, truth) == pytest.approx(expected, abs=0.05)
+
+
+def test_format_3_dnerv_library_decodes():
+    """A library of CONF format 3 (keyframes ``gop`` = 2 frames apart, every frame the network's output)."""
+    library = open_library((GOLDEN / "format3.dnerv").read_bytes())
+    assert library.config["format"] == 3 and library.config["gop"] == 2
+    for index, expected in enumerate((27.19, 25.53)):
+        truth = texture_frames(10, 32, 48 - 8 * index, seed=50 + index, velocity=(1.0 + index, 0.5))
+        decoded = as_bytes(library.frames(index))
+        assert decoded.shape == truth.shape
+        assert mean_psnr(decoded, truth) == pytest.approx(expected, abs=0.05)
