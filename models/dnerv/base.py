@@ -17,7 +17,7 @@ from models.bitstream.container import BitstreamError
 
 BASE_DIR = registry.CHECKPOINT_DIR / "codecs"
 """Shipped codec base models (kept apart from the upsampling models that ``registry.served`` lists)."""
-DEFAULT_BASE = "dnerv-s"
+DEFAULT_BASE = "dnerv-s-v2"
 NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,63}$")
 
 

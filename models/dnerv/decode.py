@@ -16,7 +16,7 @@ from models.bitstream import container, keyframes, quant
 from models.bitstream.container import BitstreamError
 from models.bitstream.library import choose_video
 from models.dnerv.base import load_base
-from models.dnerv.network import LIMITS, DNeRV, keyframe_indices, pack_plan, pad_frames, padded
+from models.dnerv.network import LIMITS, DNeRV, keyframe_indices, pack_plan, pad_frames, padded, show_keyframes
 
 MAX_VIDEOS = 10_000
 MAX_NAME = 200
@@ -34,7 +34,8 @@ def read_config(payload: bytes, header: container.Header) -> dict:
     Format 2 gives each video its own size (the header holds the largest) and may name a base
     decoder; a format-1 CONF (one size, the header's, for every video) gets those sizes filled in.
     Format 3 adds the keyframe spacing ``gop`` (at most the network's clip); earlier formats get
-    ``gop`` = clip filled in."""
+    ``gop`` = clip filled in. Format 4 has format 3's fields; its keyframes are shown as decoded
+    (``Library.frames``)."""
     if len(payload) > 256 * MAX_VIDEOS:
         raise BitstreamError("read_config: CONF section is too large")
     try:
@@ -44,7 +45,7 @@ def read_config(payload: bytes, header: container.Header) -> dict:
         version = config.get("format", 1)
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BitstreamError(f"read_config: CONF is malformed: {exc}") from exc
-    if version not in (1, 2, 3):
+    if version not in (1, 2, 3, 4):
         raise BitstreamError(f"read_config: unknown CONF format {version!r}")
     if not (isinstance(channels, list) and isinstance(content, list) and len(channels) == len(content)):
         raise BitstreamError("read_config: channels and content must be lists of equal length")
@@ -160,16 +161,24 @@ class Library:
 
     @torch.no_grad()
     def frames(self, index: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Frames ``start..stop`` of video ``index`` as RGB float32 ``(H, W, 3)``; only their clips run."""
+        """Frames ``start..stop`` of video ``index`` as RGB float32 ``(H, W, 3)``; only their clips run.
+        From CONF format 4 a keyframe's frame is the keyframe as decoded; before, the network's output."""
         count, clip, gop = self.videos[index]["frames"], self.config["preset"]["clip"], self.config["gop"]
         stop = count if stop is None else stop
         w, h = self.size(index)
         keys = self.keyframes(index)
+        shown = self.config.get("format", 1) >= 4
         for pack in pack_plan(count, gop, clip):
             if pack.stop <= start or pack.start >= stop:
                 continue
             self.decoded_clips.append((index, pack.start))
-            out = self.model(keys[pack.key_lo : pack.key_hi], *pack.tensors())
+            pack_keys = keys[pack.key_lo : pack.key_hi]
+            if not shown:
+                out = self.model(pack_keys, *pack.tensors())
+            elif any(pack.between[: pack.stop - pack.start]):
+                out = show_keyframes(self.model(pack_keys, *pack.tensors()), pack_keys, pack)
+            else:  # only keyframes: the network need not run
+                out = show_keyframes(pack_keys[[0] * len(pack.times)], pack_keys, pack)
             for j in range(max(pack.start, start), min(pack.stop, stop)):
                 yield j, out[j - pack.start, :, :h, :w].clamp(0, 1).permute(1, 2, 0).numpy()
 

@@ -2,10 +2,11 @@
 
 Keyframes (each clip's first frame and each video's last, ``gop`` frames apart) are coded first, per
 video at its own size (the first intra, the rest predicted from earlier ones), and the model is
-fitted to the *decoded* keyframes. The keyframe spacing and, with a base, the keyframes' share of
+fitted to the *decoded* keyframes. A keyframe's frame is shown as decoded, so the model is fitted
+to the frames between keyframes only. The keyframe spacing and, with a base, the keyframes' share of
 the bits follow the rate (``SPLITS``). Two kinds of library:
 
-- **with a base decoder** (the default, ``base="dnerv-s"``): the shipped base (trained once by
+- **with a base decoder** (the default, ``base=DEFAULT_BASE``): the shipped base (trained once by
   ``models/dnerv/train.py``) is fine-tuned on the collection, and only the difference of the weights
   is stored, as integers of a per-tensor step, entropy-coded. The last ``QAT_FROM`` part of the
   fitting runs with the difference quantised (straight-through), at the finest step whose coded
@@ -13,7 +14,7 @@ the bits follow the rate (``SPLITS``). Two kinds of library:
 - **self-contained** (``base=None``): the model is fitted from scratch and its 8-bit weights stored;
   the keyframes get what the weights leave.
 
-Sections: ``CONF`` (JSON: format 3, preset arguments, the keyframe spacing ``gop``, the index of
+Sections: ``CONF`` (JSON: format 4, preset arguments, the keyframe spacing ``gop``, the index of
 videos with their sizes, the base and its SHA-256), ``KEYF`` (an index of per-video keyframe
 payloads, so one video decodes without touching the others), and ``DLTA`` (weight difference from
 the base) or ``WGTS`` (whole weights).
@@ -45,21 +46,23 @@ from models.dnerv.network import (
 )
 from models.schedule import Budget, cosine, fit_report
 
-FORMAT = 3
+FORMAT = 4
 """The CONF layout written (read by the decoder too: 1, one size for every video and whole weights;
-2, no ``gop``, keyframes ``clip`` frames apart)."""
+2, no ``gop``, keyframes ``clip`` frames apart; 3, as 4 but every frame, keyframes too, the network's
+output)."""
 KEYFRAME_CRFS = tuple(range(8, 56, 3))
 """CRFs tried for a library's keyframes, best first."""
-SPLITS = ((0.15, 8, 0.7), (float("inf"), 2, 0.85))
+SPLITS = ((0.15, 8, 0.7), (0.3, 2, 0.85), (float("inf"), 2, 0.7))
 """``(below this bpp, keyframe spacing, keyframes' share of the bits)``, the first that applies; the
 spacing is capped at the network's ``clip``, the share applies to libraries with a base decoder.
-From 0.15 bpp: keyframes 2 apart with 85% of the bits, chosen with ``bench/dnerv_splits.py`` on the
-evaluation's collection (docs/codec.md, 1000 steps): at 0.4 bpp 30.83 dB at 0.392 bpp against 27.00
-at 0.387 with spacing 8 and 70% (75%: 30.93 at 0.400), at 0.2 spacing 2 was 2 dB ahead of spacing 4
-(with 14% more bits, before the coarser ``DELTA_STEPS``). Below 0.15 bpp the earlier rule, not
-re-measured: spacing 8 with 70%, whose share and ``finetune_lr`` came from a trial at 0.4 bpp (a 15%
-share for the difference and 5e-4 gave 24.89 dB, 30% and 5e-4 26.06, 30% and 2e-3 26.70, 50% and 2e-3
-26.57)."""
+From 0.15 bpp keyframes 2 apart, chosen with ``bench/dnerv_splits.py`` on the evaluation's
+collection (docs/codec.md, 1000 steps): at 0.4 bpp 30.83 dB at 0.392 bpp against 27.00 at 0.387 with
+spacing 8 and 70%, at 0.2 spacing 2 was 2 dB ahead of spacing 4. The shares were measured with the
+base ``dnerv-s-v2`` and keyframes shown as decoded (CONF format 4): 85% below 0.3 bpp (at 0.2: 29.49
+dB at 0.1955 bpp; 65% gave 29.06 at 0.1807), 70% from there (at 0.4: 31.67 dB at 0.3824; 85% gave 31.52
+at 0.3829). Below 0.15 bpp the earlier rule, not re-measured: spacing 8 with 70%, whose share and
+``finetune_lr`` came from a trial at 0.4 bpp (a 15% share for the difference and 5e-4 gave 24.89 dB,
+30% and 5e-4 26.06, 30% and 2e-3 26.70, 50% and 2e-3 26.57)."""
 QAT_FROM = 0.7
 """Part of the fitting budget after which the weight difference is fitted quantised."""
 DELTA_STEPS = tuple(2.0 ** (-k / 2) for k in range(-10, 25))
@@ -126,11 +129,13 @@ def code_keyframes(videos: list[Video], gop: int, budget_bits: float, codec: str
 
 Clip = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 """A training pack on the device: truth ``(n, 3, H, W)``, its keyframes (padded), and per slot the
-first and last keyframe and the time (``Pack.tensors``)."""
+first and last keyframe and the time (``Pack.tensors``). Only slots strictly between their keyframes
+count in the loss (a keyframe's frame is shown as decoded)."""
 
 
 def training_clips(videos: list[Video], payloads: list[bytes], config: DNeRVConfig, gop: int, device) -> list[Clip]:
-    """Every pack of every video with the keyframes as the decoder will see them (coded, then decoded)."""
+    """Every pack of every video that holds a frame between keyframes, with the keyframes as the decoder
+    will see them (coded, then decoded)."""
     clips = []
     for video, payload in zip(videos, payloads):
         count, height, width = video.frames.shape[:3]
@@ -139,15 +144,20 @@ def training_clips(videos: list[Video], payloads: list[bytes], config: DNeRVConf
         keys = pad_frames(keys, *padded(height, width, len(config.channels) - 1))
         truth = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float().to(device) / 255
         for pack in pack_plan(count, gop, config.clip):
+            if not any(pack.between[: pack.stop - pack.start]):
+                continue
             clips.append((truth[pack.start : pack.stop], keys[pack.key_lo : pack.key_hi], *pack.tensors(device)))
     return clips
 
 
 def clip_loss(model: DNeRV, clip: Clip, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """MSE of one pack (its frames cropped out of the padded prediction), with ``weights`` if given."""
+    """MSE of one pack's frames between keyframes (cropped out of the padded prediction), with
+    ``weights`` if given."""
     truth, *inputs = clip
+    times = inputs[-1][: truth.shape[0]]
+    inside = (times > 0) & (times < 1)
     pred = functional_call(model, weights, tuple(inputs)) if weights else model(*inputs)
-    return torch.mean((pred[: truth.shape[0], :, : truth.shape[-2], : truth.shape[-1]] - truth) ** 2)
+    return torch.mean((pred[: truth.shape[0], :, : truth.shape[-2], : truth.shape[-1]][inside] - truth[inside]) ** 2)
 
 
 def fit_clips(model: DNeRV, clips: list[Clip], options: DNeRVOptions, lr: float, progress, weights=None) -> int:
@@ -156,7 +166,7 @@ def fit_clips(model: DNeRV, clips: list[Clip], options: DNeRVOptions, lr: float,
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(options.seed)
     budget, step = Budget(options.steps, options.minutes), 0
-    while not budget.exhausted(step):
+    while clips and not budget.exhausted(step):
         spent = budget.spent(step)
         for group in optimizer.param_groups:
             group["lr"] = cosine(lr, spent)

