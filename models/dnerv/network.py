@@ -113,14 +113,6 @@ class DNeRV(nn.Module):
         mixed = self.gtmlp[index](grouped).view(channels, frames, h, w).permute(1, 0, 2, 3)
         return x + mixed
 
-    def pair(self, key0: torch.Tensor, key1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """One clip's frames ``(L, 3, H, W)`` from keyframes ``(1, 3, H, W)`` at times ``t`` ``(L,)``.
-
-        ``L`` must equal ``clip`` (pad a short clip's times; the GTMLP mixes exactly ``clip`` frames).
-        """
-        first = torch.zeros(t.shape[0], dtype=torch.long, device=t.device)
-        return self(torch.cat([key0, key1]), first, first + 1, t)
-
     def forward(self, keys: torch.Tensor, first: torch.Tensor, last: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Frames ``(L, 3, H, W)``: frame ``i`` at time ``t[i]`` between keyframes ``keys[first[i]]`` and
         ``keys[last[i]]`` (``keys`` ``(K, 3, H, W)``, each encoded once). The ``L = clip`` frames of one
@@ -224,13 +216,6 @@ def show_keyframes(frames: torch.Tensor, keys: torch.Tensor, pack: Pack) -> torc
         if not inside:
             out[slot] = keys[first if t == 0 else last]
     return out
-
-
-def clip_times(start: int, stop: int, end_key: int, clip: int, device=None) -> torch.Tensor:
-    """Times ``(clip,)`` of a clip's frames in [0, 1], padded with the last one to ``clip`` entries."""
-    span = max(1, end_key - start)
-    times = [(j - start) / span for j in range(start, stop)]
-    return torch.tensor(times + [times[-1]] * (clip - len(times)), device=device)
 
 
 def padded(height: int, width: int, stages: int) -> tuple[int, int]:

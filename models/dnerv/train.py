@@ -35,15 +35,13 @@ import torch
 
 from models import registry
 from models.bitstream import keyframes
-from models.dnerv.base import load_base
+from models.dnerv.base import BASE_DIR, load_base
 from models.dnerv.fit import KEYFRAME_CRFS
 from models.dnerv.network import PRESETS, DNeRV, Pack, keyframe_indices, pack_plan
 from models.schedule import cosine
 from models.videoinr.data import WINDOW, load_split
 from models.videoinr.train import code_version, load_state, save_state
 
-BASE_DIR = registry.CHECKPOINT_DIR / "codecs"
-"""Shipped codec base models (kept out of the upsampling models ``registry.served`` lists)."""
 STATE_DIR = registry.CHECKPOINT_DIR / "training"
 CLIP = 8
 """Frames per network call (the presets' ``clip``); a window has one more, the last keyframe."""
