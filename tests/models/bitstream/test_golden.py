@@ -67,3 +67,15 @@ def test_format_3_dnerv_library_decodes():
         decoded = as_bytes(library.frames(index))
         assert decoded.shape == truth.shape
         assert mean_psnr(decoded, truth) == pytest.approx(expected, abs=0.05)
+
+
+def test_format_4_dnerv_library_decodes():
+    """A library of CONF format 4 (keyframes shown as decoded, base ``dnerv-s-v2``; no latent residual)."""
+    library = open_library((GOLDEN / "format4.dnerv").read_bytes())
+    assert library.config["format"] == 4 and library.config["gop"] == 2
+    assert library.config["base"]["name"] == "dnerv-s-v2"
+    for index, expected in enumerate((27.16, 26.01)):
+        truth = texture_frames(10, 32, 48 - 8 * index, seed=60 + index, velocity=(1.0 + index, 0.5))
+        decoded = as_bytes(library.frames(index))
+        assert decoded.shape == truth.shape
+        assert mean_psnr(decoded, truth) == pytest.approx(expected, abs=0.05)
