@@ -24,12 +24,14 @@ from models.nrff.fit import FitOptions, fit
 
 
 def parse_split(text: str) -> tuple[int, float, float]:
-    """``GOP:KEYFRAME_SHARE:RESIDUAL_SHARE`` -> the three numbers."""
+    """``GOP:KEYFRAME_SHARE[:RESIDUAL_SHARE]`` -> the three numbers (no residual share: 0)."""
     try:
-        gop, share, residual = text.split(":")
-        return int(gop), float(share), float(residual)
+        gop, share, *rest = text.split(":")
+        if len(rest) > 1:
+            raise ValueError(text)
+        return int(gop), float(share), float(rest[0]) if rest else 0.0
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a split is GOP:KEYFRAME_SHARE:RESIDUAL_SHARE, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"a split is GOP:KEYFRAME_SHARE[:RESIDUAL_SHARE], not {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

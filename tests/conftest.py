@@ -66,7 +66,8 @@ def nrff_residual_clip(nrff_clip):
 
 @pytest.fixture(scope="session")
 def dnerv_library():
-    """Three 12-frame 64x64 clips moving differently, and their D-NeRV library (fitted once)."""
+    """Three 12-frame 64x64 clips moving differently, and their D-NeRV library (fitted once), with a
+    latent residual (CONF format 5) so every test of it covers the RESD section too."""
     from fractions import Fraction
 
     from models.dnerv.fit import DNeRVOptions, Video, fit
@@ -76,7 +77,8 @@ def dnerv_library():
         Video(f"clip{i}", texture_frames(12, 64, 64, seed=10 + i, velocity=(1.0 + i, 0.5)), Fraction(25))
         for i in range(3)
     ]
-    return videos, fit(videos, DNeRVOptions(bpp=1.0, steps=80, minutes=None))
+    options = DNeRVOptions(bpp=1.0, steps=80, minutes=None, keyframe_share=0.5, residual_share=0.3, residual_steps=100)
+    return videos, fit(videos, options)
 
 
 def pytest_runtest_setup(item):

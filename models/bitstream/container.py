@@ -86,6 +86,14 @@ class Bitstream:
     sections: dict[str, bytes] = field(default_factory=dict)
 
 
+def check_limits(fields: dict, limits: dict[str, tuple[int, int]], label: str = "") -> None:
+    """Every field named in ``limits`` is an integer within its range (a CONF entry), else BitstreamError."""
+    for key, (low, high) in limits.items():
+        value = fields.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise BitstreamError(f"read_config: {label}{key}={value!r} outside {low}..{high}")
+
+
 def check_header(h: Header) -> None:
     """Refuse sizes beyond the limits (for writing and reading alike)."""
     if h.codec not in NEURAL_CODECS.values():

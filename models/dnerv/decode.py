@@ -3,6 +3,7 @@ keyframes and clips it needs. Parsing is bounds-checked and never unpickles."""
 
 from __future__ import annotations
 
+import bisect
 import json
 import struct
 from collections.abc import Iterator
@@ -16,10 +17,22 @@ from models.bitstream import container, keyframes, quant
 from models.bitstream.container import BitstreamError
 from models.bitstream.library import choose_video
 from models.dnerv.base import load_base
-from models.dnerv.network import LIMITS, DNeRV, keyframe_indices, pack_plan, pad_frames, padded, show_keyframes
+from models.dnerv.network import (
+    LIMITS,
+    DNeRV,
+    between_frames,
+    keyframe_indices,
+    pack_plan,
+    pad_frames,
+    padded,
+    show_keyframes,
+)
+from models.nrff import residual as latent_residual
 
 MAX_VIDEOS = 10_000
 MAX_NAME = 200
+ROWS_PER_CHUNK = 64
+"""Rows of a frame whose latent residual is synthesised at once (bounds memory on large frames)."""
 
 
 def check_int(name: str, value, low: int, high: int) -> int:
@@ -35,7 +48,8 @@ def read_config(payload: bytes, header: container.Header) -> dict:
     decoder; a format-1 CONF (one size, the header's, for every video) gets those sizes filled in.
     Format 3 adds the keyframe spacing ``gop`` (at most the network's clip); earlier formats get
     ``gop`` = clip filled in. Format 4 has format 3's fields; its keyframes are shown as decoded
-    (``Library.frames``)."""
+    (``Library.frames``). Format 5 may add ``residual`` (a latent residual over the frames between
+    keyframes, ``models/nrff/residual.py``: its ``levels``, ``width`` and ``coding``), stored in RESD."""
     if len(payload) > 256 * MAX_VIDEOS:
         raise BitstreamError("read_config: CONF section is too large")
     try:
@@ -45,7 +59,7 @@ def read_config(payload: bytes, header: container.Header) -> dict:
         version = config.get("format", 1)
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BitstreamError(f"read_config: CONF is malformed: {exc}") from exc
-    if version not in (1, 2, 3, 4):
+    if version not in (1, 2, 3, 4, 5):
         raise BitstreamError(f"read_config: unknown CONF format {version!r}")
     if not (isinstance(channels, list) and isinstance(content, list) and len(channels) == len(content)):
         raise BitstreamError("read_config: channels and content must be lists of equal length")
@@ -77,6 +91,10 @@ def read_config(payload: bytes, header: container.Header) -> dict:
         raise BitstreamError(f"read_config: the index holds {total} frames, the header {header.frames}")
     if max(v["width"] for v in videos) != header.width or max(v["height"] for v in videos) != header.height:
         raise BitstreamError("read_config: the header's size is not the largest video's")
+    if "residual" in config:
+        if version < 5:
+            raise BitstreamError(f"read_config: CONF format {version} has no residual")
+        latent_residual.check_config(config["residual"])
     base = config.get("base")
     if base is not None and not (
         isinstance(base, dict) and isinstance(base.get("name"), str) and isinstance(base.get("sha256"), str)
@@ -122,12 +140,19 @@ def split_keyframes(payload: bytes, videos: int) -> list[bytes]:
 
 @dataclass
 class Library:
-    """A parsed ``.dnerv`` collection; ``decoded_clips`` records what was decoded (for tests)."""
+    """A parsed ``.dnerv`` collection; ``decoded_clips`` records what was decoded (for tests).
+    ``residual``: the latent residual of every frame between keyframes (CONF format 5), frame ``k`` of
+    it the ``k``-th such frame of the library, video by video; it works at ``residual_size`` (the
+    library's padded size), to which each prediction is edge-padded."""
 
     header: container.Header
     config: dict
     model: DNeRV
     keyframe_payloads: list[bytes]
+    residual: latent_residual.Residual | None = None
+    residual_size: tuple[int, int] = (0, 0)
+    residual_first: list[int] = field(default_factory=list)
+    """Per video, where its first frame between keyframes is in the residual."""
     decoded_clips: list[tuple[int, int]] = field(default_factory=list)
     decoded_keyframes: dict[int, torch.Tensor] = field(default_factory=dict)
 
@@ -160,12 +185,14 @@ class Library:
         return Fraction(*self.videos[index]["fps"])
 
     @torch.no_grad()
-    def frames(self, index: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Frames ``start..stop`` of video ``index`` as RGB float32 ``(H, W, 3)``; only their clips run.
-        From CONF format 4 a keyframe's frame is the keyframe as decoded; before, the network's output."""
+    def predictions(
+        self, index: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, bool, torch.Tensor]]:
+        """``(frame, between keyframes, padded (3, H, W) float)`` for frames ``start..stop`` of video
+        ``index``, before any residual and unclamped; only their clips run. From CONF format 4 a
+        keyframe's frame is the keyframe as decoded; before, the network's output."""
         count, clip, gop = self.videos[index]["frames"], self.config["preset"]["clip"], self.config["gop"]
         stop = count if stop is None else stop
-        w, h = self.size(index)
         keys = self.keyframes(index)
         shown = self.config.get("format", 1) >= 4
         for pack in pack_plan(count, gop, clip):
@@ -180,7 +207,23 @@ class Library:
             else:  # only keyframes: the network need not run
                 out = show_keyframes(pack_keys[[0] * len(pack.times)], pack_keys, pack)
             for j in range(max(pack.start, start), min(pack.stop, stop)):
-                yield j, out[j - pack.start, :, :h, :w].clamp(0, 1).permute(1, 2, 0).numpy()
+                yield j, pack.between[j - pack.start], out[j - pack.start]
+
+    def residual_index(self, index: int, frame: int) -> int:
+        """Where frame ``frame`` (between keyframes) of video ``index`` is in the residual."""
+        keys = keyframe_indices(self.videos[index]["frames"], self.config["gop"])
+        return self.residual_first[index] + frame - bisect.bisect_right(keys, frame)
+
+    @torch.no_grad()
+    def frames(self, index: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Frames ``start..stop`` of video ``index`` as RGB float32 ``(H, W, 3)`` in [0, 1]: the
+        predictions, plus the latent residual between keyframes where the library has one."""
+        w, h = self.size(index)
+        for j, between, frame in self.predictions(index, start, stop):
+            if self.residual is not None and between:
+                grown = pad_frames(frame[None], *self.residual_size)
+                frame = self.residual.add(self.residual_index(index, j), grown, ROWS_PER_CHUNK)[0]
+            yield j, frame[:, :h, :w].clamp(0, 1).permute(1, 2, 0).numpy()
 
 
 def open_library(data: bytes) -> Library:
@@ -209,4 +252,13 @@ def open_library(data: bytes) -> Library:
         state = {k: torch.from_numpy(v) for k, v in quant.unpack_state(stream.sections["WGTS"], shapes).items()}
     model.load_state_dict(state)
     payloads = split_keyframes(stream.sections["KEYF"], len(config["videos"]))
-    return Library(stream.header, config, model.eval(), payloads)
+    library = Library(stream.header, config, model.eval(), payloads)
+    if "residual" in config:
+        if "RESD" not in stream.sections:
+            raise BitstreamError("open_library: CONF declares a residual and there is no RESD section")
+        counts = [len(between_frames(v["frames"], config["gop"])) for v in config["videos"]]
+        size = padded(stream.header.height, stream.header.width, len(preset["channels"]) - 1)
+        library.residual = latent_residual.unpack(stream.sections["RESD"], config["residual"], sum(counts), *size)
+        library.residual_size = size
+        library.residual_first = [0, *np.cumsum(counts)[:-1].tolist()]
+    return library

@@ -152,6 +152,13 @@ def keyframe_indices(frames: int, gop: int) -> list[int]:
     return sorted({s for s, _, _ in clip_plan(frames, gop)} | {frames - 1})
 
 
+def between_frames(frames: int, gop: int) -> list[int]:
+    """A video's frames strictly between two keyframes, in order: the ones the network decodes (CONF
+    format 4 on) and a latent residual corrects (format 5)."""
+    keys = set(keyframe_indices(frames, gop))
+    return [j for j in range(frames) if j not in keys]
+
+
 @dataclass(frozen=True)
 class Pack:
     """``clip`` consecutive frames of a video decoded in one call: frames ``start..stop``, their

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from models.bitstream import container, keyframes, quant
-from models.bitstream.container import BitstreamError
+from models.bitstream.container import BitstreamError, check_limits
 from models.nrff import residual
 from models.nrff.network import LIMITS, NRFF, keyframe_indices, predict_frame
 
@@ -34,14 +34,7 @@ class Decoder:
         h = self.header
         prediction = predict_frame(self.model, self.keys, index, h.frames, self.config["gop"], ROWS_PER_CHUNK)[None]
         if self.residual is not None:
-            latents = self.residual.latents(index)
-            parts = [
-                residual.residual_rows(
-                    self.residual.synthesis, latents, prediction, start, min(h.height, start + ROWS_PER_CHUNK)
-                )
-                for start in range(0, h.height, ROWS_PER_CHUNK)
-            ]
-            prediction = prediction + torch.cat(parts, 2)
+            prediction = self.residual.add(index, prediction, ROWS_PER_CHUNK)
         return prediction[0].permute(1, 2, 0).clamp(0, 1).contiguous().numpy()
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -62,21 +55,8 @@ def read_config(payload: bytes) -> dict:
         raise BitstreamError("read_config: CONF is not an object")
     check_limits(config, LIMITS, "")
     if "residual" in config:
-        if not isinstance(config["residual"], dict):
-            raise BitstreamError("read_config: residual is not an object")
-        check_limits(config["residual"], residual.LIMITS, "residual ")
-        coding = config["residual"].get("coding", residual.CODINGS[0])
-        if coding not in residual.CODINGS:
-            raise BitstreamError(f"read_config: residual coding {coding!r} is not one of {residual.CODINGS}")
+        residual.check_config(config["residual"])
     return config
-
-
-def check_limits(fields: dict, limits: dict[str, tuple[int, int]], label: str) -> None:
-    """Every field named in ``limits`` is an integer within its range, else BitstreamError."""
-    for key, (low, high) in limits.items():
-        value = fields.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise BitstreamError(f"read_config: {label}{key}={value!r} outside {low}..{high}")
 
 
 def open_bitstream(data: bytes) -> Decoder:

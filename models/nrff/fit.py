@@ -25,7 +25,7 @@ import torch
 
 from models.bitstream import container, keyframes, quant
 from models.nrff.network import NRFF, keyframe_indices, predict_frame, render
-from models.nrff.residual import CODINGS, ResidualOptions, fit_residual, overhead_bits
+from models.nrff.residual import CODINGS, ResidualOptions, fit_residual, options_within
 from models.schedule import Budget, cosine, fit_report
 
 WEIGHT_BITS = {8: 7.85, 6: 5.9, 5: 4.9}
@@ -60,12 +60,6 @@ video: at 200 or 1000 steps the keyframe-heavy splits lead whatever the full fit
 RESIDUAL_TIME = 0.6
 """Part of ``minutes`` the latent residual gets when the time binds (the flow network takes the rest
 first; with steps binding, 5000 flow steps and 1000 residual steps took 67 and 172 s on carphone)."""
-RESIDUAL_LEAST = 2.0
-"""A latent residual is fitted only if its bits are at least this many times its fixed overhead
-(synthesis weights and tables); otherwise its share goes to the flow network."""
-RESIDUAL_LEAST_STEPS = 100
-"""Nor with fewer fitting steps than this: its rate control cannot settle (at 40 steps on the bundled
-sample it spent a tenth of its bits)."""
 
 
 @dataclass(frozen=True)
@@ -115,13 +109,9 @@ def config(options: FitOptions, width: int, steps: int, residual: ResidualOption
 
 
 def residual_options(options: FitOptions, bits: float, frames: int) -> ResidualOptions | None:
-    """What the latent residual is given, or None when it could not pay for its own tables or learn to
-    spend its bits (``RESIDUAL_LEAST``, ``RESIDUAL_LEAST_STEPS``): its share then goes to the flow network."""
-    steps = options.residual_steps or max(1, options.steps // 5)
-    residual = ResidualOptions(bits=bits, steps=steps, seed=options.seed)
-    if bits < RESIDUAL_LEAST * overhead_bits(residual, frames) or steps < RESIDUAL_LEAST_STEPS:
-        return None
-    return residual
+    """What the latent residual is given (``options_within``), or None: its share then goes to the flow
+    network."""
+    return options_within(bits, options.residual_steps or max(1, options.steps // 5), frames, options.seed)
 
 
 def to_tensor(frames: np.ndarray, device) -> torch.Tensor:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.bitstream import contexts, entropy, quant
-from models.bitstream.container import BitstreamError
+from models.bitstream.container import BitstreamError, check_limits
 from models.schedule import Budget, cosine, fit_report
 
 LEVELS = 7
@@ -180,6 +180,23 @@ def overhead_bits(options: ResidualOptions, frames: int) -> float:
     return 32 + weights + options.levels * 8 * (2 + 5 * contexts.GROUPS) + 32 * (frames + 1)
 
 
+LEAST = 2.0
+"""A latent residual is fitted only if its bits are at least this many times its fixed overhead
+(synthesis weights and tables); otherwise its share goes elsewhere."""
+LEAST_STEPS = 100
+"""Nor with fewer fitting steps than this: its rate control cannot settle (at 40 steps on the bundled
+sample it spent a tenth of its bits)."""
+
+
+def options_within(bits: float, steps: int, frames: int, seed: int = 0) -> ResidualOptions | None:
+    """What a residual of ``frames`` frames is given, or None when it could not pay for its own tables
+    or learn to spend its bits (``LEAST``, ``LEAST_STEPS``) or has no frames."""
+    options = ResidualOptions(bits=bits, steps=steps, seed=seed)
+    if frames < 1 or bits < LEAST * overhead_bits(options, frames) or steps < LEAST_STEPS:
+        return None
+    return options
+
+
 def fit_residual(
     target: torch.Tensor, prediction: torch.Tensor, options: ResidualOptions, progress: Callable | None = None
 ) -> tuple[bytes, int]:
@@ -307,6 +324,16 @@ class Residual:
     models: list[contexts.Models] | None = None
     tables: list[tuple[int, np.ndarray]] | None = None
 
+    def add(self, index: int, prediction: torch.Tensor, rows_per_chunk: int = 64) -> torch.Tensor:
+        """``prediction`` ``(1, 3, H, W)`` plus frame ``index``'s residual, ``rows_per_chunk`` rows at a
+        time (bounds the synthesis' memory on large frames); not clamped."""
+        latents, height = self.latents(index), prediction.shape[-2]
+        parts = [
+            residual_rows(self.synthesis, latents, prediction, start, min(height, start + rows_per_chunk))
+            for start in range(0, height, rows_per_chunk)
+        ]
+        return prediction + torch.cat(parts, 2)
+
     def latents(self, index: int) -> list[torch.Tensor]:
         """Frame ``index``'s grids, ``(1, 1, h_k, w_k)`` float32 each."""
         sizes = grid_sizes(self.height, self.width, len(self.models or self.tables))
@@ -317,6 +344,17 @@ class Residual:
             parts = [(h * w, low, counts) for (h, w), (low, counts) in zip(sizes, self.tables)]
             values = entropy.decode_words(self.words[index], parts)
         return [torch.from_numpy(v.astype(np.float32)).view(1, 1, h, w) for v, (h, w) in zip(values, sizes)]
+
+
+def check_config(entry) -> None:
+    """A CONF ``residual`` entry: an object whose ``levels`` and ``width`` are within ``LIMITS`` and whose
+    ``coding`` (absent: the first) is one of ``CODINGS``; BitstreamError otherwise."""
+    if not isinstance(entry, dict):
+        raise BitstreamError("read_config: residual is not an object")
+    check_limits(entry, LIMITS, "residual ")
+    coding = entry.get("coding", CODINGS[0])
+    if coding not in CODINGS:
+        raise BitstreamError(f"read_config: residual coding {coding!r} is not one of {CODINGS}")
 
 
 def unpack(payload: bytes, config: dict, frames: int, height: int, width: int) -> Residual:
