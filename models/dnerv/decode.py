@@ -142,15 +142,14 @@ def split_keyframes(payload: bytes, videos: int) -> list[bytes]:
 class Library:
     """A parsed ``.dnerv`` collection; ``decoded_clips`` records what was decoded (for tests).
     ``residual``: the latent residual of every frame between keyframes (CONF format 5), frame ``k`` of
-    it the ``k``-th such frame of the library, video by video; it works at ``residual_size`` (the
-    library's padded size), to which each prediction is edge-padded."""
+    it the ``k``-th such frame of the library, video by video; it works at ``padded_size``, to which
+    each prediction is edge-padded."""
 
     header: container.Header
     config: dict
     model: DNeRV
     keyframe_payloads: list[bytes]
     residual: latent_residual.Residual | None = None
-    residual_size: tuple[int, int] = (0, 0)
     residual_first: list[int] = field(default_factory=list)
     """Per video, where its first frame between keyframes is in the residual."""
     decoded_clips: list[tuple[int, int]] = field(default_factory=list)
@@ -159,6 +158,11 @@ class Library:
     @property
     def videos(self) -> list[dict]:
         return self.config["videos"]
+
+    @property
+    def padded_size(self) -> tuple[int, int]:
+        """The library's (height, width) rounded up to a multiple of 2^scales: the residual's frame size."""
+        return padded(self.header.height, self.header.width, len(self.config["preset"]["channels"]) - 1)
 
     def size(self, index: int) -> tuple[int, int]:
         """Video ``index``'s (width, height)."""
@@ -209,20 +213,17 @@ class Library:
             for j in range(max(pack.start, start), min(pack.stop, stop)):
                 yield j, pack.between[j - pack.start], out[j - pack.start]
 
-    def residual_index(self, index: int, frame: int) -> int:
-        """Where frame ``frame`` (between keyframes) of video ``index`` is in the residual."""
-        keys = keyframe_indices(self.videos[index]["frames"], self.config["gop"])
-        return self.residual_first[index] + frame - bisect.bisect_right(keys, frame)
-
     @torch.no_grad()
     def frames(self, index: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Frames ``start..stop`` of video ``index`` as RGB float32 ``(H, W, 3)`` in [0, 1]: the
         predictions, plus the latent residual between keyframes where the library has one."""
         w, h = self.size(index)
+        keys = keyframe_indices(self.videos[index]["frames"], self.config["gop"]) if self.residual else []
         for j, between, frame in self.predictions(index, start, stop):
             if self.residual is not None and between:
-                grown = pad_frames(frame[None], *self.residual_size)
-                frame = self.residual.add(self.residual_index(index, j), grown, ROWS_PER_CHUNK)[0]
+                position = self.residual_first[index] + j - bisect.bisect_right(keys, j)  # keyframes before j
+                grown = pad_frames(frame[None], *self.padded_size)
+                frame = self.residual.add(position, grown, ROWS_PER_CHUNK)[0]
             yield j, frame[:, :h, :w].clamp(0, 1).permute(1, 2, 0).numpy()
 
 
@@ -257,8 +258,8 @@ def open_library(data: bytes) -> Library:
         if "RESD" not in stream.sections:
             raise BitstreamError("open_library: CONF declares a residual and there is no RESD section")
         counts = [len(between_frames(v["frames"], config["gop"])) for v in config["videos"]]
-        size = padded(stream.header.height, stream.header.width, len(preset["channels"]) - 1)
-        library.residual = latent_residual.unpack(stream.sections["RESD"], config["residual"], sum(counts), *size)
-        library.residual_size = size
+        library.residual = latent_residual.unpack(
+            stream.sections["RESD"], config["residual"], sum(counts), *library.padded_size
+        )
         library.residual_first = [0, *np.cumsum(counts)[:-1].tolist()]
     return library

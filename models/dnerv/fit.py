@@ -258,7 +258,7 @@ def fit_library_residual(
     fitted to what the decoder's own predictions of every frame between keyframes leave, both edge-padded
     to the library's padded size."""
     library = open_library(data)
-    size = padded(library.header.height, library.header.width, len(library.config["preset"]["channels"]) - 1)
+    size = library.padded_size
     predictions, targets = [], []
     for index, video in enumerate(videos):
         predictions += [pad_frames(f[None], *size) for _, between, f in library.predictions(index) if between]
