@@ -1,9 +1,10 @@
 """Train a VideoINR preset on the cached training set; resumable, seedable, CPU or CUDA.
 
 As in the paper: two input frames of a 9-frame window, a target frame between them at t = k / gap,
-a continuous scale sampled per batch in [1, 4] (low-res patch fixed, high-res crop ``round(p * s)``),
+a continuous scale sampled per batch in [1, 4] (``--scales``; low-res patch fixed, high-res crop ``round(p * s)``),
 bicubic-downscaled inputs, random output points, per-pixel-normalised Charbonnier loss, Adam with a
-cosine schedule. Every random draw of step ``i`` comes from a generator seeded by ``(seed, i)``, so
+cosine schedule; optionally (``--ema``) the checkpoint is an exponential moving average of the
+weights. Every random draw of step ``i`` comes from a generator seeded by ``(seed, i)``, so
 a resumed run draws exactly what an uninterrupted one would.
 
 ``python -m models.videoinr.train --preset videoinr-s --data cache/videoinr --steps 12000``
@@ -12,6 +13,7 @@ a resumed run draws exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import shlex
@@ -62,11 +64,17 @@ def augment(window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def sample_batch(
-    windows: np.ndarray, rng: np.random.Generator, batch: int, lr_patch: int, n_points: int, max_scale: float = 4.0
+    windows: np.ndarray,
+    rng: np.random.Generator,
+    batch: int,
+    lr_patch: int,
+    n_points: int,
+    scales: tuple[float, float] = (1.0, 4.0),
 ) -> Batch:
-    """Draw a batch: one scale for the batch, a gap, start, target frame and crop per sample."""
+    """Draw a batch: one scale for the batch (uniform in ``scales``), a gap, start, target frame and
+    crop per sample."""
     size = windows.shape[2]
-    hr = min(size, int(round(lr_patch * rng.uniform(1.0, max_scale))))
+    hr = min(size, int(round(lr_patch * rng.uniform(*scales))))
     frames0, frames1, targets, times = [], [], [], []
     for _ in range(batch):
         window = augment(windows[rng.integers(len(windows))], rng)
@@ -100,10 +108,12 @@ class Batches(torch.utils.data.IterableDataset):
     ``(seed, step)``; with ``W`` loader workers, worker ``k`` makes steps ``k, k + W, ...`` and the
     loader hands them out in order, so the batches are the same for any number of workers."""
 
-    def __init__(self, folder: Path, seed: int, first: int, batch: int, lr_patch: int, points: int):
+    def __init__(
+        self, folder: Path, seed: int, first: int, batch: int, lr_patch: int, points: int, scales: tuple[float, float]
+    ):
         super().__init__()
         self.folder, self.seed, self.first = folder, seed, first
-        self.sizes = (batch, lr_patch, points)
+        self.sizes = (batch, lr_patch, points, scales)
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -119,7 +129,7 @@ class Batches(torch.utils.data.IterableDataset):
 
 def batches(args: argparse.Namespace, first: int):
     """An iterator over the batches of steps ``first, first + 1, ...`` (``--workers`` processes make them)."""
-    dataset = Batches(args.data, args.seed, first, args.batch, args.lr_patch, args.points)
+    dataset = Batches(args.data, args.seed, first, args.batch, args.lr_patch, args.points, tuple(args.scales))
     if not args.workers:
         return iter(dataset)
     loader = torch.utils.data.DataLoader(
@@ -149,10 +159,30 @@ def validate(model, windows: np.ndarray, device, scale: int = 4, gap: int = 4) -
     return {"val_psnr": float(np.mean(scores)), "val_psnr_bicubic_blend": float(np.mean(baseline))}
 
 
-def save_state(folder: Path, model, optimizer, info: dict) -> None:
+class Average:
+    """An exponential moving average of a model's weights, ``decay`` per step: the weights a run with
+    ``--ema`` validates and ships (it smooths the last steps' noise, as SWA does)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for mine, theirs in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if mine.is_floating_point():
+                mine.lerp_(theirs, 1 - self.decay)
+            else:
+                mine.copy_(theirs)
+
+
+def save_state(folder: Path, model, optimizer, info: dict, average: Average | None = None) -> None:
     """Write a resumable training state (safetensors + JSON; nothing pickled)."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if average is not None:
+        tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in average.model.state_dict().items()}
     optim = optimizer.state_dict()
     for index, slots in optim["state"].items():
         for key, value in slots.items():
@@ -162,11 +192,15 @@ def save_state(folder: Path, model, optimizer, info: dict) -> None:
     (folder / "state.json").write_text(json.dumps({**info, "param_groups": optim["param_groups"]}, indent=2))
 
 
-def load_state(folder: Path, model, optimizer) -> dict:
-    """Restore what ``save_state`` wrote; returns its info (step, elapsed seconds, log)."""
+def load_state(folder: Path, model, optimizer, average: Average | None = None) -> dict:
+    """Restore what ``save_state`` wrote; returns its info (step, elapsed seconds, log). An average
+    the state lacks (a run that adds ``--ema`` on resuming) starts from the restored weights."""
     tensors = load_file(str(folder / "state.safetensors"))
     info = json.loads((folder / "state.json").read_text())
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if average is not None:
+        saved = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        average.model.load_state_dict(saved or model.state_dict())
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -238,6 +272,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr-patch", type=int, default=32, help="low-res patch side, pixels")
     parser.add_argument("--points", type=int, default=4096, help="output points per sample")
+    parser.add_argument(
+        "--scales",
+        type=float,
+        nargs=2,
+        default=[1.0, 4.0],
+        metavar=("MIN", "MAX"),
+        help="range of the spatial scale drawn per batch (a fine-tune may weight the large scales)",
+    )
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -251,6 +293,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="leave this run after so many minutes with its state saved, the schedule unchanged (a later run with "
         "the same --steps/--minutes resumes it)",
+    )
+    parser.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="validate and ship an exponential moving average of the weights with this decay per step (0: off)",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore a saved state in --work")
     parser.add_argument(
@@ -277,11 +326,13 @@ def train_step(model, optimizer, batch: Batch, device: torch.device) -> torch.Te
     return loss.detach()
 
 
-def start(args: argparse.Namespace, model, optimizer, work: Path) -> dict:
-    """The run's info (step, elapsed seconds, log): resumed from ``work``, warm-started, or new."""
+def start(args: argparse.Namespace, model, optimizer, work: Path) -> tuple[dict, Average | None]:
+    """The run's info (step, elapsed seconds, log) and weight average (with ``--ema``): resumed from
+    ``work``, warm-started, or new."""
     info = {"step": 0, "elapsed_s": 0.0, "log": []}
+    average = Average(model, args.ema) if args.ema else None
     if (work / "state.safetensors").is_file() and not args.fresh:
-        info = load_state(work, model, optimizer)
+        info = load_state(work, model, optimizer, average)
         print(f"resumed from {work} at step {info['step']}", flush=True)
     elif args.init:
         source = {
@@ -291,8 +342,10 @@ def start(args: argparse.Namespace, model, optimizer, work: Path) -> dict:
         }
         info["init"] = {"checkpoint": args.init, "skipped": args.init_skip, **warm_start(model, source)}
         print(f"warm start from {args.init}: {info['init']}", flush=True)
+        if average is not None:
+            average.model.load_state_dict(model.state_dict())
     info["code_version"] = info.get("code_version") or code_version()  # the code that trains, not at the end
-    return info
+    return info, average
 
 
 def card(args: argparse.Namespace, argv: list[str] | None, info: dict, metrics: dict, wall: float, device) -> dict:
@@ -309,6 +362,7 @@ def card(args: argparse.Namespace, argv: list[str] | None, info: dict, metrics: 
         "machine": f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads".strip(),
         "metrics": {**metrics, "validation": "32 held-out windows, 4x space, 4x time, in-between frames, RGB"},
+        **({"ema": args.ema} if args.ema else {}),
         "validation_log": info["log"],
         **({"init": info["init"]} if "init" in info else {}),
         "cost": describe(args.preset),
@@ -332,17 +386,20 @@ def main(argv: list[str] | None = None) -> int:
     model = registry.make({"name": "videoinr", "args": asdict(PRESETS[args.preset])}).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     val = data.load_split(args.data, "val")[:32]
-    info = start(args, model, optimizer, work)
+    info, average = start(args, model, optimizer, work)
+    shipped = average.model if average else model
     budget, step, running = Budget(args.steps, args.minutes, info["elapsed_s"]), info["step"], []
     run_started, stream = time.monotonic(), batches(args, step)
     while not budget.exhausted(step):
         if args.stop_after and time.monotonic() - run_started > 60 * args.stop_after:
-            save_state(work, model, optimizer, {**info, "step": step, "elapsed_s": budget.elapsed()})
+            save_state(work, model, optimizer, {**info, "step": step, "elapsed_s": budget.elapsed()}, average)
             print(f"stopped after {args.stop_after} minutes at step {step}; state saved in {work}", flush=True)
             return 0
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, budget.spent(step), args.lr)
         running.append(train_step(model, optimizer, next(stream), device))
+        if average:
+            average.update(model)
         step += 1
         if step % args.log_every == 0:
             lr = optimizer.param_groups[0]["lr"]
@@ -352,16 +409,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             running = []
         if step % args.val_every == 0 or step == args.steps:
-            info["log"].append({"step": step, **validate(model, val, device)})
+            raw = {"val_psnr_raw": validate(model, val, device)["val_psnr"]} if average else {}
+            info["log"].append({"step": step, **validate(shipped, val, device), **raw})
             print(f"step {step} val {info['log'][-1]}", flush=True)
         if step % args.save_every == 0:
-            save_state(work, model, optimizer, {**info, "step": step, "elapsed_s": budget.elapsed()})
+            save_state(work, model, optimizer, {**info, "step": step, "elapsed_s": budget.elapsed()}, average)
     if step < args.steps:
         print(f"time budget reached at step {step}", flush=True)
-    metrics = validate(model, val, device)
+    metrics = validate(shipped, val, device)
     info.update(step=step, elapsed_s=budget.elapsed())
-    save_state(work, model, optimizer, info)
-    path = registry.save(model.cpu(), out, card(args, argv, info, metrics, info["elapsed_s"], device))
+    save_state(work, model, optimizer, info, average)
+    path = registry.save(shipped.cpu(), out, card(args, argv, info, metrics, info["elapsed_s"], device))
     print(f"wrote {path} ({metrics})", flush=True)
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from safetensors.torch import load_file
 
 from models.videoinr import data, train
@@ -20,19 +21,34 @@ def tiny_dataset(folder):
     return folder
 
 
-def run(folder, work, out, steps):
+def run(folder, work, out, steps, *extra):
     argv = ["--data", str(folder), "--work", str(work), "--out", str(out), "--steps", str(steps), "--batch", "2"]
     argv += ["--lr-patch", "8", "--points", "64", "--log-every", "1", "--val-every", "100", "--save-every", "1"]
+    argv += list(extra)
     assert train.main(argv) == 0
     return load_file(str(out.with_suffix(".safetensors")))
 
 
-def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--ema", "0.5", "--scales", "2", "3"]], ids=["plain", "ema-scales"])
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, extra):
     folder = tiny_dataset(tmp_path / "data")
-    whole = run(folder, tmp_path / "work-a", tmp_path / "a", steps=4)
-    run(folder, tmp_path / "work-b", tmp_path / "b", steps=2)
-    resumed = run(folder, tmp_path / "work-b", tmp_path / "b", steps=4)
+    whole = run(folder, tmp_path / "work-a", tmp_path / "a", 4, *extra)
+    run(folder, tmp_path / "work-b", tmp_path / "b", 2, *extra)
+    resumed = run(folder, tmp_path / "work-b", tmp_path / "b", 4, *extra)
     assert json.loads((tmp_path / "b.json").read_text())["steps"] == 4
     assert whole.keys() == resumed.keys()
     for name in whole:
         assert (whole[name] - resumed[name]).abs().max() < 1e-6, name
+
+
+def test_ema_ships_the_average_and_keeps_the_raw_weights_in_the_state(tmp_path):
+    folder = tiny_dataset(tmp_path / "data")
+    shipped = run(folder, tmp_path / "work", tmp_path / "m", 3, "--ema", "0.5")
+    state = load_file(str(tmp_path / "work" / "state.safetensors"))
+    card = json.loads((tmp_path / "m.json").read_text())
+    assert card["ema"] == 0.5 and "val_psnr_raw" not in card["metrics"]
+    differs = False
+    for name, tensor in shipped.items():
+        assert (tensor - state[f"ema.{name}"]).abs().max() == 0, name
+        differs |= bool((tensor - state[f"model.{name}"]).abs().max() > 0)
+    assert differs, "the shipped weights are the raw ones"
