@@ -208,8 +208,8 @@ class Library:
                 out = self.model(pack_keys, *pack.tensors())
             elif any(pack.between[: pack.stop - pack.start]):
                 out = show_keyframes(self.model(pack_keys, *pack.tensors()), pack_keys, pack)
-            else:  # only keyframes: the network need not run
-                out = show_keyframes(pack_keys[[0] * len(pack.times)], pack_keys, pack)
+            else:
+                out = show_keyframes(None, pack_keys, pack)
             for j in range(max(pack.start, start), min(pack.stop, stop)):
                 yield j, pack.between[j - pack.start], out[j - pack.start]
 

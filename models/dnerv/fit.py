@@ -45,6 +45,7 @@ from models.dnerv.network import (
     DNeRV,
     DNeRVConfig,
     between_frames,
+    between_mask,
     keyframe_indices,
     pack_plan,
     pad_frames,
@@ -179,7 +180,7 @@ def clip_loss(model: DNeRV, clip: Clip, weights: dict[str, torch.Tensor] | None 
     ``weights`` if given."""
     truth, *inputs = clip
     times = inputs[-1][: truth.shape[0]]
-    inside = (times > 0) & (times < 1)
+    inside = between_mask(times)
     pred = functional_call(model, weights, tuple(inputs)) if weights else model(*inputs)
     return torch.mean((pred[: truth.shape[0], :, : truth.shape[-2], : truth.shape[-1]][inside] - truth[inside]) ** 2)
 

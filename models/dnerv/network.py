@@ -152,6 +152,12 @@ def keyframe_indices(frames: int, gop: int) -> list[int]:
     return sorted({s for s, _, _ in clip_plan(frames, gop)} | {frames - 1})
 
 
+def between_mask(times: torch.Tensor) -> torch.Tensor:
+    """Per slot: whether a frame at clip-relative time ``times`` lies strictly between its two
+    keyframes (0 and 1 are the keyframes themselves, which a library shows as decoded)."""
+    return (times > 0) & (times < 1)
+
+
 def between_frames(frames: int, gop: int) -> list[int]:
     """A video's frames strictly between two keyframes, in order: the ones the network decodes (CONF
     format 4 on) and a latent residual corrects (format 5)."""
@@ -176,7 +182,7 @@ class Pack:
     @property
     def between(self) -> tuple[bool, ...]:
         """Per slot: whether its frame lies strictly between its two keyframes (else it is one of them)."""
-        return tuple(0 < t < 1 for t in self.times)
+        return tuple(between_mask(torch.tensor(self.times)).tolist())
 
     def tensors(self, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(first, last, times) as tensors for ``DNeRV.forward``."""
@@ -215,13 +221,17 @@ def pack_plan(frames: int, gop: int, clip: int) -> list[Pack]:
     return packs
 
 
-def show_keyframes(frames: torch.Tensor, keys: torch.Tensor, pack: Pack) -> torch.Tensor:
+def show_keyframes(frames: torch.Tensor | None, keys: torch.Tensor, pack: Pack) -> torch.Tensor:
     """A pack's decoded frames ``(clip, 3, H, W)`` with every keyframe's slot replaced by that keyframe
-    as decoded (``keys``: the pack's ``keys[key_lo:key_hi]``); the network's output stays between them."""
+    as decoded (``keys``: the pack's ``keys[key_lo:key_hi]``); the network's output stays between them.
+    ``frames`` None: a pack of keyframes only, for which the network need not run."""
+    own = [first if t == 0 else last for first, last, t in zip(pack.first, pack.last, pack.times)]
+    if frames is None:
+        return keys[own]
     out = frames.clone()
-    for slot, (inside, first, last, t) in enumerate(zip(pack.between, pack.first, pack.last, pack.times)):
+    for slot, inside in enumerate(pack.between):
         if not inside:
-            out[slot] = keys[first if t == 0 else last]
+            out[slot] = keys[own[slot]]
     return out
 
 

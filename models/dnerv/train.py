@@ -43,8 +43,9 @@ from models.videoinr.data import WINDOW, load_split
 from models.videoinr.train import code_version, load_state, save_state
 
 STATE_DIR = registry.CHECKPOINT_DIR / "training"
-CLIP = 8
-"""Frames per network call (the presets' ``clip``); a window has one more, the last keyframe."""
+CLIP = WINDOW - 1
+"""Frames per network call: a window's frames but its last, which is the next call's first keyframe
+(every preset's ``clip``; ``main`` refuses one that differs)."""
 
 
 def layout(gop: int) -> Pack:
@@ -148,12 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     train, val = load_split(args.data, "train"), load_split(args.data, "val")
     if not all(gop in (1, 2, 4, 8) for gop in args.gops):
         raise SystemExit("train: --gops must divide the window's 8 frames (1, 2, 4 or 8)")
+    config = PRESETS[args.preset]
+    if config.clip != CLIP:
+        raise SystemExit(f"train: {args.preset} decodes {config.clip} frames a call; training windows give {CLIP}")
     (train_keys, train_gops), (val_keys, val_gops) = (
         code_all(train, args.gops, args.seed, args.workers),
         code_all(val, args.gops, args.seed + 1, args.workers),
     )
     print(f"coded {len(train)} + {len(val)} windows' keyframes in {time.monotonic() - started:.0f} s", flush=True)
-    config = PRESETS[args.preset]
     name = args.name or args.preset
     model = DNeRV(**asdict(config))
     model.spec = {"name": "dnerv", "args": asdict(config)}
