@@ -312,7 +312,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         help="with --init: leave tensors whose names start with this prefix as initialised (repeatable)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 1 <= args.scales[0] <= args.scales[1]:
+        parser.error(f"--scales needs 1 <= MIN <= MAX, not {args.scales[0]:g} {args.scales[1]:g}")
+    if not 0 <= args.ema < 1:
+        parser.error(f"--ema must be in [0, 1), not {args.ema:g}")
+    return args
 
 
 def train_step(model, optimizer, batch: Batch, device: torch.device) -> torch.Tensor:

@@ -52,3 +52,10 @@ def test_ema_ships_the_average_and_keeps_the_raw_weights_in_the_state(tmp_path):
         assert (tensor - state[f"ema.{name}"]).abs().max() == 0, name
         differs |= bool((tensor - state[f"model.{name}"]).abs().max() > 0)
     assert differs, "the shipped weights are the raw ones"
+
+
+@pytest.mark.parametrize("bad", [["--scales", "3", "2"], ["--scales", "0.5", "2"], ["--ema", "1"]])
+def test_bad_training_options_are_refused(bad, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(bad)
+    assert exit_info.value.code == 2 and bad[0] in capsys.readouterr().err
