@@ -2,9 +2,10 @@
 
 As in the paper: two input frames of a 9-frame window, a target frame between them at t = k / gap,
 a continuous scale sampled per batch in [1, 4] (``--scales``; low-res patch fixed, high-res crop ``round(p * s)``),
-bicubic-downscaled inputs, random output points, per-pixel-normalised Charbonnier loss, Adam with a
-cosine schedule; optionally (``--ema``) the checkpoint is an exponential moving average of the
-weights. Every random draw of step ``i`` comes from a generator seeded by ``(seed, i)``, so
+bicubic-downscaled inputs, random output points, per-pixel-normalised Charbonnier loss (``--loss mse``:
+mean squared error, what PSNR scores; for a fine-tune), Adam with a cosine schedule; optionally
+(``--ema``) the checkpoint is an exponential moving average of the weights. Every random draw of
+step ``i`` comes from a generator seeded by ``(seed, i)``, so
 a resumed run draws exactly what an uninterrupted one would.
 
 ``python -m models.videoinr.train --preset videoinr-s --data cache/videoinr --steps 12000``
@@ -34,6 +35,8 @@ from models.videoinr.network import PRESETS, describe
 
 TRAINING_DIR = registry.CHECKPOINT_DIR / "training"
 """Resumable training states (safetensors + JSON, a few MB each), one folder per preset."""
+LOSSES = {"charbonnier": ops.charbonnier, "mse": torch.nn.functional.mse_loss}
+"""Training losses by name (``--loss``)."""
 GAPS = (2, 4, 8)
 """Frame distances between the two inputs inside a window (time factors 2x, 4x, 8x)."""
 
@@ -281,6 +284,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="range of the spatial scale drawn per batch (a fine-tune may weight the large scales)",
     )
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument(
+        "--loss", choices=sorted(LOSSES), default="charbonnier", help="per-point loss (mse: what PSNR scores)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
@@ -320,11 +326,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def train_step(model, optimizer, batch: Batch, device: torch.device) -> torch.Tensor:
+def train_step(model, optimizer, batch: Batch, device: torch.device, loss_name: str = "charbonnier") -> torch.Tensor:
     """One optimiser step on ``batch``; returns its loss (a tensor: reading it would wait for a GPU)."""
     to = lambda tensor: tensor.to(device, non_blocking=True)  # noqa: E731
     pred = model(to(batch.image0), to(batch.image1), to(batch.points), to(batch.t), to(batch.cell))
-    loss = ops.charbonnier(pred, to(batch.target))
+    loss = LOSSES[loss_name](pred, to(batch.target))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -402,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, budget.spent(step), args.lr)
-        running.append(train_step(model, optimizer, next(stream), device))
+        running.append(train_step(model, optimizer, next(stream), device, args.loss))
         if average:
             average.update(model)
         step += 1

@@ -29,13 +29,16 @@ def run(folder, work, out, steps, *extra):
     return load_file(str(out.with_suffix(".safetensors")))
 
 
-@pytest.mark.parametrize("extra", [[], ["--ema", "0.5", "--scales", "2", "3"]], ids=["plain", "ema-scales"])
+@pytest.mark.parametrize(
+    "extra", [[], ["--ema", "0.5", "--scales", "2", "3", "--loss", "mse"]], ids=["plain", "ema-scales-mse"]
+)
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, extra):
     folder = tiny_dataset(tmp_path / "data")
     whole = run(folder, tmp_path / "work-a", tmp_path / "a", 4, *extra)
     run(folder, tmp_path / "work-b", tmp_path / "b", 2, *extra)
     resumed = run(folder, tmp_path / "work-b", tmp_path / "b", 4, *extra)
-    assert json.loads((tmp_path / "b.json").read_text())["steps"] == 4
+    card = json.loads((tmp_path / "b.json").read_text())
+    assert card["steps"] == 4 and all(option in card["command"] for option in extra)
     assert whole.keys() == resumed.keys()
     for name in whole:
         assert (whole[name] - resumed[name]).abs().max() < 1e-6, name
@@ -54,7 +57,7 @@ def test_ema_ships_the_average_and_keeps_the_raw_weights_in_the_state(tmp_path):
     assert differs, "the shipped weights are the raw ones"
 
 
-@pytest.mark.parametrize("bad", [["--scales", "3", "2"], ["--scales", "0.5", "2"], ["--ema", "1"]])
+@pytest.mark.parametrize("bad", [["--scales", "3", "2"], ["--scales", "0.5", "2"], ["--ema", "1"], ["--loss", "l1"]])
 def test_bad_training_options_are_refused(bad, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(bad)
