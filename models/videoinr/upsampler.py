@@ -111,6 +111,11 @@ class Upsampler:
             if dtype in (torch.float16, torch.bfloat16):
                 self.autocast, dtype = dtype, torch.float32
             model = model.to(device=self.device, dtype=dtype).eval()
+            if self.device.type == "cuda" and dtype == torch.float32:
+                # float32 means IEEE float32: cuDNN convolutions default to TF32 (a 10-bit mantissa) on Ampere
+                # and later, which moved a fine-tuned VideoINR's output by 3.8/1000 from the CPU's (0.003/1000
+                # without it; docs/quality.md). float16/bfloat16 are the fast options. Process-wide, as the flag is.
+                torch.backends.cudnn.allow_tf32 = False
         self.model, self.dtype = model, dtype
         self.options = options or UpsampleOptions()
         self.chunk = self.options.chunk or (CPU_CHUNK if self.device.type == "cpu" else GPU_CHUNK)
