@@ -22,6 +22,8 @@ import json
 import math
 import multiprocessing
 import os
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -285,8 +287,10 @@ def build(
     photo_folder: Path | None = None,
     clips: Path | None = None,
     workers: int = 1,
+    command: str | None = None,
 ) -> dict:
-    """Write train.npy / val.npy / manifest.json into ``out``; returns the manifest."""
+    """Write train.npy / val.npy / manifest.json into ``out``; returns the manifest (with ``command``, the
+    command line that built it, when given: a checkpoint's card copies it)."""
     rng = np.random.default_rng(seed)
     photos, found = load_photo_folder(photo_folder) if photo_folder else load_photos()
     windows, counts = [], {}
@@ -312,6 +316,7 @@ def build(
         "window": [WINDOW, SIZE, SIZE, 3],
         "seed": seed,
         "held_out": ["carphone", *(f"{name}: last {n} frames" for name, n in HELD_OUT_TAIL.items())],
+        **({"command": command} if command else {}),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -342,8 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.pack:
         print(f"packed {pack_photos(args.pack)} photographs into {args.pack}")
         return 0
+    command = "python -m models.videoinr.data " + shlex.join(sys.argv[1:] if argv is None else argv)
     manifest = build(
-        args.out, args.synthetic, args.per_video, args.val_fraction, args.seed, args.photos, args.clips, args.workers
+        args.out,
+        args.synthetic,
+        args.per_video,
+        args.val_fraction,
+        args.seed,
+        args.photos,
+        args.clips,
+        args.workers,
+        command,
     )
     for source, n in manifest["photos_found"].items():
         print(f"photographs from {source}: {n}")

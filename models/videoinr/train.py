@@ -362,10 +362,12 @@ def start(args: argparse.Namespace, model, optimizer, work: Path) -> tuple[dict,
 def card(args: argparse.Namespace, argv: list[str] | None, info: dict, metrics: dict, wall: float, device) -> dict:
     """The checkpoint's card: data, commands, steps, wall time, machine, scores, cost, code version."""
     manifest_path = args.data / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     return {
         "preset": args.preset,
-        "data": json.loads(manifest_path.read_text()) if manifest_path.is_file() else str(args.data),
-        "data_command": "python -m models.videoinr.data --out cache/videoinr",
+        "data": manifest or str(args.data),
+        # what built the data (recorded by models.videoinr.data since stop 32; older sets: its default command)
+        "data_command": manifest.get("command", f"python -m models.videoinr.data --out {args.data}"),
         "command": "python -m models.videoinr.train " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "steps": info["step"],
         "wall_time_s": round(wall, 1),

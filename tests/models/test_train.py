@@ -62,3 +62,21 @@ def test_bad_training_options_are_refused(bad, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(bad)
     assert exit_info.value.code == 2 and bad[0] in capsys.readouterr().err
+
+
+def test_the_card_names_the_command_that_built_its_data(tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in range(2):
+        pixels = np.random.default_rng(seed).integers(0, 256, (data.SIZE + 16, data.SIZE + 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(photos / f"{seed}.png")
+    argv = ["--out", str(tmp_path / "data"), "--photos", str(photos), "--synthetic", "4", "--per-video", "0"]
+    argv += ["--val-fraction", "0.25", "--workers", "1"]
+    assert data.main(argv) == 0
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert manifest["command"] == "python -m models.videoinr.data " + " ".join(argv)
+    run(tmp_path / "data", tmp_path / "work", tmp_path / "m", 1)
+    card = json.loads((tmp_path / "m.json").read_text())
+    assert card["data_command"] == manifest["command"] and card["data"]["train"] == 3
