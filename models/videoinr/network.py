@@ -42,8 +42,9 @@ Deviations from the paper, and why:
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +81,9 @@ PRESETS: dict[str, VideoINRConfig] = {
     "videoinr-s": VideoINRConfig(
         fusion_blocks=0, hidden=32, activation="relu", spatial_time=False, temporal_hidden=32, motion_levels=4
     ),
+    "videoinr-s48": VideoINRConfig(
+        fusion_blocks=0, hidden=48, activation="relu", spatial_time=False, temporal_hidden=32, motion_levels=4
+    ),
     "videoinr-s-v2": VideoINRConfig(spatial_time=False),
     "videoinr-s-v1": VideoINRConfig(),
     "videoinr-m": VideoINRConfig(
@@ -88,8 +92,9 @@ PRESETS: dict[str, VideoINRConfig] = {
 }
 """Named configurations. ``videoinr-s`` is the network of v3 and v4 (32-wide ReLU MLPs, no fusion blocks, a
 4-level flow pyramid; checkpoint ``videoinr-s-v3`` holds v3's weights); ``videoinr-s-v2`` (64-wide GELU MLPs)
-and ``videoinr-s-v1`` (whose SpatialINR also reads t) stay loadable. All are small enough for CPU inference;
-``videoinr-m`` is for GPUs."""
+and ``videoinr-s-v1`` (whose SpatialINR also reads t) stay loadable. ``videoinr-s48`` is ``videoinr-s`` with
+48-wide SpatialINR and decoder MLPs, to train from v4 through ``widen`` (an experiment, docs/quality.md; no
+checkpoint is served). All are small enough for CPU inference; ``videoinr-m`` is for GPUs."""
 
 
 class ResBlock(nn.Module):
@@ -415,6 +420,51 @@ class VideoINR(nn.Module):
         """Training entry: encode both frames and query ``points`` ``(B, N, 2)`` at ``t`` ``(B,)``."""
         state = self.encode_pair(image0, image1, self.encode_frame(image0), self.encode_frame(image1))
         return self.query(state, points, t, cell)
+
+
+def widen(source: VideoINR, hidden: int, init_scale: float = 0.5) -> VideoINR:
+    """``source`` with SpatialINR and decoder MLPs ``hidden`` wide that computes the same function.
+
+    Everything else is copied. In every widened layer the old units keep their weights, the new units
+    get ``init_scale`` times PyTorch's default initialisation as incoming weights, and every weight
+    out of a new unit (including the new code ``z`` channels read by the TemporalINR and the decoder)
+    starts at zero, so training can grow them. The TemporalINR's width must be set explicitly
+    (``temporal_hidden``), since 0 would make it follow ``hidden``.
+    """
+    old = source.config
+    if hidden < old.hidden or not old.temporal_hidden:
+        raise ValueError(f"widen: needs hidden >= {old.hidden} and an explicit temporal_hidden")
+    target = VideoINR.from_config(replace(old, hidden=hidden))
+    mlps = ("spatial.", "temporal.", "decoder.")
+    with torch.no_grad():
+        sources = source.state_dict()
+        for name, tensor in target.state_dict().items():
+            if not name.startswith(mlps):
+                tensor.copy_(sources[name])
+        for mlp_name, inputs in (("spatial", None), ("temporal", "temporal_inputs"), ("decoder", "decoder_inputs")):
+            layers = [m for m in getattr(source, mlp_name) if isinstance(m, nn.Linear)]
+            grown = [m for m in getattr(target, mlp_name) if isinstance(m, nn.Linear)]
+            for index, (a, b) in enumerate(zip(layers, grown)):
+                if index == 0 and inputs is not None:  # columns by input name: the code z is wider
+                    starts_a = _starts(getattr(source, inputs))
+                    starts_b = _starts(getattr(target, inputs))
+                    columns = [(starts_a[k], starts_b[k], width) for k, width in getattr(source, inputs).items()]
+                else:
+                    columns = [(0, 0, a.in_features)]
+                weight = torch.zeros_like(b.weight)
+                for start_a, start_b, width in columns:
+                    weight[: a.out_features, start_b : start_b + width] = a.weight[:, start_a : start_a + width]
+                weight[a.out_features :] = b.weight[a.out_features :] * init_scale
+                b.weight.copy_(weight)
+                b.bias.zero_()
+                b.bias[: a.out_features] = a.bias
+    return target
+
+
+def _starts(inputs: dict[str, int]) -> dict[str, int]:
+    """The first column of each named input in a first layer's weight."""
+    offsets = [0, *itertools.accumulate(inputs.values())]
+    return dict(zip(inputs, offsets))
 
 
 def count_macs(model: VideoINR, lr_size: int = 32, scale: float = 4.0, times: int = 4) -> dict[str, float]:

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from models import ops, registry
 from models.schedule import Budget, cosine
 from models.videoinr import data
-from models.videoinr.network import PRESETS, describe
+from models.videoinr.network import PRESETS, describe, widen
 
 TRAINING_DIR = registry.CHECKPOINT_DIR / "training"
 """Resumable training states (safetensors + JSON, a few MB each), one folder per preset."""
@@ -313,6 +313,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="warm start from this checkpoint (name or path) where shapes allow; ignored when resuming",
     )
     parser.add_argument(
+        "--widen",
+        action="store_true",
+        help="with --init: start as that checkpoint with the preset's wider MLPs (network.widen; same function)",
+    )
+    parser.add_argument(
         "--init-skip",
         action="append",
         default=[],
@@ -323,6 +328,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--scales needs 1 <= MIN <= MAX, not {args.scales[0]:g} {args.scales[1]:g}")
     if not 0 <= args.ema < 1:
         parser.error(f"--ema must be in [0, 1), not {args.ema:g}")
+    if args.widen and not args.init:
+        parser.error("--widen needs --init (the checkpoint to widen)")
     return args
 
 
@@ -345,6 +352,13 @@ def start(args: argparse.Namespace, model, optimizer, work: Path) -> tuple[dict,
     if (work / "state.safetensors").is_file() and not args.fresh:
         info = load_state(work, model, optimizer, average)
         print(f"resumed from {work} at step {info['step']}", flush=True)
+    elif args.init and args.widen:
+        wide = widen(registry.load(args.init), model.config.hidden)
+        model.load_state_dict(wide.state_dict())
+        info["init"] = {"checkpoint": args.init, "widened_to": model.config.hidden}
+        print(f"warm start from {args.init}, widened to {model.config.hidden}", flush=True)
+        if average is not None:
+            average.model.load_state_dict(model.state_dict())
     elif args.init:
         source = {
             name: tensor

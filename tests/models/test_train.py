@@ -57,7 +57,9 @@ def test_ema_ships_the_average_and_keeps_the_raw_weights_in_the_state(tmp_path):
     assert differs, "the shipped weights are the raw ones"
 
 
-@pytest.mark.parametrize("bad", [["--scales", "3", "2"], ["--scales", "0.5", "2"], ["--ema", "1"], ["--loss", "l1"]])
+@pytest.mark.parametrize(
+    "bad", [["--scales", "3", "2"], ["--scales", "0.5", "2"], ["--ema", "1"], ["--loss", "l1"], ["--widen"]]
+)
 def test_bad_training_options_are_refused(bad, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(bad)
@@ -80,3 +82,30 @@ def test_the_card_names_the_command_that_built_its_data(tmp_path):
     run(tmp_path / "data", tmp_path / "work", tmp_path / "m", 1)
     card = json.loads((tmp_path / "m.json").read_text())
     assert card["data_command"] == manifest["command"] and card["data"]["train"] == 3
+
+
+def test_a_widened_v4_starts_as_v4_and_trains(tmp_path):
+    """``--widen``: the 48-wide preset starts as the shipped 32-wide weights (the same output), then trains."""
+    import torch
+
+    from models import ops, registry
+    from models.videoinr.network import widen
+
+    v4 = registry.load("videoinr-s")
+    wide = widen(v4, 48).eval()
+    assert wide.config.hidden == 48 and wide.spatial[0].weight[32:].abs().sum() > 0
+    clip = moving_texture(5, 24, 40)
+    low = ops.degrade(clip, 12, 20)
+    points = ops.pixel_centres(24, 40, 0.5, 0.5).unsqueeze(0)
+    with torch.no_grad():
+        outputs = []
+        for model in (v4, wide):
+            state = model.encode_pair(low[:1], low[4:], model.encode_frame(low[:1]), model.encode_frame(low[4:]))
+            outputs.append(
+                model.query_times(state, points, torch.tensor([[0.0, 0.25, 0.5, 1.0]]), torch.full((1, 2), 0.5))
+            )
+    assert (outputs[0] - outputs[1]).abs().max() < 1e-6
+    folder = tiny_dataset(tmp_path / "data")
+    run(folder, tmp_path / "work", tmp_path / "m", 1, "--preset", "videoinr-s48", "--init", "videoinr-s", "--widen")
+    card = json.loads((tmp_path / "m.json").read_text())
+    assert card["init"] == {"checkpoint": "videoinr-s", "widened_to": 48} and card["spec"]["args"]["hidden"] == 48
