@@ -42,7 +42,6 @@ Deviations from the paper, and why:
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 from dataclasses import asdict, dataclass, replace
 
@@ -435,36 +434,29 @@ def widen(source: VideoINR, hidden: int, init_scale: float = 0.5) -> VideoINR:
     if hidden < old.hidden or not old.temporal_hidden:
         raise ValueError(f"widen: needs hidden >= {old.hidden} and an explicit temporal_hidden")
     target = VideoINR.from_config(replace(old, hidden=hidden))
-    mlps = ("spatial.", "temporal.", "decoder.")
+    mlps = ("spatial", "temporal", "decoder")
     with torch.no_grad():
         sources = source.state_dict()
         for name, tensor in target.state_dict().items():
-            if not name.startswith(mlps):
+            if name.split(".")[0] not in mlps:
                 tensor.copy_(sources[name])
-        for mlp_name, inputs in (("spatial", None), ("temporal", "temporal_inputs"), ("decoder", "decoder_inputs")):
+        for mlp_name in mlps:
             layers = [m for m in getattr(source, mlp_name) if isinstance(m, nn.Linear)]
             grown = [m for m in getattr(target, mlp_name) if isinstance(m, nn.Linear)]
             for index, (a, b) in enumerate(zip(layers, grown)):
-                if index == 0 and inputs is not None:  # columns by input name: the code z is wider
-                    starts_a = _starts(getattr(source, inputs))
-                    starts_b = _starts(getattr(target, inputs))
-                    columns = [(starts_a[k], starts_b[k], width) for k, width in getattr(source, inputs).items()]
-                else:
-                    columns = [(0, 0, a.in_features)]
+                # the first layer's columns by input name (the code z that the temporal and decoder MLPs read is wider)
+                named = index == 0
+                inputs_a = getattr(source, f"{mlp_name}_inputs") if named else {"hidden": a.in_features}
+                inputs_b = getattr(target, f"{mlp_name}_inputs") if named else {"hidden": b.in_features}
                 weight = torch.zeros_like(b.weight)
-                for start_a, start_b, width in columns:
-                    weight[: a.out_features, start_b : start_b + width] = a.weight[:, start_a : start_a + width]
+                blocks = dict(zip(inputs_b, weight.split(list(inputs_b.values()), dim=1)))  # views into weight
+                for name, block in zip(inputs_a, a.weight.split(list(inputs_a.values()), dim=1)):
+                    blocks[name][: a.out_features, : block.shape[1]] = block
                 weight[a.out_features :] = b.weight[a.out_features :] * init_scale
                 b.weight.copy_(weight)
                 b.bias.zero_()
                 b.bias[: a.out_features] = a.bias
     return target
-
-
-def _starts(inputs: dict[str, int]) -> dict[str, int]:
-    """The first column of each named input in a first layer's weight."""
-    offsets = [0, *itertools.accumulate(inputs.values())]
-    return dict(zip(inputs, offsets))
 
 
 def count_macs(model: VideoINR, lr_size: int = 32, scale: float = 4.0, times: int = 4) -> dict[str, float]:
