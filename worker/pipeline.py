@@ -120,6 +120,8 @@ def load_upsampler(request: UpsampleRequest, cache: ModelCache | None = None) ->
     device = choose_device(request.device)
     dtype = choose_dtype(device, request.half, request.bf16)
     backend = choose_backend(request.backend, device)
+    if backend == "onnx" and dtype == torch.bfloat16:
+        raise ParameterError("load_upsampler: bfloat16 runs on the torch backend only (ONNX Runtime: float32, --half)")
     try:
         model = (cache or ModelCache()).get(request.model, device, dtype, backend)
     except registry.CheckpointError as exc:

@@ -41,13 +41,27 @@ def choose_device(spec: str = "auto") -> torch.device:
     return device
 
 
+def native_bf16() -> bool:
+    """Whether this CPU does bfloat16 arithmetic in hardware (AVX-512 BF16 or AMX); elsewhere oneDNN emulates it,
+    7.5x slower than float32 (docs/benchmarks.md)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def choose_dtype(device: torch.device, half: bool, bf16: bool = False) -> torch.dtype:
-    """float16 for ``half`` (bfloat16 for ``bf16``) on CUDA; CPUs keep float32 (half precision is slower there)."""
-    if (half or bf16) and device.type != "cuda":
-        log.warning("--half and --bf16 apply on CUDA only; running in float32 on %s", device)
-    if device.type != "cuda":
-        return torch.float32
-    return torch.bfloat16 if bf16 else torch.float16 if half else torch.float32
+    """float16 for ``half`` and bfloat16 for ``bf16`` on CUDA; bfloat16 on a CPU with native bfloat16 (for its
+    convolutional stages, models.videoinr.upsampler); float32 otherwise (half precision is slower there)."""
+    if device.type == "cuda":
+        return torch.bfloat16 if bf16 else torch.float16 if half else torch.float32
+    if bf16 and native_bf16():
+        return torch.bfloat16
+    if half or bf16:
+        what = "--half applies on CUDA only" if half and not bf16 else "this CPU has no native bfloat16"
+        log.warning("%s; running in float32 on %s", what, device)
+    return torch.float32
 
 
 class ModelCache:

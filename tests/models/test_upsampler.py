@@ -70,19 +70,36 @@ def test_4k_frame_on_cpu_stays_within_memory(model):
 def test_shipped_weights_keep_the_gpu_tests_half_precision_tolerance_on_the_cpu(dtype):
     """The GPU test's bound, under the CPU's autocast: weights whose output a half-precision
     convolution moves too far (as a fine-tune of v4 did under TF32 and float16 on CUDA) fail here too,
-    on a machine without a GPU. (v4: 0.003 in float16, 0.038 in bfloat16.)"""
+    on a machine without a GPU. (v4: 0.0002 in float16, 0.002 in bfloat16 since positions and flows stay
+    float32 under autocast; 0.003 and 0.038 before.)"""
     assert precision_gap("cpu", dtype) < PRECISION_TOLERANCE[dtype]
 
 
 def test_half_precision_runs_under_autocast_with_float32_coordinates():
-    """bfloat16 (here on the CPU, the same code path as float16/bfloat16 on CUDA) keeps float32 weights
-    and coordinates and stays close to float32 on a frame wider than float16 can index exactly."""
+    """bfloat16 (here on the CPU, with its queries under autocast as on CUDA) keeps float32 weights and
+    coordinates and stays close to float32 on a frame wider than float16 can index exactly."""
     model = registry.load("videoinr-s")
     a, b = (f.permute(1, 2, 0).numpy() for f in moving_texture(2, 16, 2100))
     full = Upsampler(model, "cpu", options=UpsampleOptions(tile=0))
     half = Upsampler(registry.load("videoinr-s"), "cpu", torch.bfloat16, UpsampleOptions(tile=0))
     assert half.autocast == torch.bfloat16 and next(half.model.parameters()).dtype == torch.float32
+    assert half.query_autocast is None  # a CPU's queries stay float32 (faster there, docs/benchmarks.md)
+    half.query_autocast = torch.bfloat16
     ref = full.render(full.features(a), full.features(b), [0.5], 24, 3150)[0]
     got = half.render(half.features(a), half.features(b), [0.5], 24, 3150)[0]
     assert np.abs(ref - got).mean() < 2e-2  # bfloat16 keeps 8 bits; a wrong pixel index costs far more
     assert np.abs(ref - got).max() < 0.25
+
+
+def test_cpu_bfloat16_runs_the_convolutional_stages_only_and_stays_close():
+    """``--bf16`` on a CPU: the frame encoder and pair stage in bfloat16, the queries in float32; the output
+    stays within bfloat16's tolerance of float32, and t = 0 still reproduces the first frame's upsampling
+    as closely as float32 does."""
+    a, b = (f.permute(1, 2, 0).numpy() for f in moving_texture(2, 60, 88, velocity=(2.0, 1.0)))
+    full = Upsampler(registry.load("videoinr-s"), "cpu", options=UpsampleOptions(tile=0))
+    half = Upsampler(registry.load("videoinr-s"), "cpu", torch.bfloat16, UpsampleOptions(tile=0))
+    ref = full.render(full.features(a), full.features(b), [0.0, 0.5], 120, 176)
+    got = half.render(half.features(a), half.features(b), [0.0, 0.5], 120, 176)
+    for x, y in zip(ref, got):
+        assert x.dtype == y.dtype == np.float32
+        assert np.abs(x - y).max() < PRECISION_TOLERANCE[torch.bfloat16] and np.abs(x - y).mean() < 2e-3

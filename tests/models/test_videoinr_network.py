@@ -152,3 +152,18 @@ def test_earlier_versions_stay_loadable_by_versioned_names():
     assert registry.load("videoinr-s-v3").config == PRESETS["videoinr-s"]  # v4 is v3 trained longer
     assert registry.load("videoinr-s").config.activation == "relu"
     assert registry.load("videoinr-s-v2").config.hidden == 64
+
+
+def test_warps_keep_float32_positions_under_bfloat16_autocast():
+    """A bfloat16 position is a whole pixel off past 256 pixels: under autocast (``--bf16`` convolutions) a
+    warp samples at float32 positions, so a ramp moved by a fractional flow keeps its values to within
+    bfloat16's rounding of them, as without autocast."""
+    ramp = torch.arange(600, dtype=torch.float32).expand(1, 1, 4, 600) / 600  # value = x / 600
+    flow = torch.full((1, 2, 4, 600), 0.3)
+    flow[:, 1] = 0
+    want = ops.backward_warp(ramp, flow)
+    with torch.autocast("cpu", torch.bfloat16):
+        got = ops.backward_warp(ramp.bfloat16(), flow.bfloat16())
+    inside = (slice(None), slice(None), slice(None), slice(0, 599))
+    assert (want[inside] - (torch.arange(599) + 0.3) / 600).abs().max() < 1e-5
+    assert (got.float() - want)[inside].abs().max() < 4e-3  # bfloat16's 8-bit mantissa of values up to 1

@@ -14,6 +14,7 @@ from tests.processes import open_files_under
 from worker.errors import CanceledError, OutputError, ParameterError
 from worker.media import OutputOptions, VideoReader
 from worker.pipeline import UpsampleRequest, load_upsampler, plan_output, render_streams, run_upsample
+from worker.runtime import choose_dtype, native_bf16
 
 
 def request(model, **kwargs) -> UpsampleRequest:
@@ -257,3 +258,19 @@ def test_a_bad_render_stream_count_is_refused(tmp_path, clip_with_audio, tiny_mo
     monkeypatch.setenv("VINR_RENDER_STREAMS", "two")
     with pytest.raises(ParameterError, match="VINR_RENDER_STREAMS"):
         run_upsample(clip_with_audio, tmp_path / "out.mp4", request(tiny_model_path))
+
+
+def test_bf16_on_a_cpu_is_used_only_where_the_cpu_has_it(tmp_path, clip_with_audio, tiny_model_path):
+    """``--bf16`` on a CPU runs the convolutional stages in bfloat16 where the CPU does bfloat16 in
+    hardware, else float32 (emulated bfloat16 is several times slower); ``--half`` stays CUDA-only. ONNX
+    Runtime has no bfloat16 path and says so."""
+    cpu = torch.device("cpu")
+    assert choose_dtype(cpu, half=False, bf16=True) == (torch.bfloat16 if native_bf16() else torch.float32)
+    assert choose_dtype(cpu, half=True) == torch.float32
+    upsampler = load_upsampler(request(tiny_model_path, scale=2, bf16=True))
+    assert upsampler.autocast == (torch.bfloat16 if native_bf16() else None) and upsampler.query_autocast is None
+    result = run_upsample(clip_with_audio, tmp_path / "out.mp4", request(tiny_model_path, scale=2, bf16=True))
+    assert result.frames == video_frames(tmp_path / "out.mp4")[1].shape[0] > 0
+    if native_bf16():
+        with pytest.raises(ParameterError, match="torch backend only"):
+            load_upsampler(request(tiny_model_path, scale=2, bf16=True, backend="onnx"))
