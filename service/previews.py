@@ -60,9 +60,9 @@ class Previewer:
         """Load the default model now (the gateway starts it in the background), so the first preview is quick."""
         if self.enabled:
             device = choose_device(self.settings.device)
-            self.cache.get(
-                DEFAULT_MODEL, device, choose_dtype(device, False), choose_backend(self.settings.backend, device)
-            )
+            backend = choose_backend(self.settings.backend, device)
+            bf16 = self.settings.bf16 and backend == "torch"
+            self.cache.get(DEFAULT_MODEL, device, choose_dtype(device, False, bf16), backend)
 
     def check_enabled(self) -> None:
         if not self.enabled:
@@ -78,7 +78,9 @@ class Previewer:
                 headers={"Retry-After": "5"},
             )
         try:
-            request = UpsampleRequest(**params, device=self.settings.device, backend=self.settings.backend)
+            request = UpsampleRequest(
+                **params, device=self.settings.device, backend=self.settings.backend, bf16=self.settings.bf16
+            )
             return render_preview(source, request, at, self.cache, self.limit)
         finally:
             self.slots.release()

@@ -342,7 +342,9 @@ class EmbeddedBackend:
         def report(progress: dict) -> None:
             job.progress = progress
 
-        context = JobContext(report, stop.is_set, self.models, self.settings.device, self.settings.backend)
+        context = JobContext(
+            report, stop.is_set, self.models, self.settings.device, self.settings.backend, self.settings.bf16
+        )
         started = time.monotonic()
         try:
             job.result = JOBS[kind](job_dir, params, context)

@@ -46,6 +46,7 @@ class JobContext:
     models: ModelCache
     device: str = "auto"
     backend: str = "auto"
+    bf16: bool = False
 
 
 def job_output(params: dict) -> OutputOptions:
@@ -53,7 +54,7 @@ def job_output(params: dict) -> OutputOptions:
     return OutputOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
 
 
-def upsample_request(params: dict, device: str, backend: str = "auto") -> UpsampleRequest:
+def upsample_request(params: dict, device: str, backend: str = "auto", bf16: bool = False) -> UpsampleRequest:
     """The pipeline request for a job's plain parameters (output always a fragmented MP4)."""
     output = job_output(params)
     return UpsampleRequest(
@@ -65,6 +66,7 @@ def upsample_request(params: dict, device: str, backend: str = "auto") -> Upsamp
         model=params.get("model") or DEFAULT_MODEL,
         device=device,
         backend=backend,
+        bf16=bf16,
         output=output,
     )
 
@@ -141,7 +143,7 @@ def segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
     a segment whose file exists is done and is not made again."""
     folder, index = Path(job_dir), int(params["segment"])
     with attempt(folder, segment=index):
-        request = upsample_request(params, context.device, context.backend)
+        request = upsample_request(params, context.device, context.backend, context.bf16)
         segments = SegmentPlan.load(folder)
         segment = segments.segments[index]
         path = segment.file(folder, SEGMENT_SUFFIX)
@@ -203,7 +205,7 @@ def private_result(folder: Path) -> Path:
 
 
 def _upsample(folder: Path, params: dict, context: JobContext) -> dict:
-    request = upsample_request(params, context.device, context.backend)
+    request = upsample_request(params, context.device, context.backend, context.bf16)
     upsampler = load_upsampler(request, context.models)
     result = run_upsample(
         folder / "input",
@@ -224,7 +226,7 @@ def _upsample(folder: Path, params: dict, context: JobContext) -> dict:
 
 
 def _upsample_in_segments(folder: Path, params: dict, context: JobContext) -> dict:
-    request = upsample_request(params, context.device, context.backend)
+    request = upsample_request(params, context.device, context.backend, context.bf16)
     started = time.perf_counter()
     plan, segments, frames = run_segmented(
         folder / "input",

@@ -12,6 +12,7 @@ frame alone.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import queue
@@ -33,6 +34,8 @@ from worker.errors import CanceledError, ParameterError, VinrError
 from worker.media import Frame, OutputOptions, VideoInfo, VideoReader, VideoWriter, check_encodable, even_size
 from worker.runtime import ModelCache, choose_backend, choose_device, choose_dtype
 from worker.scenes import SceneCutDetector
+
+log = logging.getLogger(__name__)
 
 MAX_SCALE = 8.0
 """Largest spatial factor accepted (the shipped models are trained on [1, 4])."""
@@ -121,7 +124,8 @@ def load_upsampler(request: UpsampleRequest, cache: ModelCache | None = None) ->
     dtype = choose_dtype(device, request.half, request.bf16)
     backend = choose_backend(request.backend, device)
     if backend == "onnx" and dtype == torch.bfloat16:
-        raise ParameterError("load_upsampler: bfloat16 runs on the torch backend only (ONNX Runtime: float32, --half)")
+        log.warning("bfloat16 runs on the torch backend only; ONNX Runtime runs float32")
+        dtype = torch.float32
     try:
         model = (cache or ModelCache()).get(request.model, device, dtype, backend)
     except registry.CheckpointError as exc:

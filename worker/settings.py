@@ -39,6 +39,10 @@ class WorkerSettings(BaseSettings):
     """Device workers run models on (``auto``, ``cpu``, ``cuda:N``)."""
     backend: Literal["auto", "torch", "onnx"] = "auto"
     """How workers run VideoINR: torch, onnx (ONNX Runtime; the onnx extra or the Docker image) or auto."""
+    bf16: bool = False
+    """What ``vinr upsample --bf16`` does, for every job and preview: on a CPU with native bfloat16 (AVX-512
+    BF16 or AMX) the convolutions in bfloat16, 1.1x to 1.5x faster and within 0.01 dB (docs/benchmarks.md);
+    on CUDA the whole model under bfloat16 autocast; float32 elsewhere and on the onnx backend."""
     nice: int = 10
     """CPU niceness workers add to themselves: a job is batch work, so on a shared machine the gateway's
     requests and previews come first (0: as the shell started them)."""

@@ -93,7 +93,7 @@ def worker(tmp_path, models_dir, redis_db, queue_name) -> Iterator[Callable[[], 
     """Start ``vinr worker`` processes on the test Redis; they are killed at the end."""
     procs = []
 
-    def start(heartbeat_ttl: int = 20, redis_url: str = REDIS_URL) -> subprocess.Popen:
+    def start(heartbeat_ttl: int = 20, redis_url: str = REDIS_URL, env: dict | None = None) -> subprocess.Popen:
         env = {
             **os.environ,
             "VINR_REDIS_URL": redis_url,
@@ -102,6 +102,7 @@ def worker(tmp_path, models_dir, redis_db, queue_name) -> Iterator[Callable[[], 
             "VINR_DEVICE": "cpu",
             "VINR_HEARTBEAT_TTL": str(heartbeat_ttl),
             "VINR_QUEUE": queue_name,
+            **(env or {}),
         }
         log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
         proc = subprocess.Popen(

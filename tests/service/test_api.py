@@ -32,7 +32,7 @@ def check_upload_to_result(client, clip, tmp_path):
 
 
 def test_upload_progress_result_over_rq(serve, worker, clip_with_audio, tmp_path):
-    worker()
+    worker(env={"VINR_BF16": "1"})  # bfloat16 convolutions where the CPU has them natively, else float32
     client = serve(redis_url=REDIS_URL)
     wait_for(lambda: client.get("/readyz").status_code == 200, timeout=60)
     job_id = check_upload_to_result(client, clip_with_audio, tmp_path)

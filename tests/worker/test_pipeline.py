@@ -12,9 +12,11 @@ import torch
 from tests.media import audio_span, texture_frames, video_frames, write_clip
 from tests.processes import open_files_under
 from worker.errors import CanceledError, OutputError, ParameterError
+from worker.jobs import upsample_request
 from worker.media import OutputOptions, VideoReader
 from worker.pipeline import UpsampleRequest, load_upsampler, plan_output, render_streams, run_upsample
 from worker.runtime import choose_dtype, native_bf16
+from worker.settings import WorkerSettings
 
 
 def request(model, **kwargs) -> UpsampleRequest:
@@ -260,10 +262,10 @@ def test_a_bad_render_stream_count_is_refused(tmp_path, clip_with_audio, tiny_mo
         run_upsample(clip_with_audio, tmp_path / "out.mp4", request(tiny_model_path))
 
 
-def test_bf16_on_a_cpu_is_used_only_where_the_cpu_has_it(tmp_path, clip_with_audio, tiny_model_path):
+def test_bf16_on_a_cpu_is_used_only_where_the_cpu_has_it(tmp_path, clip_with_audio, tiny_model_path, monkeypatch):
     """``--bf16`` on a CPU runs the convolutional stages in bfloat16 where the CPU does bfloat16 in
     hardware, else float32 (emulated bfloat16 is several times slower); ``--half`` stays CUDA-only. ONNX
-    Runtime has no bfloat16 path and says so."""
+    Runtime has no bfloat16 path: it runs float32. Workers and previews take it from ``VINR_BF16``."""
     cpu = torch.device("cpu")
     assert choose_dtype(cpu, half=False, bf16=True) == (torch.bfloat16 if native_bf16() else torch.float32)
     assert choose_dtype(cpu, half=True) == torch.float32
@@ -271,6 +273,7 @@ def test_bf16_on_a_cpu_is_used_only_where_the_cpu_has_it(tmp_path, clip_with_aud
     assert upsampler.autocast == (torch.bfloat16 if native_bf16() else None) and upsampler.query_autocast is None
     result = run_upsample(clip_with_audio, tmp_path / "out.mp4", request(tiny_model_path, scale=2, bf16=True))
     assert result.frames == video_frames(tmp_path / "out.mp4")[1].shape[0] > 0
-    if native_bf16():
-        with pytest.raises(ParameterError, match="torch backend only"):
-            load_upsampler(request(tiny_model_path, scale=2, bf16=True, backend="onnx"))
+    onnx = load_upsampler(request(tiny_model_path, scale=2, bf16=True, backend="onnx"))
+    assert onnx.dtype == torch.float32 and onnx.autocast is None
+    monkeypatch.setenv("VINR_BF16", "1")
+    assert upsample_request({"scale": 2}, "cpu", "torch", WorkerSettings().bf16).bf16 is True
