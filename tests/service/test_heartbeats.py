@@ -28,7 +28,8 @@ def attempts(tmp_path, job_id: str) -> list[dict]:
 def test_long_job_stays_started_and_runs_once(serve, worker, long_clip, tmp_path):
     worker(heartbeat_ttl=TTL)
     client = serve(redis_url=REDIS_URL, heartbeat_ttl=TTL)
-    job_id = post_video(client, long_clip, {"scale": 4, "time_factor": 3, "model": "tiny"}).json()["id"]
+    # 720 output frames: more than three TTLs on the fastest machine here (360 took 5.9 s on one)
+    job_id = post_video(client, long_clip, {"scale": 4, "time_factor": 6, "model": "tiny"}).json()["id"]
     seen, started_at = [], None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
