@@ -61,8 +61,7 @@ class Previewer:
         if self.enabled:
             device = choose_device(self.settings.device)
             backend = choose_backend(self.settings.backend, device)
-            bf16 = self.settings.bf16 and backend == "torch"
-            self.cache.get(DEFAULT_MODEL, device, choose_dtype(device, False, bf16), backend)
+            self.cache.get(DEFAULT_MODEL, device, choose_dtype(device, False, self.settings.bf16, backend), backend)
 
     def check_enabled(self) -> None:
         if not self.enabled:

@@ -12,7 +12,6 @@ frame alone.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import queue
@@ -34,8 +33,6 @@ from worker.errors import CanceledError, ParameterError, VinrError
 from worker.media import Frame, OutputOptions, VideoInfo, VideoReader, VideoWriter, check_encodable, even_size
 from worker.runtime import ModelCache, choose_backend, choose_device, choose_dtype
 from worker.scenes import SceneCutDetector
-
-log = logging.getLogger(__name__)
 
 MAX_SCALE = 8.0
 """Largest spatial factor accepted (the shipped models are trained on [1, 4])."""
@@ -121,11 +118,8 @@ def plan_output(info: VideoInfo, request: UpsampleRequest) -> OutputPlan:
 def load_upsampler(request: UpsampleRequest, cache: ModelCache | None = None) -> Upsampler:
     """The request's model on its device, wrapped for whole-frame inference."""
     device = choose_device(request.device)
-    dtype = choose_dtype(device, request.half, request.bf16)
     backend = choose_backend(request.backend, device)
-    if backend == "onnx" and dtype == torch.bfloat16:
-        log.warning("bfloat16 runs on the torch backend only; ONNX Runtime runs float32")
-        dtype = torch.float32
+    dtype = choose_dtype(device, request.half, request.bf16, backend)
     try:
         model = (cache or ModelCache()).get(request.model, device, dtype, backend)
     except registry.CheckpointError as exc:

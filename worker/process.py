@@ -244,9 +244,7 @@ def run_worker(settings: WorkerSettings, queues: list[str] | None = None, burst:
     device = choose_device(settings.device)
     try:  # the ONNX backend exports (or checks its cached export) here, before the first job
         backend = choose_backend(settings.backend, device)
-        process_models().get(
-            DEFAULT_MODEL, device, choose_dtype(device, False, settings.bf16 and backend == "torch"), backend
-        )
+        process_models().get(DEFAULT_MODEL, device, choose_dtype(device, False, settings.bf16, backend), backend)
     except Exception as exc:  # the worker still serves other models
         log.warning("could not preload videoinr-s: %s", exc)
     connection = redis_connection(settings.redis_url, wait=settings.redis_wait)

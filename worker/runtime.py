@@ -51,9 +51,13 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def choose_dtype(device: torch.device, half: bool, bf16: bool = False) -> torch.dtype:
+def choose_dtype(device: torch.device, half: bool, bf16: bool = False, backend: str = "torch") -> torch.dtype:
     """float16 for ``half`` and bfloat16 for ``bf16`` on CUDA; bfloat16 on a CPU with native bfloat16 (for its
-    convolutional stages, models.videoinr.upsampler); float32 otherwise (half precision is slower there)."""
+    convolutional stages, models.videoinr.upsampler); float32 otherwise (half precision is slower there, and
+    the ``onnx`` backend has no bfloat16 path)."""
+    if bf16 and backend == "onnx":
+        log.warning("bfloat16 runs on the torch backend only; ONNX Runtime runs %s", "float16" if half else "float32")
+        bf16 = False
     if device.type == "cuda":
         return torch.bfloat16 if bf16 else torch.float16 if half else torch.float32
     if bf16 and native_bf16():
