@@ -94,7 +94,8 @@ def worker(tmp_path, models_dir, redis_db, queue_name) -> Iterator[Callable[[], 
     procs = []
 
     def start(heartbeat_ttl: int = 20, redis_url: str = REDIS_URL, env: dict | None = None) -> subprocess.Popen:
-        env = {
+        """A worker process; ``env`` adds to (or overrides) the variables set here."""
+        environment = {
             **os.environ,
             "VINR_REDIS_URL": redis_url,
             "VINR_DATA_DIR": str(tmp_path / "data"),
@@ -106,7 +107,11 @@ def worker(tmp_path, models_dir, redis_db, queue_name) -> Iterator[Callable[[], 
         }
         log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "service.cli", "worker"],
+            env=environment,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         procs.append(proc)
         return proc
