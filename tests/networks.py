@@ -29,14 +29,14 @@ PRECISION_TOLERANCE = {torch.float32: 2e-3, torch.float16: 2e-2, torch.bfloat16:
 precision (on CUDA in tests/models/test_gpu.py; half precision also under the CPU's autocast)."""
 
 
-def precision_gap(device: str, dtype: torch.dtype) -> float:
-    """Largest |difference| of ``videoinr-s`` on ``device`` in ``dtype`` from the CPU in float32: one
+def precision_gap(device: str, dtype: torch.dtype, name: str = "videoinr-s") -> float:
+    """Largest |difference| of checkpoint ``name`` on ``device`` in ``dtype`` from the CPU in float32: one
     frame at t = 0.5, 3.5x a 160x90 pair of a moving texture, in 64-pixel tiles; every stage in ``dtype``
     (a CPU upsampler keeps its queries in float32 unless told otherwise)."""
     a, b = (f.permute(1, 2, 0).numpy() for f in moving_texture(2, 90, 160))
     outputs = []
     for where, precision in (("cpu", torch.float32), (device, dtype)):
-        upsampler = Upsampler(registry.load("videoinr-s"), where, precision, UpsampleOptions(tile=64))
+        upsampler = Upsampler(registry.load(name), where, precision, UpsampleOptions(tile=64))
         upsampler.query_autocast = upsampler.autocast  # the queries in half precision too, as on CUDA
         outputs.append(upsampler.render(upsampler.features(a), upsampler.features(b), [0.5], 315, 560)[0])
     return float(np.abs(outputs[0] - outputs[1]).max())

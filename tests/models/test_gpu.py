@@ -11,6 +11,7 @@ pytestmark = pytest.mark.gpu
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["videoinr-s", "videoinr-s48"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_cuda_matches_cpu(dtype):
-    assert precision_gap("cuda", dtype) < PRECISION_TOLERANCE[dtype]
+def test_cuda_matches_cpu(dtype, name):
+    assert precision_gap("cuda", dtype, name) < PRECISION_TOLERANCE[dtype]

@@ -40,10 +40,11 @@ def test_tiled_equals_untiled(model, size):
         assert np.abs(x - y).max() < 2 / 255 and np.abs(x - y).mean() < 0.2 / 255
 
 
-def test_shipped_model_tiled_equals_untiled_within_one_level():
-    """The served checkpoint with the default halo: tiles (odd sizes, offsets that are not multiples of
+@pytest.mark.parametrize("name", ["videoinr-s", "videoinr-s48"])
+def test_shipped_model_tiled_equals_untiled_within_one_level(name):
+    """The served checkpoints with the default halo: tiles (odd sizes, offsets that are not multiples of
     the flow pyramid's stride) change no 8-bit output level by more than 1."""
-    shipped = registry.load("videoinr-s")
+    shipped = registry.load(name)
     a, b = (f.permute(1, 2, 0).numpy() for f in moving_texture(2, 200, 272, velocity=(3.0, 2.0)))
     whole = Upsampler(shipped, options=UpsampleOptions(tile=0))
     tiled = Upsampler(shipped, options=UpsampleOptions(tile=40))
@@ -66,13 +67,14 @@ def test_4k_frame_on_cpu_stays_within_memory(model):
     assert out.shape == (3240, 5760, 3) and peak_gib < 8
 
 
+@pytest.mark.parametrize("name", ["videoinr-s", "videoinr-s48"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_shipped_weights_keep_the_gpu_tests_half_precision_tolerance_on_the_cpu(dtype):
+def test_shipped_weights_keep_the_gpu_tests_half_precision_tolerance_on_the_cpu(dtype, name):
     """The GPU test's bound, under the CPU's autocast: weights whose output a half-precision
     convolution moves too far (as a fine-tune of v4 did under TF32 and float16 on CUDA) fail here too,
     on a machine without a GPU. (v4: 0.0002 in float16, 0.002 in bfloat16 since positions and flows stay
     float32 under autocast; 0.003 and 0.038 before.)"""
-    assert precision_gap("cpu", dtype) < PRECISION_TOLERANCE[dtype]
+    assert precision_gap("cpu", dtype, name) < PRECISION_TOLERANCE[dtype]
 
 
 def test_half_precision_runs_under_autocast_with_float32_coordinates():

@@ -18,9 +18,10 @@ def random_model() -> VideoINR:
     return random_videoinr(noise=0.02)
 
 
-@pytest.fixture(scope="module", params=["videoinr-s", "videoinr-s-v2", "videoinr-s-v1"])
+@pytest.fixture(scope="module", params=["videoinr-s", "videoinr-s48", "videoinr-s-v2", "videoinr-s-v1"])
 def shipped(request) -> VideoINR:
-    """The served checkpoint, and its earlier versions (kept loadable under versioned names)."""
+    """The served checkpoints (the default and the opt-in 48-wide one), and earlier versions (kept loadable
+    under versioned names)."""
     return registry.load(request.param)
 
 
@@ -152,6 +153,7 @@ def test_earlier_versions_stay_loadable_by_versioned_names():
     assert registry.load("videoinr-s-v3").config == PRESETS["videoinr-s"]  # v4 is v3 trained longer
     assert registry.load("videoinr-s").config.activation == "relu"
     assert registry.load("videoinr-s-v2").config.hidden == 64
+    assert registry.load("videoinr-s48").config == PRESETS["videoinr-s48"]
 
 
 def test_warps_keep_float32_positions_under_bfloat16_autocast():
