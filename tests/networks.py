@@ -24,8 +24,12 @@ def random_videoinr(config: VideoINRConfig = PRESETS["videoinr-s"], noise: float
     return model
 
 
+SERVED = ("videoinr-s", "videoinr-s48")
+"""The upsampling checkpoints served by name today: the default and the opt-in 48-wide one. Tests of
+shipped weights (tiles, precision, endpoints) run on each."""
+
 PRECISION_TOLERANCE = {torch.float32: 2e-3, torch.float16: 2e-2, torch.bfloat16: 6e-2}
-"""The largest difference from the CPU's float32 output that the served model may show in each
+"""The largest difference from the CPU's float32 output that a served checkpoint may show in each
 precision (on CUDA in tests/models/test_gpu.py; half precision also under the CPU's autocast)."""
 
 

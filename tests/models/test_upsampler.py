@@ -12,7 +12,7 @@ from models import registry
 from models.videoinr.network import VideoINR
 from models.videoinr.upsampler import UpsampleOptions, Upsampler
 from tests.clips import moving_texture
-from tests.networks import PRECISION_TOLERANCE, precision_gap, random_videoinr
+from tests.networks import PRECISION_TOLERANCE, SERVED, precision_gap, random_videoinr
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_tiled_equals_untiled(model, size):
         assert np.abs(x - y).max() < 2 / 255 and np.abs(x - y).mean() < 0.2 / 255
 
 
-@pytest.mark.parametrize("name", ["videoinr-s", "videoinr-s48"])
+@pytest.mark.parametrize("name", SERVED)
 def test_shipped_model_tiled_equals_untiled_within_one_level(name):
     """The served checkpoints with the default halo: tiles (odd sizes, offsets that are not multiples of
     the flow pyramid's stride) change no 8-bit output level by more than 1."""
@@ -67,7 +67,7 @@ def test_4k_frame_on_cpu_stays_within_memory(model):
     assert out.shape == (3240, 5760, 3) and peak_gib < 8
 
 
-@pytest.mark.parametrize("name", ["videoinr-s", "videoinr-s48"])
+@pytest.mark.parametrize("name", SERVED)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_shipped_weights_keep_the_gpu_tests_half_precision_tolerance_on_the_cpu(dtype, name):
     """The GPU test's bound, under the CPU's autocast: weights whose output a half-precision

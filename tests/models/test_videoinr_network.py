@@ -10,7 +10,7 @@ from models import ops, registry
 from models.videoinr import train
 from models.videoinr.network import PRESETS, VideoINR
 from tests.clips import moving_texture
-from tests.networks import random_videoinr
+from tests.networks import SERVED, random_videoinr
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def random_model() -> VideoINR:
     return random_videoinr(noise=0.02)
 
 
-@pytest.fixture(scope="module", params=["videoinr-s", "videoinr-s48", "videoinr-s-v2", "videoinr-s-v1"])
+@pytest.fixture(scope="module", params=[*SERVED, "videoinr-s-v2", "videoinr-s-v1"])
 def shipped(request) -> VideoINR:
     """The served checkpoints (the default and the opt-in 48-wide one), and earlier versions (kept loadable
     under versioned names)."""
