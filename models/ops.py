@@ -62,6 +62,81 @@ def grid_sample(image: torch.Tensor, points: torch.Tensor, mode: str = "bilinear
     return F.grid_sample(image, grid.to(image.dtype), mode=mode, padding_mode="border", align_corners=False)
 
 
+def cpu_inference(tensor: torch.Tensor) -> bool:
+    """Whether the CPU inference kernels below apply to ``tensor``: float32 on a CPU, no autograd, no
+    autocast, not traced for an ONNX export (which takes the portable ops)."""
+    return (
+        tensor.device.type == "cpu"
+        and tensor.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not autocasting(tensor)
+        and not torch.jit.is_tracing()
+        and not torch.onnx.is_in_onnx_export()
+    )
+
+
+def _mkldnn_linear():
+    """oneDNN's linear with a fused activation (what inductor calls on CPUs), or None where absent."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+
+MKLDNN_LINEAR = _mkldnn_linear()
+"""``torch.ops.mkldnn._linear_pointwise`` where this torch has it (read once; it is not state)."""
+
+
+def linear_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False) -> torch.Tensor:
+    """``F.linear`` over rows ``(..., K)`` -> ``(..., M)``, then ReLU if ``relu``.
+
+    For CPU inference one oneDNN call does the product, the bias and the ReLU (2x faster than a
+    channels-first product with a bias pass and a ReLU pass for 48-wide layers, docs/benchmarks.md).
+    """
+    if MKLDNN_LINEAR is not None and weight.is_contiguous() and bias is not None and cpu_inference(x):
+        out = MKLDNN_LINEAR(x.reshape(-1, x.shape[-1]), weight, bias, "relu" if relu else "none", [], "")
+        return out.view(*x.shape[:-1], weight.shape[0])
+    out = F.linear(x, weight, bias)
+    if relu:
+        out = torch.relu(out) if torch.is_grad_enabled() else torch.relu_(out)
+    return out
+
+
+def bilinear_sum(maps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of ``K`` maps summed: ``sum_k maps[b * K + k]`` at ``points[b, ..., k, :]``.
+
+    ``maps`` ``(B * K, C, h, w)``, pixel-unit ``points`` ``(B, ..., K, 2)`` -> ``(B, ..., C)``, rows.
+    Border padding, as ``grid_sample`` (``ops.grid_sample`` is the portable form). On a CPU every output
+    row is one ``embedding_bag`` of ``4 K`` weighted rows of the maps in channels-last layout (free when
+    ``maps`` is channels-last): 7x faster than ``grid_sample``, its sum and its transpose for 48 channels.
+    """
+    batch, k = points.shape[0], points.shape[-2]
+    channels, h, w = maps.shape[1:]
+    if not cpu_inference(maps) or h < 2 or w < 2:
+        dims = points.dim()  # explicit permutations: ONNX's exporter writes negative ones as they are
+        flat = points.permute(0, dims - 2, *range(1, dims - 2), dims - 1).reshape(batch * k, -1, 2)  # (B*K, P, 2)
+        sampled = grid_sample(maps, flat).view(batch, k, channels, *points.shape[1:-2]).sum(1)
+        return sampled.permute(0, *range(2, dims - 1), 1)
+    size = points.new_tensor([w, h])
+    # pixel index space (centre of pixel i at i), clamped as border padding; the left tap at most size - 2
+    # so that the right tap is inside (at the far edge the weight moves wholly onto it: the same value)
+    position = torch.minimum((points - 0.5).clamp_min_(0), size - 1)
+    left = torch.minimum(position.floor(), size - 2)
+    fx, fy = (position - left).unbind(-1)
+    gx, gy = 1 - fx, 1 - fy
+    # per tap, in the order of the row offsets 0, 1, w, w + 1: (B, ..., K, 4) then (B, ..., 4K); same-shape products
+    weights = (torch.stack([gx, fx, gx, fx], -1) * torch.stack([gy, gy, fy, fy], -1)).flatten(-2)
+    left = left.int()
+    map_index = torch.arange(batch * k, device=maps.device, dtype=torch.int32)
+    first = map_index.view(batch, *[1] * (points.dim() - 3), k) * (h * w) + left[..., 1] * w + left[..., 0]
+    taps = (first.unsqueeze(-1) + first.new_tensor([0, 1, w, w + 1])).flatten(-2)  # (B, ..., 4K): rows read
+    table = maps.permute(0, 2, 3, 1).reshape(-1, channels)  # a view when maps are channels-last
+    rows = F.embedding_bag(taps.reshape(-1, 4 * k), table, per_sample_weights=weights.reshape(-1, 4 * k), mode="sum")
+    return rows.view(*points.shape[:-2], channels)
+
+
 def nearest_centres(points: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
     """Centre of the pixel containing each point (clamped inside an image of ``size`` (w, h)), ``(B, N, 2)``."""
     return torch.minimum(torch.floor(points).clamp(min=0), size - 1) + 0.5
@@ -71,6 +146,10 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """``out[p] = image[p + flow[p]]`` with bilinear sampling and border padding."""
     _, _, h, w = image.shape
     base = pixel_centres(h, w, device=image.device, dtype=torch.float32 if autocasting(image) else image.dtype)
+    if cpu_inference(image) and image.is_contiguous(memory_format=torch.channels_last):
+        # rows in, rows out: channels-last maps, as the convolutions before and after take them
+        points = base.view(1, h, w, 1, 2) + flow.permute(0, 2, 3, 1).unsqueeze(3)
+        return bilinear_sum(image, points).permute(0, 3, 1, 2)
     points = base.unsqueeze(0) + flow.flatten(2).transpose(1, 2)
     return sample_points(image, points).transpose(1, 2).reshape(image.shape[0], -1, h, w)
 

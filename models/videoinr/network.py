@@ -27,8 +27,13 @@ Deviations from the paper, and why:
   and pair and shared by every output time between the pair; ``videoinr-s-v1`` read t.
 - First layers are split by input: the columns that read low-res features and colours are applied
   once per low-res pixel (a 1x1 convolution in ``encode_pair``) and then sampled, which is exact
-  because nearest and bilinear sampling commute with a per-pixel linear map. Queries run
-  channels-first, the layout ``grid_sample`` returns.
+  because nearest and bilinear sampling commute with a per-pixel linear map. The SpatialINR's last
+  layer is folded into the two layers that read its code (``code_projections``, exact).
+- Queries run on rows of points ``(B, T, N, C)``. For CPU inference (``ops.cpu_inference``) the
+  products are oneDNN calls with the bias and ReLU fused, each bilinear read of both frames' projected
+  features is one ``embedding_bag`` over channels-last rows (``ops.bilinear_sum``), and the encoder and
+  pair stage run channels-last with those row warps; with autograd (training) or an ONNX trace the
+  same numbers come from portable ops (``grid_sample``, ``F.linear``), tested equal within 1e-4.
 - MLPs use ReLU in ``videoinr-s`` v3 (as LIIF does; measured: exact GELU took a quarter of the CPU
   query time), GELU in v1 and v2; SIREN (sine, w0 = 30, the paper's choice) is kept as
   ``activation="sine"``. Sine MLPs need their special initialisation and small learning rates.
@@ -188,6 +193,16 @@ class MotionEstimator(nn.Module):
         return flow
 
 
+def pixel_rows(maps: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A per-pixel linear map ``weight`` ``(O, C)`` of ``maps`` ``(B, C, h, w)`` as rows ``(B, h*w, O)``.
+
+    The product reads the channels-first maps transposed (no copy) and writes rows."""
+    flat = maps.flatten(2)
+    if flat.shape[0] == 1:  # matmul of a 3-D transposed view would copy it first
+        return torch.mm(flat[0].t(), weight.t()).unsqueeze(0)
+    return torch.bmm(flat.transpose(1, 2), weight.t().expand(flat.shape[0], -1, -1))
+
+
 @dataclass
 class PairState:
     """Everything a query needs from one encoded input pair (all low-res, ``(B, C, h, w)``)."""
@@ -259,6 +274,8 @@ class VideoINR(nn.Module):
 
     def encode_frame(self, image: torch.Tensor) -> torch.Tensor:
         """Per-frame features ``(B, C, h, w)`` of an RGB frame ``(B, 3, h, w)`` in [0, 1]."""
+        if ops.cpu_inference(image):  # oneDNN's convolutions and ops.backward_warp run on rows of pixels
+            image = image.contiguous(memory_format=torch.channels_last)
         return self.encoder(image - 0.5)
 
     def encode_pair(
@@ -272,16 +289,14 @@ class VideoINR(nn.Module):
         images = torch.cat([image0, image1], 1)
         features = torch.cat([aligned0, middle, aligned1], 1)
         # First layers are linear, and nearest/bilinear sampling commutes with a per-pixel linear map:
-        # apply the columns that read features and colours once per low-res pixel, then sample.
+        # apply the columns that read features and colours once per low-res pixel, then sample. The products
+        # write rows of pixels (a query gathers whole rows): (B, h*w, H).
         spatial = self.parts(self.spatial[0], self.spatial_inputs)
-        spatial_map = F.conv2d(features, spatial["feat"][..., None, None]) + F.conv2d(
-            images - 0.5, spatial["rgb"][..., None, None]
-        )
-        rows = spatial_map.flatten(2).transpose(1, 2).contiguous()  # a query gathers whole rows, not strided columns
+        rows = pixel_rows(features, spatial["feat"]) + pixel_rows(images - 0.5, spatial["rgb"])
         decoder = self.parts(self.decoder[0], self.decoder_inputs)
-        project0 = F.conv2d(aligned0, decoder["feat0"][..., None, None])
-        project1 = F.conv2d(aligned1, decoder["feat1"][..., None, None])
-        decoder_maps = torch.stack([project0, project1], 1).flatten(0, 1)
+        project = torch.stack([pixel_rows(aligned0, decoder["feat0"]), pixel_rows(aligned1, decoder["feat1"])], 1)
+        # (2B, H, h, w) in channels-last memory: ops.bilinear_sum reads its rows, grid_sample takes any strides
+        decoder_maps = project.view(-1, *aligned0.shape[-2:], project.shape[-1]).permute(0, 3, 1, 2)
         return PairState(
             images,
             features,
@@ -296,25 +311,24 @@ class VideoINR(nn.Module):
         """A first layer's weight split into the columns that read each named input."""
         return dict(zip(inputs, layer.weight.split(list(inputs.values()), dim=1)))
 
-    @staticmethod
-    def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """A linear layer over the channels of a channels-first ``(B, C, ...)`` tensor."""
-        flat = x.flatten(2)
-        # one item (inference): a plain 2-D product; matmul of 2-D by 3-D copies its operands into another layout
-        out = torch.mm(weight, flat[0]).unsqueeze(0) if flat.shape[0] == 1 else torch.matmul(weight, flat)
-        if bias is not None:
-            out.add_(bias.view(1, -1, 1))  # one pass; baddbmm first copies the broadcast bias into the output
-        return out.view(x.shape[0], weight.shape[0], *x.shape[2:])
+    def run(self, layers: nn.Sequential, hidden: torch.Tensor, stop: int | None = None) -> torch.Tensor:
+        """``layers[1:stop]`` of an MLP over rows ``(..., C)``, after its first layer's pre-activation ``hidden``.
 
-    def run(self, layers: nn.Sequential, hidden: torch.Tensor) -> torch.Tensor:
-        """The rest of an MLP after its first layer's pre-activation ``hidden`` ``(B, C, ...)``."""
-        for layer in layers[1:]:
+        A linear layer and the ReLU after it are one call (``ops.linear_rows``)."""
+        rest = list(layers)[1:stop]
+        index = 0
+        while index < len(rest):
+            layer = rest[index]
             if isinstance(layer, nn.Linear):
-                hidden = self.linear(hidden, layer.weight, layer.bias)
-            elif isinstance(layer, nn.ReLU):
-                hidden = torch.relu_(hidden) if not torch.is_grad_enabled() else torch.relu(hidden)
+                relu = index + 1 < len(rest) and isinstance(rest[index + 1], nn.ReLU)
+                hidden = ops.linear_rows(hidden, layer.weight, layer.bias, relu)
+                index += 2 if relu else 1
+                continue
+            if isinstance(layer, nn.ReLU):
+                hidden = torch.relu(hidden) if torch.is_grad_enabled() else torch.relu_(hidden)
             else:
                 hidden = layer(hidden)
+            index += 1
         return hidden
 
     def query(self, state: PairState, points: torch.Tensor, t: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -324,6 +338,22 @@ class VideoINR(nn.Module):
         """
         return self.query_times(state, points, t.view(-1, 1), cell)[:, :, 0].transpose(1, 2)
 
+    def code_projections(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The SpatialINR's last layer folded into the first layers of the TemporalINR and the decoder.
+
+        The code ``z`` is linear in the SpatialINR's last hidden activations and only those two layers
+        read it, so ``(W_t; W_d) z`` is one ``(Ht + H) x H`` product of the activations, one fewer
+        ``H x H`` layer per output pixel. Returns that weight and its bias, which also holds the
+        TemporalINR's first bias and the decoder's (with the -0.5 that centres the colours it reads).
+        """
+        last = self.spatial[-1]
+        temporal = self.parts(self.temporal[0], self.temporal_inputs)
+        decoder = self.parts(self.decoder[0], self.decoder_inputs)
+        reads = torch.cat([temporal["z"], decoder["z"]])
+        colours = torch.cat([decoder["rgb0"], decoder["rgb1"]], 1)
+        bias = torch.cat([self.temporal[0].bias, self.decoder[0].bias - 0.5 * colours.sum(1)])
+        return reads @ last.weight, bias + reads @ last.bias
+
     def query_times(
         self, state: PairState, points: torch.Tensor, times: torch.Tensor, cell: torch.Tensor
     ) -> torch.Tensor:
@@ -331,13 +361,12 @@ class VideoINR(nn.Module):
 
         What does not depend on time (the spatial code ``z`` when the SpatialINR takes no ``t``, its
         projections into the temporal and decoder MLPs, the prior flow) is computed once for all T.
-        Everything runs channels-first, ``(B, C, T, N)``, the layout ``grid_sample`` returns, so no
-        sampled tensor is transposed.
+        The MLPs run on rows ``(B, T or 1, N, C)``, the layout of a row gather and of oneDNN's products.
         """
         batch, n = points.shape[:2]
         dtype = points.dtype
         size = ops.size_xy(state.flows, dtype)  # (w, h) of the low-res maps, a tensor (dynamic in ONNX)
-        tt = times.to(dtype).view(batch, 1, -1, 1)  # (B, 1, T, 1)
+        tt = times.to(dtype).view(batch, -1, 1, 1)  # (B, T, 1, 1)
 
         # SpatialINR: nearest low-res pixel's projected features + relative offset + cell (+ t)
         spatial = self.parts(self.spatial[0], self.spatial_inputs)
@@ -352,37 +381,42 @@ class VideoINR(nn.Module):
         else:
             gathered = state.spatial_rows.gather(1, index.unsqueeze(2).expand(-1, -1, hidden))
             pre = torch.baddbmm(gathered + bias.unsqueeze(1), rel, spatial["rel"].t().expand(batch, -1, -1))
-        pre = pre.transpose(1, 2).unsqueeze(2)  # (B, H, 1, N), a view: the next product reads it transposed
+        pre = pre.unsqueeze(1)  # (B, 1, N, H)
         if self.spatial_time:
-            pre = pre + spatial["t"].view(1, -1, 1, 1) * tt
-        z = self.run(self.spatial, pre)  # (B, H, 1 or T, N)
+            pre = pre + spatial["t"][:, 0] * tt
+        weight, bias = self.code_projections()
+        code = ops.linear_rows(self.run(self.spatial, pre, -1), weight, bias)  # (B, 1 or T, N, Ht + H)
+        code_t, code_d = code.split([weight.shape[0] - hidden, hidden], -1)
 
         # TemporalINR: residual motion over the prior flow, and visibilities
         temporal = self.parts(self.temporal[0], self.temporal_inputs)
-        prior = ops.grid_sample(state.flows, points)  # (B, 4, 1, N)
-        pre = self.linear(z, temporal["z"], self.temporal[0].bias) + self.linear(prior, temporal["prior"])
-        motion = self.run(self.temporal, pre + temporal["t"].view(1, -1, 1, 1) * tt)  # (B, 6, T, N)
-        steps = motion.shape[2]
-        xy = points.transpose(1, 2).unsqueeze(2)  # (B, 2, 1, N)
-        point0 = xy + tt * (prior[:, 2:4] + motion[:, 0:2])
-        point1 = xy + (1 - tt) * (prior[:, 0:2] + motion[:, 2:4])
-        both = torch.stack([point0, point1], 1).reshape(2 * batch, 2, steps * n).transpose(1, 2)  # (2B, T*N, 2)
+        prior = ops.grid_sample(state.flows, points).permute(0, 2, 3, 1)  # (B, 1, N, 4)
+        pre = ops.linear_rows(prior, temporal["prior"], None) + code_t
+        motion = self.run(self.temporal, pre + temporal["t"][:, 0] * tt)  # (B, T, N, 6)
+        xy = points.unsqueeze(1)  # (B, 1, N, 2)
+        point0 = xy + tt * (prior[..., 2:4] + motion[..., 0:2])
+        point1 = xy + (1 - tt) * (prior[..., 0:2] + motion[..., 2:4])
+        both = torch.stack([point0, point1], -2)  # (B, T, N, 2, 2): where each output point reads frame 0 and 1
+        steps = both.shape[1]
 
-        # decoder: projected warped features + warped colours + t, residual over the visibility blend
+        # decoder: projected warped features + warped colours + code + t, residual over the visibility blend
         decoder = self.parts(self.decoder[0], self.decoder_inputs)
-        warped = ops.grid_sample(state.decoder_maps, both).view(batch, 2, -1, steps, n)
-        warped_rgb = ops.grid_sample(state.warp_images, both, "bicubic").view(batch, 6, steps, n)
-        rgb_weight = torch.cat([decoder["rgb0"], decoder["rgb1"]], 1)
-        rgb_bias = self.decoder[0].bias - 0.5 * rgb_weight.sum(1)
-        pre = self.linear(warped_rgb, rgb_weight, rgb_bias)
-        pre += warped[:, 0]
-        pre += warped[:, 1]
-        pre += self.linear(z, decoder["z"])
-        pre += decoder["t"].view(1, -1, 1, 1) * tt
-        residual = self.run(self.decoder, pre)  # (B, 3, T, N)
+        pre = ops.bilinear_sum(state.decoder_maps, both)  # (B, T, N, H): both frames' projected features
+        pre += code_d
+        pre += decoder["t"][:, 0] * tt
+        colour_points = both.permute(0, 3, 1, 2, 4).reshape(2 * batch, steps * n, 2)
+        warped_rgb = ops.grid_sample(state.warp_images, colour_points, "bicubic").view(batch, 6, steps, n)
+        colours = torch.cat([decoder["rgb0"], decoder["rgb1"]], 1)
+        rows = warped_rgb.permute(0, 2, 3, 1)  # (B, T, N, 6)
+        if ops.cpu_inference(pre) and pre.is_contiguous():  # the product adds into pre, no separate pass
+            pre.view(-1, hidden).addmm_(rows.reshape(-1, 6), colours.t())
+        else:
+            pre = pre + F.linear(rows, colours)
+        residual = self.run(self.decoder, pre).permute(0, 3, 1, 2)  # (B, 3, T, N)
 
-        vis = torch.sigmoid(motion[:, 4:6])
-        weight0, weight1 = (1 - tt) * vis[:, :1], tt * vis[:, 1:]
+        vis = torch.sigmoid(motion[..., 4:6]).permute(0, 3, 1, 2)  # (B, 2, T, N)
+        tc = tt.view(batch, 1, -1, 1)
+        weight0, weight1 = (1 - tc) * vis[:, :1], tc * vis[:, 1:]
         base = (weight0 * warped_rgb[:, :3] + weight1 * warped_rgb[:, 3:]) / (weight0 + weight1).clamp_min(1e-6)
         return base + residual
 

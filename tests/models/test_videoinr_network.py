@@ -169,3 +169,32 @@ def test_warps_keep_float32_positions_under_bfloat16_autocast():
     inside = (slice(None), slice(None), slice(None), slice(0, 599))
     assert (want[inside] - (torch.arange(599) + 0.3) / 600).abs().max() < 1e-5
     assert (got.float() - want)[inside].abs().max() < 4e-3  # bfloat16's 8-bit mantissa of values up to 1
+
+
+def test_cpu_inference_kernels_equal_the_portable_path(shipped):
+    """No autograd on a CPU: channels-last convolutions, row warps, fused products and embedding-bag sampling;
+    with autograd (training, the ONNX export's trace) the portable ops. Both must give the same frames."""
+    frames = torch.rand(2, 3, 19, 27)
+    with torch.no_grad():
+        state = encode(shipped, frames)
+        assert state.decoder_maps.is_contiguous(memory_format=torch.channels_last)
+        fast = shipped.query_points(state, ops.pixel_centres(50, 70, 19 / 50, 27 / 70), [0.0, 0.4, 1.0], (0.4, 0.4))
+    portable_state = encode(shipped, frames)
+    portable = shipped.query_points(
+        portable_state, ops.pixel_centres(50, 70, 19 / 50, 27 / 70), [0.0, 0.4, 1.0], (0.4, 0.4)
+    )
+    torch.testing.assert_close(fast, portable.detach(), rtol=0, atol=1e-4)
+
+
+def test_folded_code_projections_equal_the_spatial_code_then_both_first_layers(random_model):
+    """The SpatialINR's last layer folded into the layers that read z: the same numbers as running it."""
+    hidden = torch.randn(300, random_model.config.hidden)
+    weight, bias = random_model.code_projections()
+    code = random_model.spatial[-1](hidden)
+    temporal = random_model.parts(random_model.temporal[0], random_model.temporal_inputs)
+    decoder = random_model.parts(random_model.decoder[0], random_model.decoder_inputs)
+    colours = torch.cat([decoder["rgb0"], decoder["rgb1"]], 1)
+    expected_t = code @ temporal["z"].t() + random_model.temporal[0].bias
+    expected_d = code @ decoder["z"].t() + random_model.decoder[0].bias - 0.5 * colours.sum(1)
+    folded = hidden @ weight.t() + bias
+    torch.testing.assert_close(folded, torch.cat([expected_t, expected_d], 1), rtol=0, atol=1e-4)
