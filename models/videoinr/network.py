@@ -274,9 +274,13 @@ class VideoINR(nn.Module):
 
     def encode_frame(self, image: torch.Tensor) -> torch.Tensor:
         """Per-frame features ``(B, C, h, w)`` of an RGB frame ``(B, 3, h, w)`` in [0, 1]."""
-        if ops.cpu_inference(image):  # oneDNN's convolutions and ops.backward_warp run on rows of pixels
-            image = image.contiguous(memory_format=torch.channels_last)
-        return self.encoder(image - 0.5)
+        if not ops.cpu_inference(image):
+            return self.encoder(image - 0.5)
+        # oneDNN's convolutions and ops.backward_warp run on rows of pixels. Written into canonical channels-last
+        # strides: a permuted (h, w, 3) array has a batch stride of 3, which passes ``is_contiguous`` as
+        # channels-last yet makes the convolutions choose channels-first
+        centred = torch.empty_like(image, memory_format=torch.channels_last)
+        return self.encoder(torch.sub(image, 0.5, out=centred))
 
     def encode_pair(
         self, image0: torch.Tensor, image1: torch.Tensor, feat0: torch.Tensor, feat1: torch.Tensor

@@ -198,3 +198,13 @@ def test_folded_code_projections_equal_the_spatial_code_then_both_first_layers(r
     expected_d = code @ decoder["z"].t() + random_model.decoder[0].bias - 0.5 * colours.sum(1)
     folded = hidden @ weight.t() + bias
     torch.testing.assert_close(folded, torch.cat([expected_t, expected_d], 1), rtol=0, atol=1e-4)
+
+
+def test_frame_features_are_channels_last_from_a_permuted_array(random_model):
+    """An (h, w, 3) array's permuted view (what the Upsampler passes) still gives channels-last features,
+    so the pair stage's convolutions and warps take their row paths."""
+    pixels = torch.rand(23, 31, 3).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        features = random_model.encode_frame(pixels)
+    assert features.stride(1) == 1 and features.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(features, random_model.encode_frame(pixels.contiguous()).detach(), rtol=0, atol=1e-5)
