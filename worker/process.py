@@ -246,7 +246,7 @@ def run_worker(settings: WorkerSettings, queues: list[str] | None = None, burst:
         backend = choose_backend(settings.backend, device)
         process_models().get(DEFAULT_MODEL, device, choose_dtype(device, False, settings.bf16, backend), backend)
     except Exception as exc:  # the worker still serves other models
-        log.warning("could not preload videoinr-s: %s", exc)
+        log.warning("could not preload %s: %s", DEFAULT_MODEL, exc)
     connection = redis_connection(settings.redis_url, wait=settings.redis_wait)
     names = queues or [settings.queue]
     worked = False
