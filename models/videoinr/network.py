@@ -26,7 +26,7 @@ Deviations from the paper, and why:
   (``spatial_time=False``, from ``videoinr-s`` v2 on): its code is computed once per output pixel
   and pair and shared by every output time between the pair; ``videoinr-s-v1`` read t.
 - First layers are split by input: the columns that read low-res features and colours are applied
-  once per low-res pixel (a 1x1 convolution in ``encode_pair``) and then sampled, which is exact
+  once per low-res pixel (one product per map in ``encode_pair``, ``pixel_rows``) and then sampled, which is exact
   because nearest and bilinear sampling commute with a per-pixel linear map. The SpatialINR's last
   layer is folded into the two layers that read its code (``code_projections``, exact).
 - Queries run on rows of points ``(B, T, N, C)``. For CPU inference (``ops.cpu_inference``) the
@@ -354,9 +354,13 @@ class VideoINR(nn.Module):
         temporal = self.parts(self.temporal[0], self.temporal_inputs)
         decoder = self.parts(self.decoder[0], self.decoder_inputs)
         reads = torch.cat([temporal["z"], decoder["z"]])
-        colours = torch.cat([decoder["rgb0"], decoder["rgb1"]], 1)
-        bias = torch.cat([self.temporal[0].bias, self.decoder[0].bias - 0.5 * colours.sum(1)])
+        bias = torch.cat([self.temporal[0].bias, self.decoder[0].bias - 0.5 * self.colour_columns().sum(1)])
         return reads @ last.weight, bias + reads @ last.bias
+
+    def colour_columns(self) -> torch.Tensor:
+        """The decoder's first-layer columns that read frame 0's then frame 1's warped colours, ``(H, 6)``."""
+        decoder = self.parts(self.decoder[0], self.decoder_inputs)
+        return torch.cat([decoder["rgb0"], decoder["rgb1"]], 1)
 
     def query_times(
         self, state: PairState, points: torch.Tensor, times: torch.Tensor, cell: torch.Tensor
@@ -410,7 +414,7 @@ class VideoINR(nn.Module):
         pre += decoder["t"][:, 0] * tt
         colour_points = both.permute(0, 3, 1, 2, 4).reshape(2 * batch, steps * n, 2)
         warped_rgb = ops.grid_sample(state.warp_images, colour_points, "bicubic").view(batch, 6, steps, n)
-        colours = torch.cat([decoder["rgb0"], decoder["rgb1"]], 1)
+        colours = self.colour_columns()
         rows = warped_rgb.permute(0, 2, 3, 1)  # (B, T, N, 6)
         if ops.cpu_inference(pre) and pre.is_contiguous():  # the product adds into pre, no separate pass
             pre.view(-1, hidden).addmm_(rows.reshape(-1, 6), colours.t())
