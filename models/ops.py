@@ -7,7 +7,10 @@ are ``(B, 2, H, W)`` displacements ``(dx, dy)`` in pixels.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +34,15 @@ def pixel_centres(
 def size_xy(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``(width, height)`` of an image ``(..., H, W)`` as a tensor; traced as a shape, so an ONNX export
     keeps the sizes dynamic (``new_tensor([w, h])`` would freeze the example's)."""
+    if not tracing():
+        return on_device([image.shape[-1], image.shape[-2]], image.device, dtype)
     return torch._shape_as_tensor(image)[-2:].flip(0).to(device=image.device, dtype=dtype)
+
+
+def on_device(values: list[float], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A small tensor of host numbers on ``device`` without waiting for it: a blocking copy to a GPU (what
+    ``new_tensor`` makes) synchronises the stream, so the host would stop running ahead of the device."""
+    return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)
 
 
 def to_grid(points: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
@@ -50,6 +61,8 @@ def sample_points(image: torch.Tensor, points: torch.Tensor, mode: str = "biline
 def autocasting(tensor: torch.Tensor) -> bool:
     """Whether half-precision autocast is on for ``tensor``'s device: positions then stay float32 (a bfloat16
     coordinate is a whole pixel off past 256, a normalised one 0.4 pixel at 200)."""
+    if tensor.device.type == "meta":  # shapes only (bench.dispatch): no autocast there
+        return False
     return torch.is_autocast_enabled(tensor.device.type)
 
 
@@ -62,16 +75,36 @@ def grid_sample(image: torch.Tensor, points: torch.Tensor, mode: str = "bilinear
     return F.grid_sample(image, grid.to(image.dtype), mode=mode, padding_mode="border", align_corners=False)
 
 
+PORTABLE: ContextVar[bool] = ContextVar("vinr_portable_ops", default=False)
+"""Set by ``portable_ops``: the CPU inference kernels stand aside (per thread and task, as a ContextVar is)."""
+
+
+@contextlib.contextmanager
+def portable_ops() -> Iterator[None]:
+    """Run the code path a GPU takes on any device: the CPU inference kernels below stand aside, so a CPU
+    computes (and ``bench.dispatch`` counts) what CUDA would."""
+    token = PORTABLE.set(True)
+    try:
+        yield
+    finally:
+        PORTABLE.reset(token)
+
+
+def tracing() -> bool:
+    """Whether a trace (TorchScript or an ONNX export) is recording: shapes must stay symbolic there."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 def cpu_inference(tensor: torch.Tensor) -> bool:
     """Whether the CPU inference kernels below apply to ``tensor``: float32 on a CPU, no autograd, no
-    autocast, not traced for an ONNX export (which takes the portable ops)."""
+    autocast, not traced for an ONNX export (which takes the portable ops), not inside ``portable_ops``."""
     return (
         tensor.device.type == "cpu"
+        and not PORTABLE.get()
         and tensor.dtype == torch.float32
         and not torch.is_grad_enabled()
         and not autocasting(tensor)
-        and not torch.jit.is_tracing()
-        and not torch.onnx.is_in_onnx_export()
+        and not tracing()
     )
 
 
@@ -152,6 +185,55 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         return bilinear_sum(image, points).permute(0, 3, 1, 2)
     points = base.unsqueeze(0) + flow.flatten(2).transpose(1, 2)
     return sample_points(image, points).transpose(1, 2).reshape(image.shape[0], -1, h, w)
+
+
+def warp_pair(feat0: torch.Tensor, feat1: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``feat1`` warped by ``flow[:, :2]`` and ``feat0`` by ``flow[:, 2:]`` (``backward_warp`` twice).
+
+    Inference off the CPU kernels (a GPU, or ``portable_ops``) makes both in one ``grid_sample`` over a
+    batch of two, its grid built from two ``linspace`` rows: 17 ATen calls where two ``backward_warp``
+    calls make 68 (the host's dispatch, not the device, is what a GPU waits on at these sizes).
+    """
+    if cpu_inference(feat0) or torch.is_grad_enabled() or tracing():
+        return backward_warp(feat1, flow[:, :2]), backward_warp(feat0, flow[:, 2:])
+    batch, channels, h, w = feat0.shape
+    images = torch.stack([feat1, feat0], 1).view(2 * batch, channels, h, w)
+    if autocasting(images):
+        images = images.float()
+    # grid_sample's units (align_corners=False): pixel centre i at (i + 0.5) * 2 / w - 1, a pixel of flow 2 / w
+    like = dict(device=flow.device, dtype=flow.dtype)
+    xs = torch.linspace(1 / w - 1, 1 - 1 / w, w, **like)
+    ys = torch.linspace(1 / h - 1, 1 - 1 / h, h, **like)
+    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (h, w, 2)
+    steps = torch.tensor([2 / w, 2 / h], **like)
+    grid = torch.addcmul(base, flow.reshape(2 * batch, 2, h, w).permute(0, 2, 3, 1), steps)
+    out = F.grid_sample(images, grid.to(images.dtype), padding_mode="border", align_corners=False)
+    out = out.view(batch, 2, channels, h, w)
+    return out[:, 0], out[:, 1]
+
+
+def rgb_to_yuv420(rgb: torch.Tensor, matrix: int, bits: int = 8) -> torch.Tensor:
+    """Planar limited-range 4:2:0 YUV of an RGB frame ``(3, H, W)`` in [0, 1] (H, W even), as one array
+    ``(3 H / 2, W)``: Y, then U, then V rows (what ``av.VideoFrame.from_ndarray`` takes for ``yuv420p`` and
+    ``yuv420p10le``); uint8 for 8 bits, int16 holding 10-bit values otherwise.
+
+    ``matrix`` is FFmpeg's colour space number: 1 BT.709, 5/6 BT.601. Chroma is the 2x2 mean (centre
+    sited), what FFmpeg's swscale writes for this conversion (within one level, tests/models/test_ops.py).
+    """
+    kr, kb = COLOUR_MATRICES[matrix]
+    r, g, b = rgb.clamp(0, 1).unbind(0)
+    luma = kr * r + (1 - kr - kb) * g + kb * b
+    pb, pr = (b - luma) * (0.5 / (1 - kb)), (r - luma) * (0.5 / (1 - kr))
+    chroma = F.avg_pool2d(torch.stack([pb, pr])[None], 2)[0]  # (2, H/2, W/2)
+    peak = 1 << (bits - 8)
+    y = luma.mul(219 * peak).add_(16 * peak)
+    uv = chroma.mul(224 * peak).add_(128 * peak)
+    planes = torch.cat([y.flatten(), uv.flatten()]).round_()
+    return planes.to(torch.uint8 if bits == 8 else torch.int16).view(-1, rgb.shape[-1])
+
+
+COLOUR_MATRICES = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114)}
+"""(Kr, Kb) of the YUV matrices we write, by FFmpeg's colour space number (BT.709; BT.601 as 470BG or 170M)."""
 
 
 def resize_flow(flow: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

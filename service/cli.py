@@ -17,7 +17,7 @@ from pathlib import Path
 
 from models.registry import DEFAULT_MODEL
 from worker.errors import InputError, OutputError, ParameterError, VinrError
-from worker.media import OUTPUT_CODECS, OutputOptions, VideoReader
+from worker.media import ENCODER_KINDS, OUTPUT_CODECS, OutputOptions, VideoReader
 from worker.pipeline import UpsampleRequest, load_upsampler, run_upsample
 from worker.preview import COMPARISONS, png_bytes, render_preview
 from worker.runtime import BACKENDS
@@ -74,11 +74,23 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--preset", default=None, help="encoder speed preset (x264/x265: medium, ...; AV1: 0-13)")
     group.add_argument("--pix-fmt", default=None, help="pixel format, e.g. yuv420p, yuv420p10le, yuv444p, gbrp")
     group.add_argument("--fragmented", action="store_true", help="fragmented MP4 (playable while written)")
+    group.add_argument(
+        "--encoder",
+        default="auto",
+        choices=ENCODER_KINDS,
+        help="auto: NVENC when frames are made on CUDA and it opens, else the CPU encoder (the log says which "
+        "and why); cpu; nvenc (exit 2 where it cannot open)",
+    )
 
 
 def output_options(args: argparse.Namespace) -> OutputOptions:
     return OutputOptions(
-        codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, fragmented=args.fragmented
+        codec=args.codec,
+        crf=args.crf,
+        preset=args.preset,
+        pix_fmt=args.pix_fmt,
+        fragmented=args.fragmented,
+        encoder_kind=args.encoder,
     )
 
 
@@ -372,7 +384,12 @@ def add_upsample_command(sub) -> None:
     parser.add_argument(
         "--bf16", action="store_true", help="bfloat16 inference (CUDA; on a CPU with native bfloat16, its convolutions)"
     )
-    parser.add_argument("--tile", type=int, default=512, help="low-res tile side in pixels (0: no tiling)")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="low-res tile side in pixels (0: no tiling; default 512 on a CPU, what the GPU's memory holds on CUDA)",
+    )
     parser.add_argument(
         "--backend",
         choices=BACKENDS,

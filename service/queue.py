@@ -343,7 +343,13 @@ class EmbeddedBackend:
             job.progress = progress
 
         context = JobContext(
-            report, stop.is_set, self.models, self.settings.device, self.settings.backend, self.settings.bf16
+            report,
+            stop.is_set,
+            self.models,
+            self.settings.device,
+            self.settings.backend,
+            self.settings.bf16,
+            self.settings.encoder,
         )
         started = time.monotonic()
         try:

@@ -47,16 +47,21 @@ class JobContext:
     device: str = "auto"
     backend: str = "auto"
     bf16: bool = False
+    encoder: str = "auto"  # VINR_ENCODER: the encoder kind of jobs that do not name one
 
 
-def job_output(params: dict) -> OutputOptions:
-    """A job's output encoding from its plain parameters: always a fragmented MP4 (streamed as it grows)."""
-    return OutputOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True)
+def job_output(params: dict, encoder: str = "auto") -> OutputOptions:
+    """A job's output encoding from its plain parameters: always a fragmented MP4 (streamed as it grows);
+    the job's ``encoder`` (auto, cpu, nvenc) where it names one, else ``encoder``."""
+    kind = params.get("encoder") or encoder
+    return OutputOptions(codec=params.get("codec") or "h264", crf=params.get("crf"), fragmented=True, encoder_kind=kind)
 
 
-def upsample_request(params: dict, device: str, backend: str = "auto", bf16: bool = False) -> UpsampleRequest:
+def upsample_request(
+    params: dict, device: str, backend: str = "auto", bf16: bool = False, encoder: str = "auto"
+) -> UpsampleRequest:
     """The pipeline request for a job's plain parameters (output always a fragmented MP4)."""
-    output = job_output(params)
+    output = job_output(params, encoder)
     return UpsampleRequest(
         scale=params.get("scale"),
         width=params.get("width"),
@@ -143,7 +148,7 @@ def segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
     a segment whose file exists is done and is not made again."""
     folder, index = Path(job_dir), int(params["segment"])
     with attempt(folder, segment=index):
-        request = upsample_request(params, context.device, context.backend, context.bf16)
+        request = upsample_request(params, context.device, context.backend, context.bf16, context.encoder)
         segments = SegmentPlan.load(folder)
         segment = segments.segments[index]
         path = segment.file(folder, SEGMENT_SUFFIX)
@@ -173,7 +178,7 @@ def decode_segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
                 folder / "input",
                 path,
                 f"{first}:{first + segment.frames}",
-                segment_options(job_output(params)),
+                segment_options(job_output(params, context.encoder)),
                 progress=progress_reporter(context.report),
                 should_stop=context.should_stop,
                 video=params.get("video"),
@@ -191,7 +196,8 @@ def assemble_job(job_dir: str, params: dict, context: JobContext) -> dict:
         segments = SegmentPlan.load(folder)
         source = None if segments.key == DECODE else folder / "input"
         output = private_result(folder)
-        frames = join_segments(source, output, job_output(params), folder, segments, None, context.should_stop)
+        options = job_output(params, context.encoder)
+        frames = join_segments(source, output, options, folder, segments, None, context.should_stop)
         context.report({"frames_done": frames, "frames_total": frames})
         # the segments stay: the gateway may be streaming them to a client (it removes them after)
         return {"frames": frames, "segments": len(segments.segments)}
@@ -205,7 +211,7 @@ def private_result(folder: Path) -> Path:
 
 
 def _upsample(folder: Path, params: dict, context: JobContext) -> dict:
-    request = upsample_request(params, context.device, context.backend, context.bf16)
+    request = upsample_request(params, context.device, context.backend, context.bf16, context.encoder)
     upsampler = load_upsampler(request, context.models)
     result = run_upsample(
         folder / "input",
@@ -226,7 +232,7 @@ def _upsample(folder: Path, params: dict, context: JobContext) -> dict:
 
 
 def _upsample_in_segments(folder: Path, params: dict, context: JobContext) -> dict:
-    request = upsample_request(params, context.device, context.backend, context.bf16)
+    request = upsample_request(params, context.device, context.backend, context.bf16, context.encoder)
     started = time.perf_counter()
     plan, segments, frames = run_segmented(
         folder / "input",

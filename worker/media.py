@@ -26,6 +26,7 @@ import av
 import numpy as np
 
 from models.scheduling import leave_realtime
+from models.videoinr.upsampler import DEVICE_FORMATS, FrameFormat, HostFrame
 from worker.errors import InputError, NoVideoStreamError, OutputError, ParameterError
 from worker.streams import AUDIO_LEAD, StreamCopier
 
@@ -46,6 +47,25 @@ OUTPUT_CODECS = {
     "ffv1": "ffv1",
 }
 """Accepted ``--codec`` names -> FFmpeg encoder."""
+NVENC = {"libx264": "h264_nvenc", "libx265": "hevc_nvenc", "libsvtav1": "av1_nvenc"}
+"""Each CPU encoder's NVENC counterpart (NVIDIA's hardware encoder, in PyAV's FFmpeg)."""
+NVENC_PIX_FMT = {"yuv420p10le": "p010le"}
+"""Pixel formats NVENC takes in another layout of the same samples (converted on the host, a copy)."""
+ENCODER_KINDS = ("auto", "cpu", "nvenc")
+"""``--encoder``: auto (NVENC when the job runs on CUDA and it opens, else the CPU encoder), cpu, nvenc (forced)."""
+NVENC_PRESETS = {
+    "ultrafast": "p1",
+    "superfast": "p1",
+    "veryfast": "p2",
+    "faster": "p3",
+    "fast": "p4",
+    "medium": "p5",
+    "slow": "p6",
+    "slower": "p7",
+    "veryslow": "p7",
+    "placebo": "p7",
+}
+"""x264/x265 preset names -> NVENC presets (p1 fastest, p7 best); SVT-AV1's 0-13 map linearly onto p7-p1."""
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 31}
 """CRF used when none is asked for: visually lossless-ish for x264 (18), comparable for the others."""
 MIN_SIDE = {"libx265": 64, "libsvtav1": 4}
@@ -236,6 +256,7 @@ class OutputOptions:
     preset: str | None = None
     pix_fmt: str | None = None
     fragmented: bool = False
+    encoder_kind: str = "auto"  # ENCODER_KINDS: which encoder of the codec runs (see choose_encoder)
 
     @property
     def encoder(self) -> str:
@@ -273,8 +294,62 @@ def check_encodable(encoder: str, width: int, height: int, pix_fmt: str) -> None
         )
 
 
+def nvenc_problem(encoder: str, width: int, height: int, pix_fmt: str) -> str | None:
+    """Why ``encoder``'s NVENC counterpart cannot encode ``width`` x ``height`` ``pix_fmt`` here, or None
+    when it opens (opening needs an NVIDIA driver with its video capability)."""
+    name = NVENC.get(encoder)
+    if name is None:
+        return f"{encoder} has no NVENC counterpart (h264, hevc and av1 have)"
+    if name not in av.codecs_available:
+        return f"this FFmpeg has no {name}"
+    layout = NVENC_PIX_FMT.get(pix_fmt, pix_fmt)
+    if layout not in {f.name for f in av.codec.Codec(name, "w").video_formats or ()}:
+        return f"{name} takes no {pix_fmt}"
+    context = av.CodecContext.create(name, "w")
+    context.width, context.height, context.pix_fmt = width, height, layout
+    context.time_base = Fraction(1, 25)
+    try:
+        context.open()
+    except (av.FFmpegError, ValueError) as exc:
+        return f"{name} does not open ({exc}); it needs an NVIDIA GPU and a driver with the video capability"
+    return None
+
+
+def choose_encoder(options: OutputOptions, width: int, height: int, pix_fmt: str, cuda: bool) -> tuple[str, str]:
+    """The FFmpeg encoder a writer opens and why: ``--encoder cpu`` the codec's CPU encoder, ``nvenc`` its
+    NVENC counterpart (ParameterError when that cannot open: never a silent fallback), ``auto`` NVENC when
+    the frames come from CUDA and it opens, else the CPU encoder."""
+    kind, encoder = options.encoder_kind, options.encoder
+    if kind not in ENCODER_KINDS:
+        raise ParameterError(f"choose_encoder: encoder must be one of {ENCODER_KINDS}, not {kind!r}")
+    if kind == "cpu":
+        return encoder, "asked for the CPU encoder"
+    if kind == "auto" and not cuda:
+        return encoder, "frames are made on the CPU"
+    problem = nvenc_problem(encoder, width, height, pix_fmt)
+    if problem is None:
+        return NVENC[encoder], "asked for NVENC" if kind == "nvenc" else "frames are made on CUDA and NVENC opens"
+    if kind == "nvenc":
+        raise ParameterError(f"choose_encoder: NVENC was asked for, but {problem}")
+    return encoder, problem
+
+
+def nvenc_options(options: OutputOptions, encoder: str, fps: Fraction) -> dict[str, str]:
+    """NVENC's options for our CRF and preset: constant quality (``cq``, as CRF) under VBR, no bitrate cap."""
+    cpu = next(cpu for cpu, nvenc in NVENC.items() if nvenc == encoder)
+    preset = options.preset or ("8" if cpu == "libsvtav1" else "medium")
+    level = NVENC_PRESETS.get(preset) or (f"p{min(7, max(1, 7 - int(preset) // 2))}" if preset.isdigit() else "p5")
+    opts = {"preset": level, "tune": "hq", "rc": "vbr", "b": "0"}
+    opts["cq"] = str(options.crf if options.crf is not None else DEFAULT_CRF[cpu])
+    if options.fragmented:
+        opts["g"] = str(max(1, round(float(fps))))
+    return opts
+
+
 def codec_options(encoder: str, options: OutputOptions, fps: Fraction) -> dict[str, str]:
     """Encoder private options for quality and speed."""
+    if encoder in NVENC.values():
+        return nvenc_options(options, encoder, fps)
     opts: dict[str, str] = {}
     if encoder in DEFAULT_CRF:
         opts["crf"] = str(options.crf if options.crf is not None else DEFAULT_CRF[encoder])
@@ -309,11 +384,15 @@ class VideoWriter:
         audio_from: str | Path | None = None,
         high_bit_depth: bool = False,
         atomic: bool = True,
+        cuda: bool = False,
     ):
         self.target = Path(path)
         muxer = self._muxer(options)
-        encoder, self.pix_fmt = options.encoder, options.output_pix_fmt(high_bit_depth)
-        check_encodable(encoder, width, height, self.pix_fmt)
+        self.pix_fmt = options.output_pix_fmt(high_bit_depth)
+        check_encodable(options.encoder, width, height, self.pix_fmt)
+        encoder, why = choose_encoder(options, width, height, self.pix_fmt, cuda)
+        log.info("VideoWriter: encoding with %s (%s)", encoder, why)
+        self.encoder = encoder
         self.atomic = atomic
         self.path = self._partial_path() if atomic else self.target
         self._open(muxer, encoder, width, height, fps, options)
@@ -359,7 +438,8 @@ class VideoWriter:
         except (av.FFmpegError, OSError, ValueError) as exc:
             self._remove()
             raise OutputError(f"VideoWriter: cannot open {self.target}: {exc}") from exc
-        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, self.pix_fmt
+        layout = NVENC_PIX_FMT.get(self.pix_fmt, self.pix_fmt) if encoder in NVENC.values() else self.pix_fmt
+        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, layout
         self.stream.time_base = self.stream.codec_context.time_base = TIME_BASE
 
     def _tag_colour(self) -> None:
@@ -369,8 +449,20 @@ class VideoWriter:
             ctx.colorspace = ctx.color_primaries = ctx.color_trc = self.matrix
             ctx.color_range = 1  # limited (MPEG)
 
-    def write(self, image: np.ndarray, time: float) -> None:
-        """Encode one RGB frame ``(H, W, 3)`` float in [0, 1] shown at ``time`` seconds."""
+    @property
+    def device_format(self) -> FrameFormat | None:
+        """The planes this writer takes as they are (``HostFrame``s converted on a GPU), or None for RGB."""
+        return FrameFormat(self.pix_fmt, self.matrix) if self.pix_fmt in DEVICE_FORMATS else None
+
+    def write(self, image: np.ndarray | HostFrame, time: float) -> None:
+        """Encode one RGB frame ``(H, W, 3)`` float in [0, 1] (or a ``HostFrame``) shown at ``time`` seconds."""
+        if isinstance(image, HostFrame):
+            if image.format is not None and image.format.pix_fmt == self.pix_fmt:
+                frame = av.VideoFrame.from_ndarray(image.pixels(), format=self.pix_fmt)
+                frame.colorspace, frame.color_range = image.format.matrix, 1
+                self._encode(frame, time)
+                return
+            image = image.pixels()
         peak = 65535 if self.high_bit_depth else 255
         dtype = np.uint16 if self.high_bit_depth else np.uint8
         pixels = np.clip(np.rint(image * peak), 0, peak).astype(dtype)
@@ -381,6 +473,12 @@ class VideoWriter:
             frame = frame.reformat(
                 format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=1, interpolation="BICUBIC"
             )
+        self._encode(frame, time)
+
+    def _encode(self, frame: av.VideoFrame, time: float) -> None:
+        """Encode and mux ``frame`` at ``time`` seconds (timestamps strictly increasing), then the audio up to it."""
+        if frame.format.name != self.stream.pix_fmt:  # NVENC's layout of the same samples
+            frame = frame.reformat(format=self.stream.pix_fmt)
         pts = round(time / TIME_BASE)
         first = self.last_pts is None
         frame.pts = pts if first or pts > self.last_pts else self.last_pts + 1

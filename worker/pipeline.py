@@ -28,9 +28,18 @@ import torch
 
 from models import registry
 from models.registry import DEFAULT_MODEL
-from models.videoinr.upsampler import UpsampleOptions, Upsampler
+from models.videoinr.upsampler import FrameFormat, UpsampleOptions, Upsampler
 from worker.errors import CanceledError, ParameterError, VinrError
-from worker.media import Frame, OutputOptions, VideoInfo, VideoReader, VideoWriter, check_encodable, even_size
+from worker.media import (
+    Frame,
+    OutputOptions,
+    VideoInfo,
+    VideoReader,
+    VideoWriter,
+    check_encodable,
+    choose_encoder,
+    even_size,
+)
 from worker.runtime import ModelCache, choose_backend, choose_device, choose_dtype
 from worker.scenes import SceneCutDetector
 
@@ -57,7 +66,7 @@ class UpsampleRequest:
     device: str = "auto"
     half: bool = False
     bf16: bool = False
-    tile: int = 512
+    tile: int | None = None  # None: 512 on a CPU, as large as the device's memory allows on a GPU
     backend: str = "auto"
     output: OutputOptions = field(default_factory=OutputOptions)
 
@@ -83,8 +92,11 @@ class UpsampleResult:
     stages: dict[str, float]
 
 
-def plan_output(info: VideoInfo, request: UpsampleRequest) -> OutputPlan:
-    """Check the request against the input and fix the output size (made even where needed) and rate."""
+def plan_output(info: VideoInfo, request: UpsampleRequest, check_nvenc: bool = True) -> OutputPlan:
+    """Check the request against the input and fix the output size (made even where needed) and rate.
+
+    ``check_nvenc``: a request that forces NVENC fails here unless it opens on this machine (a gateway
+    whose jobs run on other machines leaves that to the worker)."""
     for name in ("scale", "fps", "time_factor"):
         value = getattr(request, name)
         if value is not None and not (math.isfinite(value) and value > 0):
@@ -112,6 +124,8 @@ def plan_output(info: VideoInfo, request: UpsampleRequest) -> OutputPlan:
     pix_fmt = request.output.output_pix_fmt(info.bit_depth > 8)
     width, height = even_size(width, height, pix_fmt)
     check_encodable(request.output.encoder, width, height, pix_fmt)
+    if check_nvenc and request.output.encoder_kind == "nvenc":
+        choose_encoder(request.output, width, height, pix_fmt, cuda=True)
     return OutputPlan(width, height, fps, max(1, round(info.duration * fps)))
 
 
@@ -275,6 +289,7 @@ class Renderer:
         check: Callable[[], None] | None = None,
         streams: int = 1,
         threads: int | None = None,
+        into: FrameFormat | None = None,
     ):
         self.upsampler, self.plan, self.emit = upsampler, plan, emit
         self.check = check  # raises to stop (a canceled job), looked at before each frame pair
@@ -283,6 +298,7 @@ class Renderer:
         self.index = span.first if span else 0  # next output frame
         self.span = span
         self.streams = max(1, streams)
+        self.into = into  # the encoder's pixel format, which a GPU converts frames to before they leave it
         self.threads = threads
         self.inflight: deque[tuple[Future, list[list[float]]]] = deque()
         self.pool: ThreadPoolExecutor | None = None
@@ -291,12 +307,13 @@ class Renderer:
         """Render ``first``/``second`` at relative times ``rel``, the image for ``rel[i]`` going out at each
         output time of ``times[i]``: now with one stream, else in a render thread, emitting the oldest
         pairs' frames once more than ``streams`` are out."""
+        size = (self.plan.height, self.plan.width)
         if self.streams == 1:
-            self.emit_all(self.upsampler.render(first, second, rel, self.plan.height, self.plan.width), times)
+            self.emit_all(self.upsampler.render_frames(first, second, rel, *size, into=self.into), times)
             return
         if self.pool is None:
             self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="vinr-render", initializer=self.set_threads)
-        job = self.pool.submit(self.upsampler.render, first, second, rel, self.plan.height, self.plan.width)
+        job = self.pool.submit(self.upsampler.render_frames, first, second, rel, *size, into=self.into)
         self.inflight.append((job, times))
         self.drain(self.streams)
 
@@ -434,7 +451,10 @@ class UpsamplePipeline:
         self.reading.start()
         self.writing.start()
         try:
-            renderer = Renderer(upsampler, self.plan, self.emit, self.span, self.check, *render_streams(upsampler))
+            streams, threads = render_streams(upsampler)
+            renderer = Renderer(
+                upsampler, self.plan, self.emit, self.span, self.check, streams, threads, self.writer.device_format
+            )
             renderer.run(lambda: get(self.frames_in, self.stop, self.reading))
             put(self.rendered, None, self.stop)
             join_stage(self.writing, self.should_stop)
@@ -477,6 +497,7 @@ def run_upsample(
             audio_from=source,
             high_bit_depth=reader.info.bit_depth > 8,
             atomic=atomic,
+            cuda=upsampler.device.type == "cuda",
         )
         pipeline = UpsamplePipeline(reader, writer, plan, progress, should_stop)
         path = pipeline.run(upsampler)

@@ -72,7 +72,9 @@ def rq_context() -> JobContext:
         return stopped[0]
 
     settings = WorkerSettings()
-    return JobContext(report, should_stop, process_models(), settings.device, settings.backend, settings.bf16)
+    return JobContext(
+        report, should_stop, process_models(), settings.device, settings.backend, settings.bf16, settings.encoder
+    )
 
 
 def run_timed(kind: str, job_dir: str, params: dict) -> dict:

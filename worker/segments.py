@@ -195,8 +195,10 @@ def plan_frame_segments(start: int, stop: int, fps: Fraction, length: float) -> 
 
 
 def segment_options(options: OutputOptions) -> OutputOptions:
-    """The segments' encoding: the job's, in a plain (not fragmented) file."""
-    return OutputOptions(options.codec, options.crf, options.preset, options.pix_fmt, fragmented=False)
+    """The segments' encoding: the job's, in a plain (not fragmented) file. ``auto`` becomes the CPU encoder:
+    segments made on different workers are joined into one stream, so they must come from one encoder."""
+    kind = "cpu" if options.encoder_kind == "auto" else options.encoder_kind
+    return OutputOptions(options.codec, options.crf, options.preset, options.pix_fmt, False, kind)
 
 
 def render_segment(
@@ -222,6 +224,7 @@ def render_segment(
             segment_options(request.output),
             high_bit_depth=reader.info.bit_depth > 8,
             atomic=True,
+            cuda=upsampler.device.type == "cuda",
         )
         span = Span(segments.start, segment.begin, segment.end, segment.first)
 

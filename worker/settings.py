@@ -43,6 +43,10 @@ class WorkerSettings(BaseSettings):
     """What ``vinr upsample --bf16`` does, for every job and preview: on a CPU with native bfloat16 (AVX-512
     BF16 or AMX) the convolutions in bfloat16, 1.1x to 1.5x faster and within 0.01 dB (docs/benchmarks.md);
     on CUDA the whole model under bfloat16 autocast; float32 elsewhere and on the onnx backend."""
+    encoder: Literal["auto", "cpu", "nvenc"] = "auto"
+    """Which encoder of a job's codec runs where the job does not say: ``auto`` NVENC when the worker renders on
+    CUDA and NVENC opens there (else the CPU encoder, logged with the reason), ``cpu``, or ``nvenc`` (a job
+    fails with the reason when it cannot open)."""
     nice: int = 10
     """CPU niceness workers add to themselves: a job is batch work, so on a shared machine the gateway's
     requests and previews come first (0: as the shell started them)."""

@@ -187,8 +187,7 @@ class MotionEstimator(nn.Module):
                 flow = torch.zeros_like(f0[:, :4], dtype=torch.float32 if ops.autocasting(f0) else f0.dtype)
             else:
                 flow = ops.resize_flow(flow, f0)
-            warped1 = ops.backward_warp(f1, flow[:, :2])
-            warped0 = ops.backward_warp(f0, flow[:, 2:])
+            warped1, warped0 = ops.warp_pair(f0, f1, flow)
             flow = flow + self.refiners[level](torch.cat([f0, warped1, f1, warped0, flow], dim=1))
         return flow
 
@@ -287,8 +286,9 @@ class VideoINR(nn.Module):
     ) -> PairState:
         """Align and fuse two frames' features (the encoder stage shared by all queries)."""
         flows = self.motion(feat0, feat1)
-        aligned0 = feat0 + self.align[0](torch.cat([feat0, ops.backward_warp(feat1, flows[:, :2])], 1))
-        aligned1 = feat1 + self.align[1](torch.cat([feat1, ops.backward_warp(feat0, flows[:, 2:])], 1))
+        warped1, warped0 = ops.warp_pair(feat0, feat1, flows)
+        aligned0 = feat0 + self.align[0](torch.cat([feat0, warped1], 1))
+        aligned1 = feat1 + self.align[1](torch.cat([feat1, warped0], 1))
         middle = self.fuse(torch.cat([aligned0, aligned1], 1))
         images = torch.cat([image0, image1], 1)
         features = torch.cat([aligned0, middle, aligned1], 1)
@@ -453,8 +453,8 @@ class VideoINR(nn.Module):
         """
         batch = state.images.shape[0]
         like = state.images
-        stamps = like.new_tensor(times).expand(batch, -1)
-        cells = like.new_tensor(cell).expand(batch, 2)
+        stamps = ops.on_device(times, like.device, like.dtype).expand(batch, -1)
+        cells = ops.on_device(list(cell), like.device, like.dtype).expand(batch, 2)
         step = max(1, chunk // len(times))
         out = [
             self.query_times(state, part.unsqueeze(0).expand(batch, -1, -1), stamps, cells)

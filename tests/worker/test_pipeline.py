@@ -232,13 +232,13 @@ def test_render_threads_split_the_torch_threads_and_the_caller_keeps_its_own(
         torch.set_num_threads(2)
         upsampler = load_upsampler(request(tiny_model_path))
         assert render_streams(upsampler) == (3, 1)
-        seen, render = [], upsampler.render
+        seen, render = [], upsampler.render_frames
 
-        def recording_render(*args):  # the real render, noting the thread and its torch threads
+        def recording_render(*args, **kwargs):  # the real render, noting the thread and its torch threads
             seen.append((threading.current_thread().name, torch.get_num_threads()))
-            return render(*args)
+            return render(*args, **kwargs)
 
-        upsampler.render = recording_render
+        upsampler.render_frames = recording_render
         run_upsample(clip_with_audio, tmp_path / "out.mp4", request(tiny_model_path), upsampler=upsampler)
         assert len(seen) > 3
         assert all(name.startswith("vinr-render") and threads == 1 for name, threads in seen)

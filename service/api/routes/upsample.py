@@ -11,6 +11,7 @@ from models import registry
 from models.registry import DEFAULT_MODEL
 from service.api.deps import BackendDep, OwnerDep, SettingsDep
 from service.api.submit import submit, upload_body, upload_responses, wants_stream
+from service.queue import EmbeddedBackend
 from service.schemas import JobOut
 from service.settings import Settings
 from worker.errors import VinrError
@@ -23,9 +24,10 @@ MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 """Served model names (paths are never accepted over HTTP)."""
 
 
-def check_budget(path, params: dict, settings: Settings) -> None:
-    """Probe the upload and check the planned output against the configured limits (VinrError if not)."""
-    request = upsample_request(params, "cpu")
+def check_budget(path, params: dict, settings: Settings, local: bool = True) -> None:
+    """Probe the upload and check the planned output against the configured limits (VinrError if not);
+    ``local``: jobs run in this process, so an encoder forced here must open here."""
+    request = upsample_request(params, "cpu", encoder=settings.encoder)
     request.output.encoder  # noqa: B018 - raises ParameterError for an unknown codec
     with VideoReader(path) as reader:
         info = reader.info
@@ -33,7 +35,7 @@ def check_budget(path, params: dict, settings: Settings) -> None:
         raise VinrError(
             f"the input lasts {info.duration:.1f} s; VINR_MAX_INPUT_SECONDS is {settings.max_input_seconds:g}"
         )
-    plan = plan_output(info, request)
+    plan = plan_output(info, request, check_nvenc=local)
     problem = settings.output_limit_error(plan.width, plan.height, plan.frames)
     if problem:
         raise VinrError(problem)
@@ -75,11 +77,20 @@ async def upsample(
     output: SizeAndRate,
     codec: Annotated[Literal["h264", "hevc", "av1", "vp9"], Query()] = "h264",
     crf: Annotated[int | None, Query(ge=0, le=63)] = None,
+    encoder: Annotated[
+        Literal["auto", "cpu", "nvenc"] | None,
+        Query(
+            description="auto: NVENC where the job renders on CUDA and it opens; cpu; nvenc (422 or a failed job "
+            "where it cannot open); unset: the workers' VINR_ENCODER"
+        ),
+    ] = None,
     wait: Annotated[bool, Query(description="stream the result back in this response")] = False,
     accept: Annotated[str | None, Header()] = None,
 ):
     """Upload a video to upsample: 202 with the job, or the fragmented MP4 as it is made."""
     params = {**output, "codec": codec, "crf": crf}
+    if encoder is not None:
+        params["encoder"] = encoder
     return await submit(
         request,
         settings,
@@ -87,6 +98,6 @@ async def upsample(
         owner,
         "upsample",
         params,
-        lambda path: check_budget(path, params, settings),
+        lambda path: check_budget(path, params, settings, isinstance(backend, EmbeddedBackend)),
         wants_stream(wait, accept),
     )
