@@ -46,7 +46,8 @@ class UpsampleOptions:
     large operations (whole frames and all of a pair's times in one chunk where ``memory`` allows), frames
     converted to the encoder's format before they leave the device; ``auto``: ``device`` off the CPU."""
     memory: int = 0
-    """Bytes the device path sizes its chunks and tiles for; 0: ``MEMORY_SHARE`` of the device's free memory
+    """Bytes of device memory the device path plans for (one query chunk, or one tile's encoding, takes
+    ``MEMORY_SHARE`` of it); 0: the device's free memory when the upsampler is made
     (``torch.cuda.mem_get_info``), or ``DEFAULT_DEVICE_MEMORY`` where the device cannot say."""
     timing: bool = False
     """Synchronise the device after every stage so that ``Upsampler.times`` holds device time (benchmark
@@ -59,8 +60,8 @@ CPU_CHUNK = 32768
 CPU_TILE = 512
 """Low-res tile side on the CPU path (the CLI's and the service's default there)."""
 MEMORY_SHARE = 0.5
-"""Share of a GPU's free memory the device path plans one chunk of queries (or one tile's encoding) for: the
-pair state, the frames on their way out and the allocator's slack take the rest."""
+"""Share of the device memory planned for (``UpsampleOptions.memory``) one chunk of queries or one tile's
+encoding may take: the pair state, the frames on their way out and the allocator's slack take the rest."""
 DEFAULT_DEVICE_MEMORY = 8 << 30
 """Bytes the device path plans for where the device cannot report its free memory (not CUDA, ``memory`` 0)."""
 MAX_DEVICE_CHUNK = 1 << 25
@@ -216,21 +217,20 @@ class Upsampler:
         if options.path not in ("auto", "cpu", "device"):
             raise ValueError(f"Upsampler: path must be auto, cpu or device, not {options.path!r}")
         self.on_device = options.path == "device" or (options.path == "auto" and self.device.type != "cpu")
-        self.memory = options.memory or (self.free_memory() if self.on_device else 0)
+        budget = int((options.memory or self.free_memory()) * MEMORY_SHARE) if self.on_device else 0
         self.chunk = options.chunk or (
-            min(MAX_DEVICE_CHUNK, max(CPU_CHUNK, self.memory // query_bytes(model))) if self.on_device else CPU_CHUNK
+            min(MAX_DEVICE_CHUNK, max(CPU_CHUNK, budget // query_bytes(model))) if self.on_device else CPU_CHUNK
         )
-        self.tile_pixels = self.memory // encoder_bytes(model) if self.on_device else 0
+        self.tile_pixels = budget // encoder_bytes(model)
         self.times = StageTimes()
         self.transfers = Transfers()
         self._tiles: dict[tuple[int, int], list[Tile]] = {}
         self._copies = None  # the side stream that copies frames to the host on a GPU (made on first use)
 
     def free_memory(self) -> int:
-        """``MEMORY_SHARE`` of the device's free bytes now (CUDA), else ``DEFAULT_DEVICE_MEMORY``."""
+        """The device's free bytes now (CUDA), else ``DEFAULT_DEVICE_MEMORY``."""
         if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return int(free * MEMORY_SHARE)
+            return torch.cuda.mem_get_info(self.device)[0]
         return DEFAULT_DEVICE_MEMORY
 
     def precision(self, queries: bool = False):

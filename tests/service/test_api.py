@@ -121,8 +121,9 @@ def test_an_upload_past_the_size_limit_is_a_413(serve, clip_with_audio, tmp_path
         ({"fps": 120, "model": "tiny"}, "VINR_MAX_OUTPUT_FRAMES"),
         ({"scale": 30, "model": "tiny"}, "scale"),
         ({"model": "../etc/passwd"}, "unknown model"),
+        ({"encoder": "nvenc", "model": "tiny"}, "NVENC was asked for"),
     ],
-    ids=["too many output frames", "scale out of range", "unknown model"],
+    ids=["too many output frames", "scale out of range", "unknown model", "NVENC where it cannot open"],
 )
 def test_parameters_that_cannot_be_served_are_a_422(serve, clip_with_audio, tmp_path, params, detail):
     response = post_video(serve(max_output_frames=50), clip_with_audio, params)

@@ -66,6 +66,8 @@ def test_exit_codes(tmp_path, capsys, clip_with_audio, tiny_model_path):
     assert run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "a.mp4", "--scale", 0.2, *common)[0] == 2
     assert run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "a.mp4", "--fps", 0, *common)[0] == 2
     assert run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "a.mp4", "--model", "nope", "--quiet")[0] == 2
+    code, _, err = run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "a.mp4", "--encoder", "nvenc", *common)
+    assert code == 2 and "NVENC was asked for, but h264_nvenc does not open" in err  # no GPU here: never a fallback
     assert run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "no" / "a.mp4", *common)[0] == 5
     assert run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "a.txt", *common)[0] == 5
     assert run(capsys, "upsample", tmp_path / "missing.mp4", "-o", tmp_path / "a.mp4", *common)[0] == 3
