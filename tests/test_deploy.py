@@ -18,3 +18,9 @@ def test_the_image_installs_from_the_lock_and_fails_its_build_on_a_missing_depen
     assert 'pip install -c requirements.lock ".[onnx-gpu]"' in dockerfile
     assert "onnxruntime-gpu==$ORT_VERSION" in dockerfile  # the same version as the lock's CPU onnxruntime
     assert "vinr-smoke" in dockerfile and (ROOT / ".ci" / "smoke").is_file()
+
+
+def test_the_gpu_worker_gets_the_drivers_video_capability_for_nvenc():
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert "NVIDIA_DRIVER_CAPABILITIES: compute,utility,video" in compose
+    assert "capabilities: [gpu, compute, utility, video]" in compose
