@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis.exceptions import LockError, RedisError
-from rq import Queue, Worker
+from rq import Queue, worker_registration
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
-from rq.utils import current_timestamp
+from rq.utils import current_timestamp, now, utcparse
 
 from models.probe import check_bitstream
 from service.settings import Settings
@@ -33,6 +33,9 @@ from worker.segments import SegmentPlan, make_plan, plan_frame_segments
 from worker.settings import CANCEL_TTL, cancel_key
 
 """States a job never leaves."""
+WORKER_BEAT_SLACK = 5
+"""Seconds a worker's heartbeat may be late, past two heartbeat TTLs (an idle worker beats every TTL), before
+readiness and ``vinr_workers`` stop counting it."""
 RECOVERY_LOCK = "vinr:lock:recover"
 """Redis lock held while abandoned jobs are requeued (one gateway thread at a time)."""
 
@@ -286,8 +289,20 @@ class RQBackend:
             self.redis.ping()
         except RedisError as exc:
             return False, f"redis unreachable: {exc}"
-        workers = Worker.count(queue=self.queue)
+        workers = self.live_workers()
         return workers > 0, f"{workers} worker(s) on queue {self.queue.name!r}"
+
+    def live_workers(self) -> int:
+        """Workers on this queue whose last heartbeat is fresh. A worker that died keeps its entry in RQ's
+        worker set, and its key for another ``worker_ttl`` + 60 s, so neither is a sign of life."""
+        keys = sorted(worker_registration.get_keys(queue=self.queue))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hget(key, "last_heartbeat")
+            beats = pipe.execute()
+        fresh = 2 * self.settings.heartbeat_ttl + WORKER_BEAT_SLACK
+        moment = now()
+        return sum(1 for beat in beats if beat and (moment - utcparse(beat.decode())).total_seconds() <= fresh)
 
     def metrics(self) -> dict:
         started = StartedJobRegistry(queue=self.queue)
@@ -305,7 +320,7 @@ class RQBackend:
             State.FAILED.value: self.queue.failed_job_registry.count,
             State.CANCELED.value: self.queue.canceled_job_registry.count,
             "fps": fps,
-            "workers": Worker.count(queue=self.queue),
+            "workers": self.live_workers(),
             "durations": durations.read(self.redis),
         }
 

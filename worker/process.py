@@ -133,6 +133,13 @@ class VinrWorker(SimpleWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.current_execution = None
+        self.stop_signalled = False
+
+    def request_stop(self, signum, frame) -> None:
+        """SIGTERM/SIGINT: a warm shutdown (RQ's), remembered here. An idle rq 3 worker raises StopRequested
+        without setting its own flag, so ``run_worker`` would otherwise start working again."""
+        self.stop_signalled = True
+        super().request_stop(signum, frame)
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         """The TTL of a running job's registry entry; rq 3 passes ``working_time``, rq 2 does not.
@@ -270,7 +277,7 @@ def run_worker(settings: WorkerSettings, queues: list[str] | None = None, burst:
             worked = worker.work(burst=burst, logging_level="WARNING") or worked
         except RedisError as exc:  # the work loop ended on a Redis error (teardown included)
             log.warning("worker %s: redis error (%s); reconnecting", worker.name, exc)
-        if burst or worker._stop_requested:  # SIGTERM/SIGINT (RQ keeps no public flag for it)
+        if burst or worker.stop_signalled or worker._stop_requested:  # SIGTERM/SIGINT: a warm shutdown
             return worked
         log.warning("worker %s stopped working without a stop request; starting again", worker.name)
         time.sleep(1.0)

@@ -1,0 +1,47 @@
+"""Faults a running stack showed: signals to idle workers, dead workers counted as alive (issue #40)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.service.conftest import REDIS_URL, wait_for
+
+
+def ready_workers(client) -> int:
+    """How many workers /readyz counts (0 when it answers 503)."""
+    response = client.get("/readyz")
+    if response.status_code != 200:
+        return 0
+    return int(response.json()["detail"].split()[0])
+
+
+def test_an_idle_worker_stops_at_once_on_sigterm(serve, worker):
+    """A warm shutdown of an idle worker takes well under a second (it used to start working again and
+    wait for SIGKILL)."""
+    client = serve(redis_url=REDIS_URL, heartbeat_ttl=4)
+    proc = worker(heartbeat_ttl=4)
+    wait_for(lambda: ready_workers(client) == 1, timeout=60)
+    time.sleep(1)  # idle, waiting on its queue
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_readiness_counts_only_workers_whose_heartbeat_is_fresh(serve, worker, how):
+    """A worker that died (SIGKILL) or left leaves /readyz and ``vinr_workers`` within two heartbeat TTLs
+    and a few seconds, not when RQ's worker set is next cleaned."""
+    client = serve(redis_url=REDIS_URL, heartbeat_ttl=2)
+    alive, dying = worker(heartbeat_ttl=2), worker(heartbeat_ttl=2)
+    wait_for(lambda: ready_workers(client) == 2, timeout=60)
+    dying.send_signal(how)
+    dying.wait(timeout=30)
+    wait_for(lambda: ready_workers(client) == 1, timeout=2 * 2 + 5 + 5)
+    assert "vinr_workers 1.0" in client.get("/metrics").text
+    alive.send_signal(signal.SIGKILL)
+    alive.wait(timeout=10)
+    wait_for(lambda: client.get("/readyz").status_code == 503, timeout=15)
