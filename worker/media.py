@@ -73,8 +73,13 @@ MIN_SIDE = {"libx265": 64, "libsvtav1": 4}
 build, SVT-AV1 refuses frames under 4x4 (both seen here); the others take 2x2."""
 TIME_BASE = Fraction(1, 90000)
 """Output video time base (seconds per tick): exact for 24, 25, 30, 60, 120 and NTSC rates."""
-FRAGMENTED = "frag_keyframe+empty_moov+default_base_moof"
-"""movflags of a fragmented MP4 that a client can play while it grows."""
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof+delay_moov", "flush_packets": "1"}
+"""Muxer options of a fragmented MP4 that a client can play while it grows. ``delay_moov`` writes the moov
+when the first fragment is cut, so its edit list knows the encoder's B-frame delay and the first frame
+shows at 0, as in a plain MP4 (an moov written before any frame started the video 2 frames late, so the
+audio's length and the first frame interval read differently from the same job's plain file; negative
+composition offsets did not fix it). ``flush_packets``: each fragment reaches the file (and a streaming
+client) as soon as it is muxed."""
 
 
 @dataclass(frozen=True)
@@ -431,8 +436,7 @@ class VideoWriter:
     def _open(self, muxer: str, encoder: str, width: int, height: int, fps: Fraction, options: OutputOptions) -> None:
         """The output container and its video stream."""
         try:
-            # flush_packets: each fragment reaches the file (and a streaming client) as soon as it is muxed
-            container_options = {"movflags": FRAGMENTED, "flush_packets": "1"} if options.fragmented else {}
+            container_options = FRAGMENTED if options.fragmented else {}
             self.container = av.open(str(self.path), "w", format=muxer, options=container_options)
             self.stream = self.container.add_stream(encoder, rate=fps, options=codec_options(encoder, options, fps))
         except (av.FFmpegError, OSError, ValueError) as exc:

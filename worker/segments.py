@@ -320,8 +320,7 @@ class Joiner:
 
     def __init__(self, source: Path | None, output: Path, options: OutputOptions):
         muxer = CONTAINERS.get(output.suffix.lower(), "mp4")
-        fragmented = {"movflags": FRAGMENTED, "flush_packets": "1"} if options.fragmented else {}
-        self.container = av.open(str(output), "w", format=muxer, options=fragmented)
+        self.container = av.open(str(output), "w", format=muxer, options=FRAGMENTED if options.fragmented else {})
         self.source, self.muxer, self.stream, self.copier = source, muxer, None, None
 
     def append(self, segment_file: Path) -> int:

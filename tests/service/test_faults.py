@@ -45,3 +45,50 @@ def test_readiness_counts_only_workers_whose_heartbeat_is_fresh(serve, worker, h
     alive.send_signal(signal.SIGKILL)
     alive.wait(timeout=10)
     wait_for(lambda: client.get("/readyz").status_code == 503, timeout=15)
+
+
+def test_a_service_result_has_the_timestamps_of_the_same_cli_run(serve, tmp_path, clip_with_audio, tiny_model_path):
+    """The fragmented MP4 a job streams starts its video at 0 with exact intervals, as the CLI's plain MP4
+    does, and its audio lasts as long (it started at the encoder's B-frame delay, 2 frames late)."""
+    from service.cli import main
+    from tests.media import audio_span
+
+    client = serve()
+    with open(clip_with_audio, "rb") as handle:
+        job = client.post("/upsample", params={"scale": 2, "fps": 100, "model": "tiny"}, files={"file": handle})
+    job_id = job.json()["id"]
+    wait_for(lambda: client.get(f"/jobs/{job_id}").json()["state"] == "finished", timeout=120)
+    served = tmp_path / "served.mp4"
+    served.write_bytes(client.get(f"/jobs/{job_id}/result").content)
+    made = tmp_path / "cli.mp4"
+    assert (
+        main(
+            [
+                "upsample",
+                str(clip_with_audio),
+                "-o",
+                str(made),
+                "--scale",
+                "2",
+                "--fps",
+                "100",
+                "--model",
+                str(tiny_model_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    times = {path: video_times(path) for path in (served, made)}
+    for path in (served, made):
+        assert times[path][0] == pytest.approx(0.0, abs=1e-6), path
+        assert times[path][1] - times[path][0] == pytest.approx(0.01, abs=1e-4), path
+    assert len(times[served]) == len(times[made])
+    assert audio_span(served) == pytest.approx(audio_span(made), abs=1e-3)
+
+
+def video_times(path) -> list[float]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [float(frame.time) for frame in container.decode(video=0)]
