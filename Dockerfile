@@ -1,10 +1,12 @@
 # One image for the gateway (`vinr serve`) and the workers (`vinr worker`); checkpoints baked in.
 # The CUDA build of torch brings its own CUDA runtime as wheels, so the base is plain Python (the
 # version requirements.lock was resolved with); the host needs the NVIDIA driver and container toolkit.
-# CPU-only image: --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# CPU-only image: --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu --build-arg ORT_FLAVOUR=cpu
 FROM python:3.11-slim-bookworm
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+# gpu: onnxruntime-gpu (CUDA and TensorRT providers); cpu: onnxruntime, the build the tests run
+ARG ORT_FLAVOUR=gpu
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -21,10 +23,15 @@ COPY requirements.lock pyproject.toml README.md ./
 COPY models ./models
 COPY worker ./worker
 COPY service ./service
-# onnxruntime-gpu at the version the lock pins for onnxruntime (the CPU build the tests run): vinr[onnx-gpu]
+# ONNX Runtime at the version the lock pins for onnxruntime: onnxruntime-gpu (vinr[onnx-gpu]), or the
+# lock's onnxruntime itself (vinr[onnx]) with ORT_FLAVOUR=cpu
 RUN ORT_VERSION="$(sed -n 's/^onnxruntime==//p' requirements.lock)" \
     && test -n "$ORT_VERSION" \
-    && pip install -c requirements.lock ".[onnx-gpu]" "onnxruntime-gpu==$ORT_VERSION" \
+    && case "$ORT_FLAVOUR" in \
+         gpu) pip install -c requirements.lock ".[onnx-gpu]" "onnxruntime-gpu==$ORT_VERSION" ;; \
+         cpu) pip install -c requirements.lock ".[onnx]" "onnxruntime==$ORT_VERSION" ;; \
+         *) echo "ORT_FLAVOUR must be gpu or cpu, not $ORT_FLAVOUR" >&2; exit 1 ;; \
+       esac \
     && pip check \
     && python -c "import onnxruntime; print('onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
 

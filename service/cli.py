@@ -343,9 +343,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.settings import Settings
 
     settings = Settings()
-    if args.host not in LOOPBACK and not settings.api_keys:
+    reached_on = settings.published_host or args.host
+    if reached_on not in LOOPBACK and not settings.api_keys:
+        published = f" (published on {reached_on})" if settings.published_host else ""
         logging.warning(
-            "serve: listening on %s without VINR_API_KEYS: anyone who reaches this port can run jobs", args.host
+            "serve: listening on %s%s without VINR_API_KEYS: anyone who reaches this port can run jobs",
+            args.host,
+            published,
         )
     os.umask(0o077)  # job files are the uploader's: readable by this service's user only
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service.api import errors
-from service.api.routes import decode, health, jobs, page, preview, upsample
+from service.api.routes import decode, docs, health, jobs, page, preview, upsample
 from service.live import live_joins
 from service.metrics import LatencyMiddleware, Metrics
 from service.previews import Previewer
@@ -81,7 +81,12 @@ async def lifespan(app: FastAPI):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The gateway: RQ when VINR_REDIS_URL is set, else an in-process worker."""
     app = FastAPI(
-        title="vinr", version="0.1.0", lifespan=lifespan, description="Neural video upsampling (VideoINR) as a service."
+        title="vinr",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Neural video upsampling (VideoINR) as a service.",
+        docs_url=None,  # service.api.routes.docs serves Swagger UI from files in the package
+        redoc_url=None,
     )
     app.state.settings = settings = settings or Settings()
     app.state.backend = make_backend(settings)
@@ -90,6 +95,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics(app.state.backend)
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     errors.install(app)
-    for module in (upsample, preview, decode, jobs, health, page):
+    for module in (upsample, preview, decode, jobs, health, page, docs):
         app.include_router(module.router)
     return app

@@ -16,6 +16,9 @@ class Settings(WorkerSettings):
 
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Comma-separated API keys; empty: no authentication. A job is visible only to its creator's key."""
+    published_host: str | None = None
+    """The address clients reach the gateway on where it is not ``--host`` (compose publishes the container's
+    0.0.0.0 on ``VINR_BIND``, 127.0.0.1 by default): the warning about running without API keys is about it."""
     max_upload_bytes: int = 2 * 1024**3
     max_input_seconds: float = 3600.0
     max_output_pixels: int = 7680 * 4320

@@ -17,6 +17,8 @@ def test_the_image_installs_from_the_lock_and_fails_its_build_on_a_missing_depen
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'pip install -c requirements.lock ".[onnx-gpu]"' in dockerfile
     assert "onnxruntime-gpu==$ORT_VERSION" in dockerfile  # the same version as the lock's CPU onnxruntime
+    assert 'cpu) pip install -c requirements.lock ".[onnx]" "onnxruntime==$ORT_VERSION"' in dockerfile
+    assert "ORT_FLAVOUR: cpu" in (ROOT / "docker-compose.cpu.yml").read_text()  # the CPU stack gets the CPU build
     assert "vinr-smoke" in dockerfile and (ROOT / ".ci" / "smoke").is_file()
 
 

@@ -92,3 +92,50 @@ def video_times(path) -> list[float]:
 
     with av.open(str(path)) as container:
         return [float(frame.time) for frame in container.decode(video=0)]
+
+
+def test_docs_load_nothing_from_elsewhere_and_head_of_the_page_answers(serve):
+    client = serve()
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in page.text
+    assert "cdn." not in page.text and "https://" not in page.text
+    for name, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css")):
+        asset = client.get(f"/docs/assets/{name}")
+        assert asset.status_code == 200 and kind in asset.headers["content-type"] and len(asset.content) > 10_000
+    assert client.get("/docs/assets/..%2Fcore.py").status_code == 404
+    assert client.head("/").status_code == 200
+
+
+@pytest.mark.parametrize(("published", "warned"), [("127.0.0.1", False), ("", True)])
+def test_the_no_keys_warning_is_about_where_the_gateway_is_reached(tmp_path, published, warned):
+    """Inside a container the gateway listens on 0.0.0.0; compose says it is published on 127.0.0.1 only."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.service.conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "VINR_DATA_DIR": str(tmp_path / "data"), "VINR_PUBLISHED_HOST": published}
+    env.pop("VINR_API_KEYS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--host", "0.0.0.0", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _answers(httpx, port), timeout=60)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert ("without VINR_API_KEYS" in err) is warned, err
+
+
+def _answers(httpx, port) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -28,7 +28,7 @@ def static_file(name: str) -> FileResponse:
     return FileResponse(path, media_type=TYPES[path.suffix], headers=headers)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 async def index() -> FileResponse:
     """The page."""
     return static_file("index.html")
