@@ -184,13 +184,16 @@ async def receive_multipart(chunks: AsyncIterator[bytes], boundary: bytes, write
     """Feed a multipart body to python-multipart, writing the ``file`` part's bytes; True if found."""
     if not boundary:
         raise UploadMalformedError("a multipart/form-data body needs a boundary in its Content-Type")
-    state = {"header": b"", "headers": {}, "is_file": False, "found": False}
+    state = {"header": b"", "headers": {}, "is_file": False, "found": False, "ended": False}
 
     def on_part_begin():
         state.update(header=b"", headers={}, is_file=False)
 
-    def on_header_field(data, start, end):
-        state["header"] = data[start:end].lower()
+    def on_header_begin():
+        state["header"] = b""
+
+    def on_header_field(data, start, end):  # a name split across two reads comes in two calls
+        state["header"] += data[start:end].lower()
 
     def on_header_value(data, start, end):
         key = state["header"]
@@ -205,12 +208,17 @@ async def receive_multipart(chunks: AsyncIterator[bytes], boundary: bytes, write
         if state["is_file"]:
             write(data[start:end])
 
+    def on_end():
+        state["ended"] = True
+
     callbacks = {
         "on_part_begin": on_part_begin,
+        "on_header_begin": on_header_begin,
         "on_header_field": on_header_field,
         "on_header_value": on_header_value,
         "on_headers_finished": on_headers_finished,
         "on_part_data": on_part_data,
+        "on_end": on_end,
     }
     try:
         parser = MultipartParser(boundary, callbacks)
@@ -219,6 +227,8 @@ async def receive_multipart(chunks: AsyncIterator[bytes], boundary: bytes, write
         parser.finalize()
     except (MultipartParseError, ValueError) as exc:
         raise UploadMalformedError(f"malformed multipart body: {exc}") from exc
+    if not state["ended"]:
+        raise UploadMalformedError("malformed multipart body: it ends before its closing boundary")
     return state["found"]
 
 

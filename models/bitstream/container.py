@@ -94,6 +94,12 @@ def check_limits(fields: dict, limits: dict[str, tuple[int, int]], label: str = 
             raise BitstreamError(f"read_config: {label}{key}={value!r} outside {low}..{high}")
 
 
+MATRICES = {1: "BT.709", 6: "BT.601"}
+"""Colour matrices a header may name (ITU-T H.273 codes)."""
+RANGES = {1: "limited", 2: "full"}
+"""Colour ranges a header may name."""
+
+
 def check_header(h: Header) -> None:
     """Refuse sizes beyond the limits (for writing and reading alike)."""
     if h.codec not in NEURAL_CODECS.values():
@@ -106,6 +112,10 @@ def check_header(h: Header) -> None:
         raise BitstreamError(f"check_header: {h.width}x{h.height}x{h.frames} passes {MAX_PIXELS} pixels")
     if not (0 < h.fps.numerator <= 10**6 and 0 < h.fps.denominator <= 10**6):
         raise BitstreamError(f"check_header: frame rate {h.fps} out of range")
+    if h.matrix not in MATRICES:
+        raise BitstreamError(f"check_header: colour matrix {h.matrix} is not one of {sorted(MATRICES)}")
+    if h.color_range not in RANGES:
+        raise BitstreamError(f"check_header: colour range {h.color_range} is not one of {sorted(RANGES)}")
 
 
 def write(stream: Bitstream) -> bytes:

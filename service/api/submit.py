@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from service.api.jobview import job_out, job_state, result_stream
 from service.schemas import Problem
@@ -94,6 +95,8 @@ def upload_error(exc: BaseException, folder: Path) -> BaseException:
     for kind, (status, template) in statuses.items():
         if isinstance(exc, kind):
             return HTTPException(status, redact(template.format(exc), folder))
+    if isinstance(exc, ClientDisconnect):  # the server stopped reading: the client left, or its framing broke
+        return HTTPException(400, "the upload ended before its body was complete")
     if isinstance(exc, HTTPException):
         return HTTPException(exc.status_code, redact(str(exc.detail), folder), headers=exc.headers)
     return exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 
@@ -139,3 +140,76 @@ def _answers(httpx, port) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def multipart(boundary: bytes, payload: bytes, close: bool = True) -> bytes:
+    head = b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="in.mp4"\r\n'
+    body = head + b"Content-Type: video/mp4\r\n\r\n" + payload + b"\r\n"
+    return body + (b"--" + boundary + b"--\r\n" if close else b"")
+
+
+def test_a_multipart_header_name_split_across_reads_is_joined(serve, clip_with_audio):
+    """``--XyZ\\r\\nContent-Dispo``, a pause, then the rest: the field is found (it was a 422)."""
+    client = serve()
+    body = multipart(b"XyZ", clip_with_audio.read_bytes())
+    cut = body.index(b"Content-Dispo") + len(b"Content-Dispo")
+
+    def slowly():
+        yield body[:cut]
+        time.sleep(0.5)
+        yield body[cut:]
+
+    response = client.post(
+        "/upsample",
+        params={"scale": 2, "model": "tiny"},
+        content=slowly(),
+        headers={"Content-Type": "multipart/form-data; boundary=XyZ"},
+    )
+    assert response.status_code == 202, response.text
+
+
+def test_an_unterminated_multipart_body_is_a_400(serve, clip_with_audio, tmp_path):
+    client = serve()
+    body = multipart(b"XyZ", clip_with_audio.read_bytes(), close=False)
+    response = client.post(
+        "/upsample",
+        params={"scale": 2, "model": "tiny"},
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=XyZ"},
+    )
+    assert response.status_code == 400 and "closing boundary" in response.json()["detail"]
+    assert not list((tmp_path / "data" / "jobs").glob("*"))  # nothing left behind
+
+
+def test_a_bad_chunk_size_is_a_400_without_a_traceback(serve, caplog):
+    import socket
+
+    client = serve()
+    port = client.base_url.port
+    request = (
+        b"POST /upsample?scale=2&model=tiny HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: application/octet-stream\r\n\r\n4\r\nabcd\r\nzz\r\nxx\r\n0\r\n\r\n"
+    )
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's loggers do not propagate to the root
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request)
+            answer = sock.recv(4096)
+        time.sleep(0.5)
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert "Exception in ASGI application" not in caplog.text
+
+
+@pytest.mark.parametrize(("field", "value"), [("matrix", 0), ("color_range", 255)])
+def test_a_bitstream_header_with_an_undocumented_colour_field_is_refused(field, value):
+    from dataclasses import replace
+    from fractions import Fraction
+
+    from models.bitstream import container
+
+    header = replace(container.Header("nrff", 64, 48, 2, Fraction(25)), **{field: value})
+    with pytest.raises(container.BitstreamError, match="colour"):
+        container.check_header(header)
