@@ -26,7 +26,7 @@ from service.states import CANCELED_BY_REQUEST, State
 from worker import durations
 from worker.durations import MemoryDurations
 from worker.errors import CanceledError
-from worker.jobs import JOB_FUNCTIONS, JOBS, JobContext, upsample_request
+from worker.jobs import JOB_FUNCTIONS, JobContext, run_job, upsample_request
 from worker.process import redis_connection
 from worker.runtime import ModelCache
 from worker.segments import SegmentPlan, make_plan, plan_frame_segments
@@ -368,7 +368,7 @@ class EmbeddedBackend:
         )
         started = time.monotonic()
         try:
-            job.result = JOBS[kind](job_dir, params, context)
+            job.result = run_job(kind, job_dir, params, context)
             job.state = State.FINISHED
         except CanceledError:
             job.state, job.error = State.CANCELED, CANCELED_BY_REQUEST

@@ -6,20 +6,20 @@ grows while the job runs (the gateway streams it); a failed or canceled job dele
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from models.registry import DEFAULT_MODEL
+from worker import runs
 from worker.decoding import run_decode
 from worker.media import OutputOptions, VideoReader
 from worker.pipeline import UpsampleRequest, load_upsampler, plan_output, run_upsample
+from worker.runs import attempt
 from worker.runtime import ModelCache
 from worker.segments import (
     DECODE,
@@ -33,8 +33,6 @@ from worker.segments import (
 
 PROGRESS_INTERVAL = 0.5
 """Seconds between progress reports (each is a Redis write under RQ)."""
-ATTEMPTS = "attempts.jsonl"
-"""The job folder's log of runs: a ``start`` and an ``end`` JSON line per run (host, pid, wall time)."""
 
 
 @dataclass
@@ -98,32 +96,6 @@ def progress_reporter(report: Callable[[dict], None]) -> Callable[[int, int], No
     return progress
 
 
-@contextlib.contextmanager
-def attempt(folder: Path, **about) -> Iterator[None]:
-    """Log this run's start and end (with how it ended) in the job folder's ``attempts.jsonl``;
-    ``about`` goes in both lines (a segment's number).
-
-    A run that fails removes its partial ``result.mp4``, so a failed job never leaves a half-written video.
-    """
-    run = {"host": socket.gethostname(), "pid": os.getpid(), **about}
-
-    def log(event: str, **extra) -> None:
-        line = json.dumps({"event": event, "time": time.time(), **run, **extra}) + "\n"
-        with contextlib.suppress(OSError):  # the folder may have been deleted (DELETE /jobs/ID)
-            handle = os.open(folder / ATTEMPTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            with os.fdopen(handle, "a") as sink:
-                sink.write(line)
-
-    log("start")
-    try:
-        yield
-    except BaseException as exc:
-        (folder / "result.mp4").unlink(missing_ok=True)
-        log("end", outcome=type(exc).__name__)
-        raise
-    log("end", outcome="finished")
-
-
 def upsample_job(job_dir: str, params: dict, context: JobContext) -> dict:
     """Upsample ``job_dir/input`` into ``job_dir/result.mp4``; returns a summary.
 
@@ -131,10 +103,12 @@ def upsample_job(job_dir: str, params: dict, context: JobContext) -> dict:
     segment, one after another, the result growing as each is joined (``worker.segments``).
     """
     folder = Path(job_dir)
-    with attempt(folder):
+    with attempt(folder) as run:
         if params.get("segment_seconds") and longer_than(folder / "input", float(params["segment_seconds"])):
-            return _upsample_in_segments(folder, params, context)
-        return _upsample(folder, params, context)
+            run.summary = _upsample_in_segments(folder, params, context)
+        else:
+            run.summary = _upsample(folder, params, context)
+    return run.summary
 
 
 def longer_than(path: Path, seconds: float) -> bool:
@@ -147,7 +121,7 @@ def segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
     """Render segment ``params["segment"]`` of a segmented job (its plan is in the job folder);
     a segment whose file exists is done and is not made again."""
     folder, index = Path(job_dir), int(params["segment"])
-    with attempt(folder, segment=index):
+    with attempt(folder, segment=index) as run:
         request = upsample_request(params, context.device, context.backend, context.bf16, context.encoder)
         segments = SegmentPlan.load(folder)
         segment = segments.segments[index]
@@ -161,14 +135,15 @@ def segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
                 folder / "input", path, request, plan, segments, segment, upsampler, progress, context.should_stop
             )
         context.report({"frames_done": segment.frames, "frames_total": segment.frames})
-        return {"segment": index, "frames": segment.frames}
+        run.summary = {"segment": index, "frames": segment.frames}
+    return run.summary
 
 
 def decode_segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
     """Decode segment ``params["segment"]`` of a segmented decode: its frame range, timed from the
     whole range's start ``params["origin"]``; done when its file exists."""
     folder, index = Path(job_dir), int(params["segment"])
-    with attempt(folder, segment=index):
+    with attempt(folder, segment=index) as run:
         segment = SegmentPlan.load(folder).segments[index]
         path = segment.file(folder, SEGMENT_SUFFIX)
         if not path.exists():
@@ -185,14 +160,15 @@ def decode_segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
                 origin=int(params["origin"]),
             )
         context.report({"frames_done": segment.frames, "frames_total": segment.frames})
-        return {"segment": index, "frames": segment.frames}
+        run.summary = {"segment": index, "frames": segment.frames}
+    return run.summary
 
 
 def assemble_job(job_dir: str, params: dict, context: JobContext) -> dict:
     """Join a segmented job's segment files, in order, with the input's audio (an upsample's), into
     ``result.mp4``."""
     folder = Path(job_dir)
-    with attempt(folder, segment="join"):
+    with attempt(folder, segment="join") as run:
         segments = SegmentPlan.load(folder)
         source = None if segments.key == DECODE else folder / "input"
         output = private_result(folder)
@@ -200,7 +176,8 @@ def assemble_job(job_dir: str, params: dict, context: JobContext) -> dict:
         frames = join_segments(source, output, options, folder, segments, None, context.should_stop)
         context.report({"frames_done": frames, "frames_total": frames})
         # the segments stay: the gateway may be streaming them to a client (it removes them after)
-        return {"frames": frames, "segments": len(segments.segments)}
+        run.summary = {"frames": frames, "segments": len(segments.segments)}
+    return run.summary
 
 
 def private_result(folder: Path) -> Path:
@@ -258,8 +235,9 @@ def _upsample_in_segments(folder: Path, params: dict, context: JobContext) -> di
 def decode_job(job_dir: str, params: dict, context: JobContext) -> dict:
     """Decode the bitstream ``job_dir/input`` into ``job_dir/result.mp4``; returns a summary."""
     folder = Path(job_dir)
-    with attempt(folder):
-        return _decode(folder, params, context)
+    with attempt(folder) as run:
+        run.summary = _decode(folder, params, context)
+    return run.summary
 
 
 def _decode(folder: Path, params: dict, context: JobContext) -> dict:
@@ -300,3 +278,15 @@ JOBS = {
     "decode_segment": decode_segment_job,
 }
 """Job kind -> the function an embedded worker calls."""
+
+
+def run_job(kind: str, job_dir: str, params: dict, context: JobContext) -> dict:
+    """Run job function ``kind``, unless its folder says this job (or segment) already finished: then its
+    summary, without making it again (Redis restored from an out-of-date file can queue a finished job)."""
+    folder = Path(job_dir)
+    segment = params.get("segment") if kind in ("segment", "decode_segment") else "join" if kind == "assemble" else None
+    summary = runs.finished(folder, segment)
+    if summary is not None:
+        runs.log(folder, "skipped", reason="already finished", segment=segment, host=socket.gethostname())
+        return summary
+    return JOBS[kind](job_dir, params, context)

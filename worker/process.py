@@ -30,7 +30,7 @@ from models.registry import DEFAULT_MODEL
 from models.scheduling import leave_realtime
 from worker import durations
 from worker.errors import CanceledError
-from worker.jobs import JOBS, JobContext
+from worker.jobs import JobContext, run_job
 from worker.runtime import ModelCache, choose_backend, choose_device, choose_dtype
 from worker.settings import WorkerSettings, cancel_key
 
@@ -82,7 +82,7 @@ def run_timed(kind: str, job_dir: str, params: dict) -> dict:
     job = get_current_job()
     started, state = time.monotonic(), "failed"
     try:
-        result = JOBS[kind](job_dir, params, rq_context())
+        result = run_job(kind, job_dir, params, rq_context())
         state = "finished"
         return result
     except CanceledError:

@@ -15,17 +15,41 @@ from service.queue import JobState, RQBackend
 from service.schemas import JobOut, Progress
 from service.states import State
 from service.storage import JobFiles, follow
+from worker import runs
 
 
-async def job_state(backend, job_id: str) -> JobState:
-    """The backend's state of a job; a failed state with the backend's reason when its record is gone."""
-    return await run_in_threadpool(backend.state, job_id) or JobState(State.FAILED, error=backend.lost)
+async def job_state(backend, files: JobFiles) -> JobState:
+    """The backend's state of a job, reconciled with its folder (``reconcile``)."""
+    return await run_in_threadpool(lambda: reconcile(files, backend.state(files.id), backend.lost))
 
 
-async def job_state_or_none(backend, job_id: str) -> JobState | None:
+def reconcile(files: JobFiles, state: JobState | None, lost: str) -> JobState:
+    """The queue's state of a job where it is sure, else what the job's folder says (``worker.runs``).
+
+    A job whose folder holds a finished run is finished, whatever Redis says after losing its data or
+    an embedded gateway after a restart (failed, or no record at all). A job whose record is gone is
+    running while a run of it beats, else it failed with the backend's reason ``lost``. Queued and
+    running states are taken as they are (a worker skips a job whose folder says it finished), so a
+    status read of a running job reads no file.
+    """
+    if state is not None and state.state is not State.FAILED:
+        return state
+    summary = runs.finished(files.dir)
+    if summary is not None:
+        frames = summary.get("frames")
+        progress = {"frames_done": frames, "frames_total": frames} if frames else {}
+        return JobState(State.FINISHED, progress, result=summary)
+    if state is not None:
+        return state
+    if runs.running(files.dir):
+        return JobState(State.STARTED)
+    return JobState(State.FAILED, error=lost)
+
+
+async def job_state_or_none(backend, files: JobFiles) -> JobState | None:
     """``job_state``, or None while Redis is unreachable (streams wait for it instead of breaking)."""
     try:
-        return await job_state(backend, job_id)
+        return await job_state(backend, files)
     except RedisError:
         return None
 
@@ -49,7 +73,7 @@ def result_stream(files: JobFiles, backend, timeout: float) -> StreamingResponse
     """The result as it is written, ending when the job ends (a segmented RQ job's: joined live here)."""
 
     async def finished() -> bool:
-        state = await job_state_or_none(backend, files.id)
+        state = await job_state_or_none(backend, files)
         return state is not None and state.done
 
     headers = {"Location": f"/jobs/{files.id}", "X-Job-Id": files.id, "Cache-Control": "no-store"}

@@ -79,7 +79,7 @@ async def submit(
         raise HTTPException(429, f"too many uploads: {exc}", headers={"Retry-After": "5"}) from exc
     if stream:
         return result_stream(files, backend, settings.job_timeout)
-    body = job_out(files, await job_state(backend, files.id))
+    body = job_out(files, await job_state(backend, files))
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": f"/jobs/{files.id}"})
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.service.conftest import REDIS_URL, wait_for
+from tests.service.conftest import REDIS_URL, finished, post_video, wait_for
 
 
 def ready_workers(client) -> int:
@@ -213,3 +213,71 @@ def test_a_bitstream_header_with_an_undocumented_colour_field_is_refused(field, 
     header = replace(container.Header("nrff", 64, 48, 2, Fraction(25)), **{field: value})
     with pytest.raises(container.BitstreamError, match="colour"):
         container.check_header(header)
+
+
+def job_runs(tmp_path, job_id) -> list[dict]:
+    import json
+
+    path = tmp_path / "data" / "jobs" / job_id / "attempts.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_restarted_embedded_gateway_still_serves_the_jobs_that_finished(serve, clip_with_audio):
+    """A new embedded gateway on the same data (a restart) has no record of earlier jobs: the folders say
+    they finished, so they read finished and their results answer (they read failed, and /result 409)."""
+    first = serve()
+    job_id = post_video(first, clip_with_audio, {"scale": 2, "model": "tiny"}).json()["id"]
+    wait_for(lambda: finished(first, job_id), timeout=120)
+    restarted = serve()
+    body = restarted.get(f"/jobs/{job_id}").json()
+    assert body["state"] == "finished" and body["progress"]["frames_done"] == 30, body
+    result = restarted.get(f"/jobs/{job_id}/result")
+    assert result.status_code == 200 and len(result.content) > 1000
+
+
+def test_redis_that_loses_its_data_mid_job_loses_no_state(serve, worker, own_redis, long_clip, clip_with_audio):
+    """Redis restarted empty (no append-only file): a finished job stays finished with its result, a running
+    one reads started (not failed, "record is gone") and then finished."""
+    redis = own_redis(appendonly=False)
+    worker(heartbeat_ttl=2, redis_url=redis.url)
+    client = serve(redis_url=redis.url, heartbeat_ttl=2)
+    wait_for(lambda: client.get("/readyz").status_code == 200)
+    done = post_video(client, clip_with_audio, {"scale": 2, "model": "tiny"}).json()["id"]
+    wait_for(lambda: finished(client, done), timeout=120)
+    running = post_video(client, long_clip, {"scale": 4, "time_factor": 3, "model": "tiny"}).json()["id"]
+    wait_for(lambda: client.get(f"/jobs/{running}").json()["progress"]["frames_done"] > 0)
+    redis.stop()
+    redis.start()
+    assert client.get(f"/jobs/{running}").json()["state"] == "started"
+    assert client.get(f"/jobs/{done}").json()["state"] == "finished"
+    assert client.get(f"/jobs/{done}/result").status_code == 200
+    body = wait_for(lambda: finished(client, running), timeout=180)
+    assert body["state"] == "finished", body
+
+
+def test_a_finished_job_queued_again_is_not_run_again(serve, worker, clip_with_audio, tmp_path):
+    """Redis restored from an out-of-date append-only file queues a finished job again: the worker finds
+    its folder finished and does not make it again."""
+    from service.settings import Settings
+
+    client = serve(redis_url=REDIS_URL)
+    worker()
+    job_id = post_video(client, clip_with_audio, {"scale": 2, "model": "tiny"}).json()["id"]
+    assert wait_for(lambda: finished(client, job_id), timeout=120)["state"] == "finished"
+    before = (tmp_path / "data" / "jobs" / job_id / "result.mp4").read_bytes()
+    backend = client_backend(Settings(redis_url=REDIS_URL, data_dir=tmp_path / "data", queue=client_queue(client)))
+    backend.put("upsample", job_id, str(tmp_path / "data" / "jobs" / job_id), {"scale": 2, "model": "tiny"})
+    wait_for(lambda: any(r["event"] == "skipped" for r in job_runs(tmp_path, job_id)), timeout=60)
+    assert [r["event"] for r in job_runs(tmp_path, job_id)] == ["start", "end", "skipped"]
+    assert wait_for(lambda: finished(client, job_id), timeout=30)["state"] == "finished"
+    assert (tmp_path / "data" / "jobs" / job_id / "result.mp4").read_bytes() == before
+
+
+def client_backend(settings):
+    from service.queue import RQBackend
+
+    return RQBackend(settings)
+
+
+def client_queue(client) -> str:
+    return client.get("/readyz").json()["detail"].split("'")[1]

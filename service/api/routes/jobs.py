@@ -43,7 +43,7 @@ async def list_jobs(
 ) -> JobList:
     """The caller's jobs (this API key's only), newest first, a page at a time."""
     mine = await run_in_threadpool(owned_jobs, settings.data_dir, owner)
-    page = [job_out(files, await job_state(backend, files.id)) for files in mine[offset : offset + limit]]
+    page = [job_out(files, await job_state(backend, files)) for files in mine[offset : offset + limit]]
     more = offset + limit < len(mine)
     return JobList(jobs=page, total=len(mine), next=f"/jobs?limit={limit}&offset={offset + limit}" if more else None)
 
@@ -51,7 +51,7 @@ async def list_jobs(
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
 async def get_job(files: JobDep, backend: BackendDep) -> JobOut:
     """A job's state, progress (frames, speed, ETA) and error."""
-    return job_out(files, await job_state(backend, files.id))
+    return job_out(files, await job_state(backend, files))
 
 
 @router.get(
@@ -68,7 +68,7 @@ async def job_events(files: JobDep, backend: BackendDep) -> EventSourceResponse:
     async def events():
         last = None
         while True:
-            state = await job_state_or_none(backend, files.id)
+            state = await job_state_or_none(backend, files)
             if state is None:  # Redis away: say so once, keep the stream open, look again
                 if last != "unavailable":
                     last = "unavailable"
@@ -100,7 +100,7 @@ async def job_events(files: JobDep, backend: BackendDep) -> EventSourceResponse:
 )
 async def job_result(files: JobDep, backend: BackendDep, settings: SettingsDep):
     """The video: streamed while the job runs (fragmented MP4), the file with Range support when done."""
-    state = await job_state(backend, files.id)
+    state = await job_state(backend, files)
     if state.state in (State.FAILED, State.CANCELED):
         raise HTTPException(409, f"the job {state.state}: {state.error}")
     if state.done:
