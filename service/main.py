@@ -18,7 +18,7 @@ from service.metrics import LatencyMiddleware, Metrics
 from service.previews import Previewer
 from service.queue import make_backend
 from service.settings import Settings
-from service.storage import JobFiles, UploadSlots, expired_jobs, job_folders
+from service.storage import JobFiles, JobMetas, UploadSlots, expired_jobs, job_folders, remove_dead_uploads
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ def sweep(app: FastAPI) -> None:
             if state is None or state.done:
                 shutil.rmtree(files.dir / "segments", ignore_errors=True)
     app.state.previews.sweep()
+    remove_dead_uploads(settings.data_dir, settings.upload_idle_timeout)
 
 
 def preload_previews(app: FastAPI) -> None:
@@ -64,6 +65,9 @@ async def every(seconds: float, task, *args) -> None:
 async def lifespan(app: FastAPI):
     settings, backend = app.state.settings, app.state.backend
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    removed = await run_in_threadpool(remove_dead_uploads, settings.data_dir, settings.upload_idle_timeout, True)
+    if removed:
+        log.warning("removed %d upload(s) a stopped gateway left incomplete", len(removed))
     tasks = [asyncio.create_task(every(CLEANUP_INTERVAL, sweep, app))]
     tasks.append(asyncio.create_task(run_in_threadpool(preload_previews, app)))
     if hasattr(backend, "recover"):  # a dead worker's job is retried even if nobody is asking about it
@@ -90,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings = settings or Settings()
     app.state.backend = make_backend(settings)
+    app.state.metas = JobMetas()
     app.state.uploads = UploadSlots(settings.max_concurrent_uploads, settings.max_concurrent_uploads_per_key)
     app.state.previews = Previewer(settings)
     app.state.metrics = Metrics(app.state.backend)

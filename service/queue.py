@@ -6,12 +6,18 @@ Both backends run the same job functions (``worker.jobs``) and describe jobs wit
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis.asyncio import ConnectionPool as AsyncConnectionPool
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError, RedisError
 from rq import Queue, worker_registration
 from rq.exceptions import NoSuchJobError
@@ -36,6 +42,8 @@ from worker.settings import CANCEL_TTL, cancel_key
 WORKER_BEAT_SLACK = 5
 """Seconds a worker's heartbeat may be late, past two heartbeat TTLs (an idle worker beats every TTL), before
 readiness and ``vinr_workers`` stop counting it."""
+STATUS_CONNECTIONS = 1024
+"""Most Redis connections a gateway's status reads open at once (one per read in flight; Redis takes 10,000)."""
 RECOVERY_LOCK = "vinr:lock:recover"
 """Redis lock held while abandoned jobs are requeued (one gateway thread at a time)."""
 
@@ -100,6 +108,15 @@ class RQBackend:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.redis = redis_connection(settings.redis_url)
+        # status reads; a connection Redis closed (a restart) is replaced once, at once, before it counts as away
+        pool = AsyncConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=STATUS_CONNECTIONS,
+            socket_connect_timeout=5,
+            retry=AsyncRetry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
+        )
+        self.aredis = AsyncRedis(connection_pool=pool)
         self.queue = Queue(settings.queue, connection=self.redis, serializer=JSONSerializer)
         self.outage_seen = float("-inf")  # time.monotonic() of the last Redis error seen
         self.turn = 0  # calls of recover_in_turn
@@ -227,6 +244,19 @@ class RQBackend:
             return JobState(state, progress, error_line(exc_string))
         return JobState(state, progress, result=job.return_value() if state is State.FINISHED else None)
 
+    async def quick_state(self, job_id: str) -> JobState | None:
+        """A status read in one Redis command, on the event loop: the job's status and meta. None where
+        ``state`` must look further (failed, segmented, canceled, gone). A canceled job's folder is deleted
+        with it, so its reads end in a 404 before they get here."""
+        status, meta = await self.aredis.hmget(Job.key_for(job_id), "status", "meta")
+        state = QUICK_STATES.get(status)
+        if state is None:
+            return None
+        meta = json.loads(meta) if meta else {}
+        if meta.get("segments") or meta.get("error"):
+            return None
+        return JobState(state, meta.get("progress", {}))
+
     def segments_state(self, job: Job) -> JobState:
         """A segmented job before its join: started once a segment has, progress summed over the segments;
         failed (and the rest stopped) as soon as one fails for good."""
@@ -325,6 +355,16 @@ class RQBackend:
         }
 
 
+QUICK_STATES = {
+    b"queued": State.QUEUED,
+    b"deferred": State.QUEUED,
+    b"scheduled": State.QUEUED,
+    b"started": State.STARTED,
+    b"finished": State.FINISHED,
+}
+"""RQ statuses a status read takes as they are (``RQBackend.quick_state``); the others go the long way."""
+
+
 class EmbeddedBackend:
     """Jobs run one at a time by a thread of the gateway process; state kept in memory."""
 
@@ -378,6 +418,11 @@ class EmbeddedBackend:
 
     def state(self, job_id: str) -> JobState | None:
         return self.jobs.get(job_id)
+
+    async def quick_state(self, job_id: str) -> JobState | None:
+        """The job's state from memory, unless it failed or is unknown (then its folder is read)."""
+        state = self.jobs.get(job_id)
+        return state if state is not None and state.state is not State.FAILED else None
 
     def cancel(self, job_id: str) -> None:
         with self.lock:

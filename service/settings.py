@@ -34,10 +34,13 @@ class Settings(WorkerSettings):
     """Times a job whose worker died is tried again."""
     upload_idle_timeout: float = 30.0
     """Seconds an upload may send nothing before it is dropped (408)."""
+    upload_min_rate: float = 16384.0
+    """Bytes a second an upload must average once it has run ``upload_idle_timeout`` seconds, else it is
+    dropped (408); 0: no minimum."""
     max_concurrent_uploads: int = 32
     """Uploads received at once, all keys together; more get 429."""
     max_concurrent_uploads_per_key: int = 8
-    """Uploads received at once per API key (without keys every client counts as one key); more get 429."""
+    """Uploads received at once per API key (without keys, per client address); more get 429."""
     segment_seconds: float = Field(30.0, ge=0)
     """Input seconds per segment of a long upsample: its segments run on any free workers and a killed
     worker loses only its segment; 0: never segment."""

@@ -13,12 +13,15 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
@@ -27,6 +30,8 @@ CHUNK = 1 << 20
 """Bytes per read when streaming a file out."""
 POLL = 0.25
 """Seconds between looks at a growing result file."""
+UPLOADING = "uploading"
+"""A job folder's mark while its upload is received: the receiving gateway's host and pid (JSON)."""
 
 
 class UploadTooLargeError(Exception):
@@ -64,7 +69,7 @@ class UploadSlots:
         if sum(self.active.values()) >= self.total:
             raise TooManyUploadsError(f"{self.total} uploads are being received; try again shortly")
         if self.active.get(owner, 0) >= self.per_key:
-            raise TooManyUploadsError(f"this key already has {self.per_key} uploads in progress")
+            raise TooManyUploadsError(f"this key (or address) already has {self.per_key} uploads in progress")
         self.active[owner] = self.active.get(owner, 0) + 1
         try:
             yield
@@ -72,6 +77,12 @@ class UploadSlots:
             self.active[owner] -= 1
             if not self.active[owner]:
                 del self.active[owner]
+
+
+def upload_key(request: Request, owner: str) -> str:
+    """Whose uploads count together against ``max_concurrent_uploads_per_key``: an API key's, or without keys
+    a client address's (behind a reverse proxy that is the proxy's: give clients keys there)."""
+    return owner or f"address {request.client.host if request.client else 'unknown'}"
 
 
 def private_file(path: Path, mode: str = "wb"):
@@ -101,12 +112,24 @@ class JobFiles:
         self.input = self.dir / "input"
         self.result = self.dir / "result.mp4"
         self.meta_path = self.dir / "job.json"
+        self.known: dict | None = None  # job.json as ``JobMetas`` read it for this request
 
     def create(self, meta: dict) -> None:
-        """The job's folder (0700, as is ``jobs/``) and its ``job.json``."""
+        """The job's folder (0700, as is ``jobs/``), its ``job.json`` and the ``UPLOADING`` mark that says
+        which gateway process is receiving it (until ``uploaded``)."""
         self.dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.dir.mkdir(mode=0o700)
+        with private_file(self.uploading, "w") as sink:
+            sink.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
         self.write_meta({**meta, "id": self.id, "created_at": time.time()})
+
+    @property
+    def uploading(self) -> Path:
+        return self.dir / UPLOADING
+
+    def uploaded(self) -> None:
+        """The upload is in and its job queued: the folder is a job's from now on."""
+        self.uploading.unlink(missing_ok=True)
 
     def write_meta(self, meta: dict) -> None:
         tmp = self.meta_path.with_suffix(".tmp")
@@ -119,6 +142,8 @@ class JobFiles:
         return redact(text, self.dir)
 
     def meta(self) -> dict | None:
+        if self.known is not None:
+            return self.known
         try:
             return json.loads(self.meta_path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -128,9 +153,40 @@ class JobFiles:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-async def body_chunks(request: Request, idle_timeout: float) -> AsyncIterator[bytes]:
-    """The request body as it arrives; UploadStalledError when nothing comes for ``idle_timeout`` seconds."""
+class JobMetas:
+    """``job.json`` of recent jobs, kept ``ttl`` seconds (it never changes once the upload is in), so a status
+    read opens no file. Used from the event loop only; the files are read in a thread."""
+
+    def __init__(self, size: int = 4096, ttl: float = 10.0):
+        self.size, self.ttl = size, ttl
+        self.entries: OrderedDict[str, tuple[float, dict]] = OrderedDict()
+
+    async def get(self, files: JobFiles) -> dict | None:
+        """The job's ``job.json``; None for no such job, or one whose upload is still being received."""
+        hit = self.entries.get(files.id)
+        if hit is not None and hit[0] > time.monotonic():
+            self.entries.move_to_end(files.id)
+            return hit[1]
+        meta = await run_in_threadpool(lambda: None if files.uploading.exists() else files.meta())
+        if meta is None:
+            self.entries.pop(files.id, None)
+            return None
+        self.entries[files.id] = (time.monotonic() + self.ttl, meta)
+        self.entries.move_to_end(files.id)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return meta
+
+    def forget(self, job_id: str) -> None:
+        self.entries.pop(job_id, None)
+
+
+async def body_chunks(request: Request, idle_timeout: float, min_rate: float = 0.0) -> AsyncIterator[bytes]:
+    """The request body as it arrives; UploadStalledError when nothing comes for ``idle_timeout`` seconds,
+    or when past the first ``idle_timeout`` seconds it has averaged under ``min_rate`` bytes a second (a
+    client trickling a byte now and then would otherwise hold its upload slot for as long as it likes)."""
     stream = request.stream()
+    started, received = time.monotonic(), 0
     while True:
         try:
             chunk = await asyncio.wait_for(anext(stream), idle_timeout)
@@ -138,10 +194,16 @@ async def body_chunks(request: Request, idle_timeout: float) -> AsyncIterator[by
             return
         except asyncio.TimeoutError:
             raise UploadStalledError(f"nothing received for {idle_timeout:g} s") from None
+        received += len(chunk)
+        elapsed = time.monotonic() - started
+        if min_rate > 0 and elapsed > idle_timeout and received < min_rate * elapsed:
+            raise UploadStalledError(f"{received / elapsed:.0f} bytes/s is under the minimum of {min_rate:g}")
         yield chunk
 
 
-async def receive_upload(request: Request, path: Path, limit: int, idle_timeout: float = 30.0) -> int:
+async def receive_upload(
+    request: Request, path: Path, limit: int, idle_timeout: float = 30.0, min_rate: float = 0.0
+) -> int:
     """Stream the request's video (multipart field ``file`` or the raw body) to ``path``; returns bytes.
 
     Nothing is held whole in memory or spooled elsewhere; past ``limit`` bytes it stops with
@@ -163,7 +225,7 @@ async def receive_upload(request: Request, path: Path, limit: int, idle_timeout:
             sink.write(data)
 
         try:
-            chunks = body_chunks(request, idle_timeout)
+            chunks = body_chunks(request, idle_timeout, min_rate)
             if content_type == b"multipart/form-data":
                 if not await receive_multipart(chunks, params.get(b"boundary", b""), write):
                     raise UploadMissingError("no multipart field named 'file'")
@@ -252,14 +314,54 @@ async def follow(path: Path, finished: Callable[[], Awaitable[bool]], timeout: f
 
 
 def job_folders(data_dir: Path) -> Iterator[tuple[JobFiles, dict | None]]:
-    """Every job folder under ``data_dir`` with its ``job.json`` (None while unreadable)."""
+    """Every job folder under ``data_dir`` with its ``job.json`` (None while unreadable), uploads still
+    being received left out."""
+    for files in all_folders(data_dir):
+        if not files.uploading.exists():
+            yield files, files.meta()
+
+
+def all_folders(data_dir: Path) -> Iterator[JobFiles]:
     jobs = Path(data_dir) / "jobs"
     if not jobs.is_dir():
         return
     for folder in jobs.iterdir():
         if JOB_ID.match(folder.name):
-            files = JobFiles(data_dir, folder.name)
-            yield files, files.meta()
+            yield JobFiles(data_dir, folder.name)
+
+
+def remove_dead_uploads(data_dir: Path, idle_timeout: float, starting: bool = False) -> list[str]:
+    """Delete the folders of uploads whose gateway is gone; returns their ids.
+
+    An upload is dead when nothing was written to it for ``idle_timeout`` + 60 s (a live one would have
+    been dropped by then), or, for a gateway ``starting`` on the host that received it, when the process
+    that received it is no longer running or had this process's pid (a container's gateway is always pid
+    1). Uploads of other live gateways sharing the volume are left alone.
+    """
+    removed = []
+    for files in all_folders(data_dir):
+        try:
+            mark = json.loads(files.uploading.read_text())
+            newest = max(p.stat().st_mtime for p in (files.dir, files.uploading, files.input) if p.exists())
+        except (OSError, ValueError):
+            continue  # no mark (a job's folder), or one being written or removed right now
+        ours = mark.get("host") == socket.gethostname()
+        gone = starting and ours and (mark.get("pid") == os.getpid() or not process_alive(mark.get("pid")))
+        if gone or time.time() - newest > idle_timeout + 60:
+            files.delete()
+            removed.append(files.id)
+    return removed
+
+
+def process_alive(pid) -> bool:
+    """Whether a process with this pid runs on this host."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def expired_jobs(data_dir: Path, ttl: float) -> list[str]:

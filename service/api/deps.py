@@ -12,21 +12,29 @@ from service.queue import EmbeddedBackend, RQBackend
 from service.settings import Settings
 from service.storage import JobFiles
 
+# The dependencies are coroutines: FastAPI runs a plain function in its thread pool, a hop that cost a status
+# read more than its own work.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_backend(request: Request) -> RQBackend | EmbeddedBackend:
+async def get_backend(request: Request) -> RQBackend | EmbeddedBackend:
     return request.app.state.backend
 
 
-def get_owner(
+async def get_owner(
     settings: Annotated[Settings, Depends(get_settings)],
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> str:
     """A stable id of the caller's API key (``""`` when the service has no keys)."""
+    return owner_of(settings, authorization, x_api_key)
+
+
+def owner_of(settings: Settings, authorization: str | None, x_api_key: str | None) -> str:
+    """``get_owner``'s answer (401 for a missing or wrong key when the service has keys)."""
     if not settings.api_keys:
         return ""
     key = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
@@ -41,10 +49,10 @@ def get_owner(
     return hashlib.sha256(given).hexdigest()[:32]
 
 
-def metrics_access(settings: Annotated[Settings, Depends(get_settings)], request: Request) -> None:
+async def metrics_access(settings: Annotated[Settings, Depends(get_settings)], request: Request) -> None:
     """/metrics needs a key when the service has keys, unless VINR_METRICS_PUBLIC is set."""
     if not settings.metrics_public:
-        get_owner(settings, request.headers.get("authorization"), request.headers.get("x-api-key"))
+        owner_of(settings, request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -52,15 +60,16 @@ BackendDep = Annotated[RQBackend | EmbeddedBackend, Depends(get_backend)]
 OwnerDep = Annotated[str, Depends(get_owner)]
 
 
-def owned_job(job_id: str, settings: SettingsDep, owner: OwnerDep) -> JobFiles:
+async def owned_job(job_id: str, request: Request, settings: SettingsDep, owner: OwnerDep) -> JobFiles:
     """The caller's job folder; 404 for unknown ids and for other keys' jobs alike."""
     try:
         files = JobFiles(settings.data_dir, job_id)
     except KeyError:
         raise HTTPException(404, f"no job {job_id!r}") from None
-    meta = files.meta()
+    meta = await request.app.state.metas.get(files)
     if meta is None or meta.get("owner", "") != owner:
         raise HTTPException(404, f"no job {job_id!r}")
+    files.known = meta
     return files
 
 

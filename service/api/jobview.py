@@ -19,7 +19,11 @@ from worker import runs
 
 
 async def job_state(backend, files: JobFiles) -> JobState:
-    """The backend's state of a job, reconciled with its folder (``reconcile``)."""
+    """The backend's state of a job, reconciled with its folder (``reconcile``): on the event loop in one
+    Redis round trip where that tells (queued, running, finished), else in a thread."""
+    quick = await backend.quick_state(files.id)
+    if quick is not None:
+        return quick
     return await run_in_threadpool(lambda: reconcile(files, backend.state(files.id), backend.lost))
 
 

@@ -22,6 +22,7 @@ from service.storage import (
     new_job_id,
     receive_upload,
     redact,
+    upload_key,
 )
 from worker.errors import VinrError
 
@@ -62,12 +63,19 @@ async def submit(
 ) -> JSONResponse | StreamingResponse:
     """Create the job folder, receive and ``check`` the upload, queue the job; any failure removes the folder."""
     try:
-        with request.app.state.uploads.slot(owner):
+        with request.app.state.uploads.slot(upload_key(request, owner)):
             files = JobFiles(settings.data_dir, new_job_id())
             await run_in_threadpool(files.create, {"kind": kind, "owner": owner, "params": params})
             try:
-                await receive_upload(request, files.input, settings.max_upload_bytes, settings.upload_idle_timeout)
+                await receive_upload(
+                    request,
+                    files.input,
+                    settings.max_upload_bytes,
+                    settings.upload_idle_timeout,
+                    settings.upload_min_rate,
+                )
                 await run_in_threadpool(check, files.input)
+                files.uploaded()  # before the job can run: a folder with the mark may be removed as dead
                 await run_in_threadpool(backend.enqueue, files.id, kind, str(files.dir), params)
             except BaseException as exc:
                 files.delete()

@@ -16,6 +16,7 @@ def make_job(settings: Settings, age_s: float, state: State | None, backend) -> 
     files.create({"kind": "upsample", "params": {}})
     files.write_meta({**files.meta(), "created_at": time.time() - age_s})
     files.input.write_bytes(b"uploaded")
+    files.uploaded()
     if state is not None:
         backend.jobs[files.id] = JobState(state)
     return files

@@ -281,3 +281,91 @@ def client_backend(settings):
 
 def client_queue(client) -> str:
     return client.get("/readyz").json()["detail"].split("'")[1]
+
+
+def test_a_killed_gateways_half_upload_is_removed_when_a_gateway_starts(tmp_path, models_dir):
+    """SIGKILL a gateway mid-upload: the next gateway on the data removes the folder as it starts (it was
+    listed as a failed job, "record gone", until the 24 h sweep)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.service.conftest import free_port
+
+    env = {**os.environ, "VINR_DATA_DIR": str(tmp_path / "data"), "VINR_MODELS_DIR": str(models_dir)}
+    jobs = tmp_path / "data" / "jobs"
+
+    def gateway() -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env)
+        wait_for(lambda: _answers(httpx, port), timeout=60)
+        return proc, port
+
+    first, port = gateway()
+    sock = socket.create_connection(("127.0.0.1", port))
+    try:
+        sock.sendall(
+            b"POST /upsample?model=tiny HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\n"
+            b"Content-Length: 1000000\r\n\r\n" + b"0" * 1000
+        )
+        wait_for(lambda: jobs.is_dir() and any(jobs.iterdir()), timeout=10)
+        first.kill()
+        first.wait(timeout=10)
+    finally:
+        sock.close()
+    assert len(list(jobs.iterdir())) == 1
+    second, port = gateway()
+    try:
+        assert list(jobs.iterdir()) == []
+        assert httpx.get(f"http://127.0.0.1:{port}/jobs").json()["jobs"] == []
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+
+
+def test_uploads_are_capped_per_client_address_without_keys(serve, clip_with_audio, tmp_path):
+    """Without API keys a slow client holds its own address's upload slots, not everyone's."""
+    import socket
+
+    import httpx
+
+    client = serve(max_concurrent_uploads_per_key=1)
+    port = client.base_url.port
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"POST /upsample?model=tiny HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n0123")
+    try:
+        wait_for(lambda: any((tmp_path / "data" / "jobs").glob("*")), timeout=10)
+        assert post_video(client, clip_with_audio, {"model": "tiny"}).status_code == 429
+        other = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=60
+        )
+        assert post_video(other, clip_with_audio, {"model": "tiny"}).status_code == 202
+    finally:
+        sock.close()
+
+
+def test_an_upload_trickling_under_the_minimum_rate_is_dropped(serve, tmp_path):
+    """One small chunk a second keeps an upload from going idle; under VINR_UPLOAD_MIN_RATE it is a 408."""
+    import socket
+
+    client = serve(upload_idle_timeout=2, upload_min_rate=10_000)
+    sock = socket.create_connection(("127.0.0.1", client.base_url.port))
+    sock.sendall(b"POST /upsample?model=tiny HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+    started = time.monotonic()
+    answer = b""
+    try:
+        sock.settimeout(0.5)
+        while not answer and time.monotonic() - started < 20:
+            sock.sendall(b"0" * 100)
+            try:
+                answer = sock.recv(4096)
+            except TimeoutError:
+                time.sleep(0.5)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 408") and b"minimum" in answer, answer
+    assert time.monotonic() - started < 10
+    assert not list((tmp_path / "data" / "jobs").glob("*"))

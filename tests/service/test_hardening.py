@@ -98,6 +98,7 @@ def test_gateway_answers_503_with_retry_after_while_redis_is_down(serve, clip_wi
     assert job_folders(tmp_path) == []  # no orphan folder
     files = JobFiles(tmp_path / "data", "A" * 22)
     files.create({"kind": "upsample", "owner": "", "params": {}})
+    files.uploaded()
     for path in ("/jobs/" + files.id, f"/jobs/{files.id}/result", "/metrics"):
         response = client.get(path)
         assert response.status_code == 503 and response.headers["retry-after"], (path, response.text)

@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
@@ -49,9 +49,11 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
-async def get_job(files: JobDep, backend: BackendDep) -> JobOut:
+async def get_job(files: JobDep, backend: BackendDep) -> Response:
     """A job's state, progress (frames, speed, ETA) and error."""
-    return job_out(files, await job_state(backend, files))
+    # the model's own JSON: FastAPI's response_model pass (validation, jsonable_encoder) cost more than the read
+    body = job_out(files, await job_state(backend, files)).model_dump_json()
+    return Response(body, media_type="application/json")
 
 
 @router.get(
@@ -111,8 +113,9 @@ async def job_result(files: JobDep, backend: BackendDep, settings: SettingsDep):
 
 
 @router.delete("/{job_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
-async def delete_job(files: JobDep, backend: BackendDep) -> Response:
+async def delete_job(files: JobDep, backend: BackendDep, request: Request) -> Response:
     """Cancel a queued or running job and delete its files."""
+    request.app.state.metas.forget(files.id)
     await run_in_threadpool(backend.cancel, files.id)
     await run_in_threadpool(files.delete)
     return Response(status_code=204)

@@ -22,7 +22,7 @@ from service.api.deps import OwnerDep, SettingsDep
 from service.api.routes.upsample import SizeAndRate
 from service.api.submit import upload_body, upload_error
 from service.schemas import InputInfo, Limits, PreviewOut, Problem
-from service.storage import TooManyUploadsError, receive_upload
+from service.storage import TooManyUploadsError, receive_upload, upload_key
 from worker.media import VideoReader
 from worker.pipeline import MAX_FPS, MAX_SCALE, MAX_SIDE
 from worker.preview import Preview, png_bytes
@@ -63,11 +63,13 @@ async def temporary_upload(request: Request, settings, owner: str) -> AsyncItera
     """The request's video in a private folder of its own, removed afterwards; errors as ``POST /upsample``'s."""
     previewer = request.app.state.previews
     try:
-        with request.app.state.uploads.slot(owner):
+        with request.app.state.uploads.slot(upload_key(request, owner)):
             folder = await run_in_threadpool(previewer.folder)
             try:
                 source = folder / "input"
-                await receive_upload(request, source, settings.max_upload_bytes, settings.upload_idle_timeout)
+                await receive_upload(
+                    request, source, settings.max_upload_bytes, settings.upload_idle_timeout, settings.upload_min_rate
+                )
                 yield source
             except BaseException as exc:
                 error = upload_error(exc, folder)
