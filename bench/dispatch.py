@@ -20,7 +20,10 @@ pair; 540p -> 1080p: one output time per pair) for 24 GB of device memory.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +75,29 @@ class DispatchCount(TorchDispatchMode):
         return out
 
 
+@contextlib.contextmanager
+def watching_constructors(counter: DispatchCount) -> Iterator[None]:
+    """Count ``torch.tensor(..., device=D)`` and ``Tensor.new_tensor`` off the CPU as waits: they copy host
+    data to the device below the dispatcher (no ATen call to see), with a blocking copy that synchronises."""
+    tensor, new_tensor = torch.tensor, torch.Tensor.new_tensor
+
+    def counted(make):
+        @functools.wraps(make)
+        def made(*args, **kwargs):
+            out = make(*args, **kwargs)
+            if out.device.type != "cpu":
+                counter.waits += 1
+            return out
+
+        return made
+
+    torch.tensor, torch.Tensor.new_tensor = counted(tensor), counted(new_tensor)
+    try:
+        yield
+    finally:
+        torch.tensor, torch.Tensor.new_tensor = tensor, new_tensor
+
+
 @dataclass
 class FrameCounts:
     """Per output frame, averaged over a run of several pairs."""
@@ -102,7 +128,7 @@ def count(
     rng = np.random.default_rng(0)
     stamps = [k / times for k in range(times)]
     counter, frames = DispatchCount(), 0
-    with counter:
+    with counter, watching_constructors(counter):
         previous = upsampler.features(rng.random((*low, 3), dtype=np.float32))
         for _ in range(pairs):
             current = upsampler.features(rng.random((*low, 3), dtype=np.float32))

@@ -191,7 +191,7 @@ def warp_pair(feat0: torch.Tensor, feat1: torch.Tensor, flow: torch.Tensor) -> t
     """``feat1`` warped by ``flow[:, :2]`` and ``feat0`` by ``flow[:, 2:]`` (``backward_warp`` twice).
 
     Inference off the CPU kernels (a GPU, or ``portable_ops``) makes both in one ``grid_sample`` over a
-    batch of two, its grid built from two ``linspace`` rows: 17 ATen calls where two ``backward_warp``
+    batch of two, its grid built from two ``linspace`` rows: 18 ATen calls where two ``backward_warp``
     calls make 68 (the host's dispatch, not the device, is what a GPU waits on at these sizes).
     """
     if cpu_inference(feat0) or torch.is_grad_enabled() or tracing():
@@ -205,7 +205,7 @@ def warp_pair(feat0: torch.Tensor, feat1: torch.Tensor, flow: torch.Tensor) -> t
     xs = torch.linspace(1 / w - 1, 1 - 1 / w, w, **like)
     ys = torch.linspace(1 / h - 1, 1 - 1 / h, h, **like)
     base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (h, w, 2)
-    steps = torch.tensor([2 / w, 2 / h], **like)
+    steps = on_device([2 / w, 2 / h], flow.device, flow.dtype)
     grid = torch.addcmul(base, flow.reshape(2 * batch, 2, h, w).permute(0, 2, 3, 1), steps)
     out = F.grid_sample(images, grid.to(images.dtype), padding_mode="border", align_corners=False)
     out = out.view(batch, 2, channels, h, w)
