@@ -34,7 +34,7 @@ class Settings(WorkerSettings):
     """Times a job whose worker died is tried again."""
     upload_idle_timeout: float = 30.0
     """Seconds an upload may send nothing before it is dropped (408)."""
-    upload_min_rate: float = 16384.0
+    upload_min_rate: float = 8192.0
     """Bytes a second an upload must average once it has run ``upload_idle_timeout`` seconds, else it is
     dropped (408); 0: no minimum."""
     max_concurrent_uploads: int = 32
