@@ -20,8 +20,8 @@ def ready_workers(client) -> int:
 
 
 def test_an_idle_worker_stops_at_once_on_sigterm(serve, worker):
-    """A warm shutdown of an idle worker takes well under a second (it used to start working again and
-    wait for SIGKILL)."""
+    """A warm shutdown of an idle worker ends the process at once (it used to start working again and wait
+    for SIGKILL); the bound leaves room for a loaded machine."""
     client = serve(redis_url=REDIS_URL, heartbeat_ttl=4)
     proc = worker(heartbeat_ttl=4)
     wait_for(lambda: ready_workers(client) == 1, timeout=60)
@@ -29,7 +29,7 @@ def test_an_idle_worker_stops_at_once_on_sigterm(serve, worker):
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 3  # 0.5 s here, most of it the interpreter's teardown
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
