@@ -245,22 +245,21 @@ def run_lanczos_rife(source: Path, output: Path, plan, args: argparse.Namespace)
     model = rife.load().to(device)
     started, written = time.perf_counter(), 0
     options = OutputOptions(preset="medium", encoder_kind=args.encoder)
-    with VideoReader(source) as reader:
-        step = 1.0 / float(plan.fps)
-        with VideoWriter(output, plan.width, plan.height, plan.fps, options, cuda=device.type == "cuda") as writer:
-            previous = None
-            for frame in lanczos_frames(source, plan.width, plan.height):
-                current = torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float() / 255
-                if previous is not None:
-                    for image in [previous, *rife.interpolate(model, previous, current, k)]:
-                        writer.write(image[0].permute(1, 2, 0).cpu().numpy(), written * step)
-                        written += 1
-                previous = current
-            for _ in range(k):
-                writer.write(previous[0].permute(1, 2, 0).cpu().numpy(), written * step)
-                written += 1
-            writer.close()
-        del reader
+    step = 1.0 / float(plan.fps)
+    cuda = device.type == "cuda"
+    with VideoWriter(output, plan.width, plan.height, plan.fps, options, audio_from=source, cuda=cuda) as writer:
+        previous = None
+        for frame in lanczos_frames(source, plan.width, plan.height):
+            current = torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float() / 255
+            if previous is not None:
+                for image in [previous, *rife.interpolate(model, previous, current, k)]:
+                    writer.write(image[0].permute(1, 2, 0).cpu().numpy(), written * step)
+                    written += 1
+            previous = current
+        for _ in range(k):  # the last input frame holds, as vinr's output does
+            writer.write(previous[0].permute(1, 2, 0).cpu().numpy(), written * step)
+            written += 1
+        writer.close()
     seconds = time.perf_counter() - started
     label = f"lanczos + RIFE HDv3 ({args.device})"
     return label, written, seconds, written * plan.width * plan.height / 1e6 / seconds, " | ".join("-" * len(STAGES))
