@@ -20,9 +20,9 @@ from torch import nn
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 """Folder of the served checkpoints (``NAME.safetensors`` + ``NAME.json``)."""
 DEFAULT_MODEL = "videoinr-s48"
-"""The checkpoint ``vinr upsample``, the API and the workers use when none is named (from stop 37: the 48-wide
-network, which meets issue #10's quality targets and, with the CPU inference kernels, its speed target on the
-machine measured; ``videoinr-s`` (v4) is the faster, slightly weaker choice)."""
+"""The checkpoint ``vinr upsample``, the API and the workers use when none is named: the 48-wide network, which
+meets issue #10's quality targets and, with the CPU inference kernels, its speed target on the machine measured
+(docs/quality.md); ``videoinr-s`` (v4) is the faster, slightly weaker choice."""
 
 _BUILTIN_MODULES = {"videoinr": "models.videoinr.network", "dnerv": "models.dnerv.network"}
 """Model name -> module that registers it, imported on first use (nothing runs at import time)."""

@@ -380,7 +380,7 @@ def card(args: argparse.Namespace, argv: list[str] | None, info: dict, metrics: 
     return {
         "preset": args.preset,
         "data": manifest or str(args.data),
-        # what built the data (recorded by models.videoinr.data since stop 32; older sets: its default command)
+        # what built the data (models.videoinr.data records it; a set without a record: its default command)
         "data_command": manifest.get("command", f"python -m models.videoinr.data --out {args.data}"),
         "command": "python -m models.videoinr.train " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "steps": info["step"],
