@@ -98,7 +98,8 @@ PRESETS: dict[str, VideoINRConfig] = {
 4-level flow pyramid; checkpoint ``videoinr-s-v3`` holds v3's weights); ``videoinr-s-v2`` (64-wide GELU MLPs)
 and ``videoinr-s-v1`` (whose SpatialINR also reads t) stay loadable. ``videoinr-s48`` is ``videoinr-s`` with
 48-wide SpatialINR and decoder MLPs, trained from v4 through ``widen``; its checkpoint is the default
-(``models.registry.DEFAULT_MODEL``, docs/quality.md). All are small enough for CPU inference; ``videoinr-m`` is for GPUs."""
+(``models.registry.DEFAULT_MODEL``, docs/quality.md). All are small enough for CPU inference; ``videoinr-m``
+is for GPUs."""
 
 
 class ResBlock(nn.Module):
