@@ -38,7 +38,8 @@ from worker.runtime import ModelCache
 from worker.segments import SegmentPlan, make_plan, plan_frame_segments
 from worker.settings import CANCEL_TTL, cancel_key
 
-"""States a job never leaves."""
+WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+"""RQ statuses of a job that has not started: canceling one takes it out of the queue."""
 WORKER_BEAT_SLACK = 5
 """Seconds a worker's heartbeat may be late, past two heartbeat TTLs (an idle worker beats every TTL), before
 readiness and ``vinr_workers`` stop counting it."""
@@ -298,9 +299,9 @@ class RQBackend:
                 child = Job.fetch(child_id, connection=self.redis, serializer=JSONSerializer)
             except NoSuchJobError:
                 continue
-            if child.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+            if child.get_status() in WAITING:
                 child.cancel()
-        if job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+        if job.get_status() in WAITING:
             job.cancel()
 
     def cancel(self, job_id: str) -> None:
@@ -311,7 +312,7 @@ class RQBackend:
             return
         if job.meta.get("segments"):
             self.cancel_segments(job)
-        elif job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+        elif job.get_status() in WAITING:
             job.cancel()
 
     def ready(self) -> tuple[bool, str]:
