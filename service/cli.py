@@ -17,6 +17,7 @@ from pathlib import Path
 
 from models.registry import DEFAULT_MODEL
 from worker.errors import InputError, OutputError, ParameterError, VinrError
+from worker.jobs import eta_seconds
 from worker.media import ENCODER_KINDS, OUTPUT_CODECS, OutputOptions, VideoReader
 from worker.pipeline import UpsampleRequest, load_upsampler, run_upsample
 from worker.preview import COMPARISONS, png_bytes, render_preview
@@ -42,7 +43,7 @@ class ProgressBar:
             return
         self.shown_at, self.shown_decile = now, decile
         speed = done / max(now - self.started, 1e-9)
-        eta = (total - done) / speed if speed > 0 else 0
+        eta = eta_seconds(done, total, speed) or 0
         unit = "steps" if extra else "frames"
         line = (
             f"{self.label} {done}/{total} {unit} {100 * done / max(total, 1):3.0f}% "

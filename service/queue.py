@@ -32,7 +32,7 @@ from service.states import CANCELED_BY_REQUEST, State
 from worker import durations
 from worker.durations import MemoryDurations
 from worker.errors import CanceledError
-from worker.jobs import JOB_FUNCTIONS, JobContext, run_job, upsample_request
+from worker.jobs import JOB_FUNCTIONS, JobContext, eta_seconds, run_job, upsample_request
 from worker.process import redis_connection
 from worker.runtime import ModelCache
 from worker.segments import SegmentPlan, make_plan, plan_frame_segments
@@ -281,7 +281,7 @@ class RQBackend:
                 begun = True
                 done += progress.get("frames_done", 0)
                 fps += (progress.get("fps") or 0.0) if status == JobStatus.STARTED else 0.0
-        eta = round((total - done) / fps, 1) if fps > 0 else None
+        eta = round(eta, 1) if (eta := eta_seconds(done, total, fps)) is not None else None
         progress = {"frames_done": done, "frames_total": total, "fps": round(fps, 3) or None, "eta_s": eta}
         return JobState(State.STARTED if begun else State.QUEUED, progress)
 

@@ -74,6 +74,11 @@ def upsample_request(
     )
 
 
+def eta_seconds(done: float, total: float, rate: float) -> float | None:
+    """Seconds left to reach ``total`` from ``done`` at ``rate`` a second (None while the rate is unknown)."""
+    return max(0.0, total - done) / rate if rate > 0 else None
+
+
 def progress_reporter(report: Callable[[dict], None]) -> Callable[[int, int], None]:
     """Turn (frames done, total) calls into throttled reports with speed and ETA."""
     started, last = time.monotonic(), [0.0]
@@ -89,7 +94,7 @@ def progress_reporter(report: Callable[[dict], None]) -> Callable[[int, int], No
                 "frames_done": done,
                 "frames_total": total,
                 "fps": round(fps, 3),
-                "eta_s": round((total - done) / fps, 1) if fps > 0 else None,
+                "eta_s": round(eta, 1) if (eta := eta_seconds(done, total, fps)) is not None else None,
             }
         )
 
