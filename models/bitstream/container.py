@@ -7,8 +7,8 @@ Byte layout (all integers little-endian)::
     4      1     version (4; files of versions 1 to 3 are read too)
     5      1     codec id (1 = NRFF, 2 = D-NeRV)
     6      2     section count n (<= MAX_SECTIONS)
-    8      2     width  (1 .. MAX_SIDE)
-    10     2     height (1 .. MAX_SIDE)
+    8      2     width  (1 .. MAX_VIDEO_SIDE)
+    10     2     height (1 .. MAX_VIDEO_SIDE)
     12     4     frame count (1 .. MAX_FRAMES)
     16     4     frame rate numerator   (1 .. 1_000_000)
     20     4     frame rate denominator (1 .. 1_000_000)
@@ -46,8 +46,9 @@ a version-3 reader would misread the RESD section). Every earlier version is sti
 READABLE = (1, 2, 3, 4)
 NEURAL_CODECS = {1: "nrff", 2: "dnerv"}
 """Codec id -> name."""
-MAX_SIDE = 8192
-"""Largest width or height accepted, pixels."""
+MAX_VIDEO_SIDE = 8192
+"""Largest width or height of a video a bitstream holds, pixels (the upsampler's output limit is
+``worker.pipeline.MAX_SIDE``)."""
 MAX_FRAMES = 100_000
 """Largest frame count accepted."""
 MAX_PIXELS = 2 * 10**9
@@ -104,8 +105,8 @@ def check_header(h: Header) -> None:
     """Refuse sizes beyond the limits (for writing and reading alike)."""
     if h.codec not in NEURAL_CODECS.values():
         raise BitstreamError(f"check_header: unknown codec {h.codec!r}")
-    if not (1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE):
-        raise BitstreamError(f"check_header: size {h.width}x{h.height} outside 1..{MAX_SIDE}")
+    if not (1 <= h.width <= MAX_VIDEO_SIDE and 1 <= h.height <= MAX_VIDEO_SIDE):
+        raise BitstreamError(f"check_header: size {h.width}x{h.height} outside 1..{MAX_VIDEO_SIDE}")
     if not 1 <= h.frames <= MAX_FRAMES:
         raise BitstreamError(f"check_header: {h.frames} frames outside 1..{MAX_FRAMES}")
     if h.width * h.height * h.frames > MAX_PIXELS:
