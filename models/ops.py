@@ -212,13 +212,18 @@ def warp_pair(feat0: torch.Tensor, feat1: torch.Tensor, flow: torch.Tensor) -> t
     return out[:, 0], out[:, 1]
 
 
+COLOUR_MATRICES = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114)}
+"""(Kr, Kb) of the YUV matrices we write, by FFmpeg's colour space number (BT.709; BT.601 as 470BG or 170M)."""
+
+
 def rgb_to_yuv420(rgb: torch.Tensor, matrix: int, bits: int = 8) -> torch.Tensor:
     """Planar limited-range 4:2:0 YUV of an RGB frame ``(3, H, W)`` in [0, 1] (H, W even), as one array
     ``(3 H / 2, W)``: Y, then U, then V rows (what ``av.VideoFrame.from_ndarray`` takes for ``yuv420p`` and
     ``yuv420p10le``); uint8 for 8 bits, int16 holding 10-bit values otherwise.
 
     ``matrix`` is FFmpeg's colour space number: 1 BT.709, 5/6 BT.601. Chroma is the 2x2 mean (centre
-    sited), what FFmpeg's swscale writes for this conversion (within one level, tests/models/test_ops.py).
+    sited), what FFmpeg's swscale writes for this conversion (within one 8-bit level; at 10 bits white is
+    940 as the standards say, where swscale writes 943: tests/models/test_device_path.py).
     """
     kr, kb = COLOUR_MATRICES[matrix]
     r, g, b = rgb.clamp(0, 1).unbind(0)
@@ -230,10 +235,6 @@ def rgb_to_yuv420(rgb: torch.Tensor, matrix: int, bits: int = 8) -> torch.Tensor
     uv = chroma.mul(224 * peak).add_(128 * peak)
     planes = torch.cat([y.flatten(), uv.flatten()]).round_()
     return planes.to(torch.uint8 if bits == 8 else torch.int16).view(-1, rgb.shape[-1])
-
-
-COLOUR_MATRICES = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114)}
-"""(Kr, Kb) of the YUV matrices we write, by FFmpeg's colour space number (BT.709; BT.601 as 470BG or 170M)."""
 
 
 def resize_flow(flow: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

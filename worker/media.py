@@ -76,10 +76,9 @@ TIME_BASE = Fraction(1, 90000)
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof+delay_moov", "flush_packets": "1"}
 """Muxer options of a fragmented MP4 that a client can play while it grows. ``delay_moov`` writes the moov
 when the first fragment is cut, so its edit list knows the encoder's B-frame delay and the first frame
-shows at 0, as in a plain MP4 (an moov written before any frame started the video 2 frames late, so the
-audio's length and the first frame interval read differently from the same job's plain file; negative
-composition offsets did not fix it). ``flush_packets``: each fragment reaches the file (and a streaming
-client) as soon as it is muxed."""
+shows at 0, as in a plain MP4: a moov written before any frame cannot, and the video would start at the
+encoder's delay. ``flush_packets``: each fragment reaches the file (and a streaming client) as soon as it
+is muxed."""
 
 
 @dataclass(frozen=True)
@@ -397,7 +396,6 @@ class VideoWriter:
         check_encodable(options.encoder, width, height, self.pix_fmt)
         encoder, why = choose_encoder(options, width, height, self.pix_fmt, cuda)
         log.info("VideoWriter: encoding with %s (%s)", encoder, why)
-        self.encoder = encoder
         self.atomic = atomic
         self.path = self._partial_path() if atomic else self.target
         self._open(muxer, encoder, width, height, fps, options)
@@ -471,17 +469,18 @@ class VideoWriter:
         dtype = np.uint16 if self.high_bit_depth else np.uint8
         pixels = np.clip(np.rint(image * peak), 0, peak).astype(dtype)
         frame = av.VideoFrame.from_ndarray(pixels, format=self.rgb_format)
+        layout = self.stream.pix_fmt  # the output format in the encoder's layout: one conversion, not two
         if av.VideoFormat(self.pix_fmt).is_rgb:
-            frame = frame.reformat(format=self.pix_fmt)
+            frame = frame.reformat(format=layout)
         else:
             frame = frame.reformat(
-                format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=1, interpolation="BICUBIC"
+                format=layout, dst_colorspace=self.matrix, dst_color_range=1, interpolation="BICUBIC"
             )
         self._encode(frame, time)
 
     def _encode(self, frame: av.VideoFrame, time: float) -> None:
         """Encode and mux ``frame`` at ``time`` seconds (timestamps strictly increasing), then the audio up to it."""
-        if frame.format.name != self.stream.pix_fmt:  # NVENC's layout of the same samples
+        if frame.format.name != self.stream.pix_fmt:  # planes made on a GPU, for NVENC's layout of the samples
             frame = frame.reformat(format=self.stream.pix_fmt)
         pts = round(time / TIME_BASE)
         first = self.last_pts is None
