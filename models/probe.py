@@ -9,16 +9,14 @@ keyframes are not is refused here rather than in the job.
 from __future__ import annotations
 
 import dataclasses
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
 
+from models import codecs
 from models.bitstream import container, keyframes
 from models.bitstream.container import BitstreamError
-from models.bitstream.library import UnknownVideoError, choose_video
+from models.bitstream.library import UnknownVideoError
+from models.codecs import Probe, read_at
 
 __all__ = [
     "FrameRangeError",
@@ -47,63 +45,8 @@ class OutputLimitError(ValueError):
     """The decoded output would pass a limit the caller set."""
 
 
-@dataclass(frozen=True)
-class Probe:
-    """The video a decode would produce."""
-
-    header: container.Header
-    video: int
-    name: str | None
-    frames: int
-    fps: Fraction
-
-    start: int = 0
-    stop: int = 0
-    """The frame range to decode, half-open (the whole video unless a range was asked for)."""
-    size: tuple[int, int] | None = None
-    """The chosen video's (width, height) where it differs from the header's (a D-NeRV library)."""
-
-    @property
-    def width(self) -> int:
-        return self.size[0] if self.size else self.header.width
-
-    @property
-    def height(self) -> int:
-        return self.size[1] if self.size else self.header.height
-
-
-def read_at(handle: BinaryIO, offset: int, length: int) -> bytes:
-    handle.seek(offset)
-    data = handle.read(length)
-    if len(data) != length:
-        raise BitstreamError("probe: the file changed while it was read")
-    return data
-
-
-def dnerv_keyframes(handle: BinaryIO, section: tuple[int, int], videos: int, chosen: int) -> bytes:
-    """One video's keyframe payload from a D-NeRV KEYF section (index read first, then only that slice)."""
-    offset, length = section
-    index_size = 4 + 8 * videos
-    if length < index_size:
-        raise BitstreamError("probe: the KEYF index is truncated")
-    (count,) = struct.unpack("<I", read_at(handle, offset, 4))
-    if count != videos:
-        raise BitstreamError(f"probe: KEYF has {count} entries for {videos} videos")
-    start, size = struct.unpack("<II", read_at(handle, offset + 4 + 8 * chosen, 8))
-    if start < index_size or start + size > length:
-        raise BitstreamError(f"probe: KEYF entry {chosen} points outside the section")
-    return read_at(handle, offset + start, size)
-
-
 def probe_file(path: str | Path, video: str | None = None) -> Probe:
     """Verify ``path`` and describe the video it decodes to; BitstreamError, UnknownVideoError."""
-    from models.dnerv.base import check_base
-    from models.dnerv.decode import read_config as dnerv_config
-    from models.dnerv.decode import weights_section as dnerv_weights
-    from models.dnerv.network import keyframe_indices as dnerv_key_indices
-    from models.nrff.decode import read_config as nrff_config
-    from models.nrff.network import keyframe_indices as nrff_key_indices
-
     path = Path(path)
     with path.open("rb") as handle:
         header, sections = container.scan(handle, path.stat().st_size)
@@ -114,31 +57,17 @@ def probe_file(path: str | Path, video: str | None = None) -> Probe:
         if conf_length > 1 << 20:
             raise BitstreamError("probe: the CONF section is too large")
         conf = read_at(handle, conf_offset, conf_length)
-        if header.codec == "nrff":
-            config = nrff_config(conf)
-            weights = "WGTS"
-            payload = read_at(handle, *sections["KEYF"])
-            count = len(nrff_key_indices(header.frames, config["gop"]))
-            probe = Probe(header, 0, None, header.frames, header.fps, 0, header.frames)
-        else:
-            config = dnerv_config(conf, header)
-            weights = dnerv_weights(config)
-            if config.get("base"):  # a base this vinr does not ship, or another version of it, is refused now
-                check_base(config["base"]["name"], config["base"]["sha256"])
-            videos = config["videos"]
-            chosen = choose_video(videos, video)
-            entry = videos[chosen]
-            payload = dnerv_keyframes(handle, sections["KEYF"], len(videos), chosen)
-            count = len(dnerv_key_indices(entry["frames"], config["gop"]))
-            size = (entry["width"], entry["height"])
-            probe = Probe(
-                header, chosen, entry["name"], entry["frames"], Fraction(*entry["fps"]), 0, entry["frames"], size
-            )
-    if weights not in sections:
-        raise BitstreamError(f"probe: missing section {weights}")
-    decoded = keyframes.decode(payload, probe.width, probe.height, max_frames=count)
-    if len(decoded) != count:
-        raise BitstreamError(f"probe: {len(decoded)} keyframes where {count} are needed")
+        try:
+            codec = codecs.get(header.codec)
+        except ValueError as exc:
+            raise BitstreamError(f"probe: {exc}") from exc
+        probed = codec.probe(handle, header, sections, conf, video)
+    if probed.weights not in sections:
+        raise BitstreamError(f"probe: missing section {probed.weights}")
+    probe = probed.probe
+    decoded = keyframes.decode(probed.keyframes, probe.width, probe.height, max_frames=probed.keyframe_count)
+    if len(decoded) != probed.keyframe_count:
+        raise BitstreamError(f"probe: {len(decoded)} keyframes where {probed.keyframe_count} are needed")
     return probe
 
 

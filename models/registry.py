@@ -52,7 +52,7 @@ def make(spec: dict[str, Any]) -> nn.Module:
     if name not in _MODELS:
         raise CheckpointError(f"make: unknown model {name!r}; known: {sorted(_BUILTIN_MODULES)}")
     model = _MODELS[name](**spec.get("args", {}))
-    model.spec = {"name": name, "args": dict(spec.get("args", {}))}
+    model.spec = {"name": name, "args": dict(spec.get("args", {}))}  # type: ignore[assignment]  # plain data on a Module
     return model
 
 
@@ -109,5 +109,5 @@ def load(name_or_path: str | Path, device: str | torch.device = "cpu", dtype: to
         model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"load: {weights} does not match its spec: {exc}") from exc
-    model.card = card
+    model.card = card  # type: ignore[assignment]
     return model.to(device=device, dtype=dtype).eval()

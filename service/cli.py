@@ -12,14 +12,15 @@ import logging
 import shutil
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
+from models import codecs
 from models.registry import DEFAULT_MODEL
 from worker.errors import InputError, OutputError, ParameterError, VinrError
 from worker.jobs import eta_seconds
 from worker.media import ENCODER_KINDS, OUTPUT_CODECS, OutputOptions, VideoReader
-from worker.pipeline import UpsampleRequest, load_upsampler, run_upsample
+from worker.pipeline import load_upsampler, run_upsample
+from worker.planning import UpsampleRequest
 from worker.preview import COMPARISONS, png_bytes, render_preview
 from worker.runtime import BACKENDS
 from worker.segments import run_segmented
@@ -202,15 +203,15 @@ def cmd_encode(args: argparse.Namespace) -> int:
     result = run_encode(
         args.input,
         output,
-        args.codec,
-        args.bpp,
-        args.minutes,
-        args.steps,
-        args.device,
-        args.segment,
-        report,
-        args.weight_bits,
-        args.residual_share,
+        codec=args.codec,
+        bpp=args.bpp,
+        minutes=args.minutes,
+        steps=args.steps,
+        device=args.device,
+        segment=args.segment,
+        progress=report,
+        weight_bits=args.weight_bits,
+        residual_share=args.residual_share,
     )
     if bar:
         bar.finish()
@@ -310,19 +311,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"{key}: {value}")
         for tag, payload in stream.sections.items():
             print(f"section {tag}: {len(payload)} bytes")
-        if stream.header.codec == "dnerv":
-            from models.dnerv.decode import read_config
 
-            try:
-                config = read_config(stream.sections.get("CONF", b""), stream.header)
-            except BitstreamError as exc:
-                raise InputError(f"info: {args.file}: {exc}") from exc
-            print(f"keyframes: every {config['gop']} frames")
-            for index, video in enumerate(config["videos"]):
-                print(
-                    f"video {index}: {video['name']} ({video['width']}x{video['height']}, {video['frames']} frames, "
-                    f"{Fraction(*video['fps'])} fps)"
-                )
+        try:
+            for line in codecs.get(stream.header.codec).describe(stream):
+                print(line)
+        except (BitstreamError, ValueError) as exc:
+            raise InputError(f"info: {args.file}: {exc}") from exc
         return 0
     with VideoReader(args.file) as reader:
         for key, value in dataclasses.asdict(reader.info).items():
@@ -364,10 +358,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from service.settings import Settings
     from worker.process import run_worker
 
-    if args.device:
-        os.environ["VINR_DEVICE"] = args.device
+    settings = Settings(**({"device": args.device} if args.device else {}))
     os.umask(0o077)  # results are readable by this service's user only
-    run_worker(Settings(), args.queues, burst=args.burst)
+    run_worker(settings, args.queues, burst=args.burst)
     return 0
 
 
@@ -441,7 +434,7 @@ def add_encode_command(sub) -> None:
     parser = sub.add_parser("encode", help=cmd_encode.__doc__, description=cmd_encode.__doc__)
     parser.add_argument("input", help="a video; for dnerv also a folder of videos")
     parser.add_argument("-o", "--output", required=True, help="output bitstream (.nrff or .dnerv)")
-    parser.add_argument("--codec", default="nrff", choices=["nrff", "dnerv"], help="neural codec")
+    parser.add_argument("--codec", default=codecs.NAMES[0], choices=codecs.NAMES, help="neural codec")
     parser.add_argument("--segment", type=int, default=32, help="dnerv: frames per video when cutting one long video")
     parser.add_argument("--bpp", type=float, default=0.1, help="target bits per pixel of the whole video")
     parser.add_argument("--minutes", type=float, default=2.0, help="fitting time budget")

@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from redis.exceptions import RedisError
 
 from service.storage import JobFiles, follow, new_job_id
 from worker.media import OutputOptions
-from worker.segments import DECODE, PLAN, SEGMENT_SUFFIX, Joiner, SegmentPlan
+from worker.segments import DECODE, SEGMENT_SUFFIX, Joiner, SegmentPlan
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ running = threading.BoundedSemaphore(MOST_AT_ONCE)
 
 
 def is_segmented(files: JobFiles) -> bool:
-    return (files.dir / PLAN).exists()
+    return files.folder.plan.exists()
 
 
 def live_joins(files: JobFiles) -> list[Path]:
@@ -39,11 +40,11 @@ def live_joins(files: JobFiles) -> list[Path]:
     return list(files.dir.glob(".live-*.mp4"))
 
 
-def join_live(files: JobFiles, out: Path, job_state: Callable[[], object], stop: threading.Event) -> None:
+def join_live(files: JobFiles, out: Path, job_state: Callable[[], Any], stop: threading.Event) -> None:
     """Append each segment to ``out`` as it appears; end when all are in, or the job ended otherwise.
     Releases its place among the MOST_AT_ONCE live joins when it ends."""
 
-    def state():
+    def state() -> Any:
         try:
             return job_state()
         except RedisError:  # Redis away: look again later

@@ -8,13 +8,14 @@ own registry (tests build several apps in one process).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.states import State
+from worker.states import State
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Seconds until a response's headers are sent (uploads are read before; results stream after)."""
@@ -23,7 +24,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class BackendCollector:
     """The queue backend's numbers as metric families, read when Prometheus scrapes."""
 
-    def __init__(self, backend):
+    def __init__(self, backend: Any) -> None:
         self.backend = backend
 
     def collect(self):
@@ -51,7 +52,7 @@ class BackendCollector:
 class Metrics:
     """One app's registry: the backend collector and the request latency histogram."""
 
-    def __init__(self, backend):
+    def __init__(self, backend: Any) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(BackendCollector(backend))
         self.latency = Histogram(

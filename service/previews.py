@@ -20,9 +20,9 @@ from models.registry import DEFAULT_MODEL
 from service.settings import Settings
 from service.storage import new_job_id
 from worker.media import VideoInfo
-from worker.pipeline import OutputPlan, UpsampleRequest
+from worker.planning import OutputPlan, UpsampleRequest
 from worker.preview import Preview, render_preview
-from worker.runtime import ModelCache, choose_backend, choose_device, choose_dtype
+from worker.runtime import ModelCache
 
 STALE_AFTER = 3600
 """Seconds after which a preview upload folder left by a crashed gateway is swept."""
@@ -33,7 +33,7 @@ class Previewer:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.cache = ModelCache((settings.models_dir,) if settings.models_dir else ())
+        self.cache = ModelCache.for_settings(settings)
         self.slots = threading.BoundedSemaphore(max(1, settings.preview_concurrency))
         self.root = Path(settings.data_dir) / "previews"
 
@@ -59,9 +59,7 @@ class Previewer:
     def preload(self) -> None:
         """Load the default model now (the gateway starts it in the background), so the first preview is quick."""
         if self.enabled:
-            device = choose_device(self.settings.device)
-            backend = choose_backend(self.settings.backend, device)
-            self.cache.get(DEFAULT_MODEL, device, choose_dtype(device, False, self.settings.bf16, backend), backend)
+            self.cache.upsampler(DEFAULT_MODEL, self.settings.device, self.settings.backend, bf16=self.settings.bf16)
 
     def check_enabled(self) -> None:
         if not self.enabled:

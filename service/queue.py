@@ -28,15 +28,16 @@ from rq.utils import current_timestamp, now, utcparse
 
 from models.probe import check_bitstream
 from service.settings import Settings
-from service.states import CANCELED_BY_REQUEST, State
 from worker import durations
 from worker.durations import MemoryDurations
 from worker.errors import CanceledError
+from worker.folders import JobFolder
 from worker.jobs import JOB_FUNCTIONS, JobContext, eta_seconds, run_job, upsample_request
 from worker.process import redis_connection
 from worker.runtime import ModelCache
 from worker.segments import SegmentPlan, make_plan, plan_frame_segments
 from worker.settings import CANCEL_TTL, cancel_key
+from worker.states import CANCELED_BY_REQUEST, State
 
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 """RQ statuses of a job that has not started: canceling one takes it out of the queue."""
@@ -59,11 +60,11 @@ def split(kind: str, job_dir: str, params: dict, seconds: float) -> SegmentPlan 
     None when it is one segment."""
     folder = Path(job_dir)
     if kind == "decode":
-        probe = check_bitstream(folder / "input", params.get("video"), params.get("frames"))
+        probe = check_bitstream(JobFolder(folder).input, params.get("video"), params.get("frames"))
         segments = plan_frame_segments(probe.start, probe.stop, probe.fps, seconds)
         segments = dataclasses.replace(segments, origin=probe.start)
     else:
-        _, segments = make_plan(folder / "input", upsample_request(params, "cpu"), length=seconds)
+        _, segments = make_plan(JobFolder(folder).input, upsample_request(params, "cpu"), length=seconds)
     if len(segments.segments) < 2:
         return None
     segments.save(folder)
@@ -107,6 +108,8 @@ class RQBackend:
     """The error of a job whose folder exists but whose record does not."""
 
     def __init__(self, settings: Settings):
+        if not settings.redis_url:
+            raise ValueError("RQBackend: VINR_REDIS_URL is not set")
         self.settings = settings
         self.redis = redis_connection(settings.redis_url)
         # status reads; a connection Redis closed (a restart) is replaced once, at once, before it counts as away
@@ -207,7 +210,7 @@ class RQBackend:
             if times <= self.settings.retries:
                 failed.requeue(job_id)
             elif job.args:  # failed for good: the dead worker's partial result goes
-                Path(job.args[0], "result.mp4").unlink(missing_ok=True)
+                JobFolder(Path(job.args[0])).result.unlink(missing_ok=True)
 
     def state(self, job_id: str) -> JobState | None:
         self.recover()
@@ -249,11 +252,11 @@ class RQBackend:
         """A status read in one Redis command, on the event loop: the job's status and meta. None where
         ``state`` must look further (failed, segmented, canceled, gone). A canceled job's folder is deleted
         with it, so its reads end in a 404 before they get here."""
-        status, meta = await self.aredis.hmget(Job.key_for(job_id), "status", "meta")
-        state = QUICK_STATES.get(status)
+        status, raw = await self.aredis.hmget(Job.key_for(job_id), "status", "meta")
+        state = QUICK_STATES.get(status) if isinstance(status, bytes) else None
         if state is None:
             return None
-        meta = json.loads(meta) if meta else {}
+        meta = json.loads(raw) if raw else {}
         if meta.get("segments") or meta.get("error"):
             return None
         return JobState(state, meta.get("progress", {}))
@@ -357,11 +360,9 @@ class RQBackend:
 
 
 QUICK_STATES = {
-    b"queued": State.QUEUED,
-    b"deferred": State.QUEUED,
-    b"scheduled": State.QUEUED,
-    b"started": State.STARTED,
-    b"finished": State.FINISHED,
+    **{status.value.encode(): State.QUEUED for status in WAITING},
+    JobStatus.STARTED.value.encode(): State.STARTED,
+    JobStatus.FINISHED.value.encode(): State.FINISHED,
 }
 """RQ statuses a status read takes as they are (``RQBackend.quick_state``); the others go the long way."""
 
@@ -374,7 +375,7 @@ class EmbeddedBackend:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.models = ModelCache((settings.models_dir,) if settings.models_dir else ())
+        self.models = ModelCache.for_settings(settings)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vinr-job")
         self.jobs: dict[str, JobState] = {}
         self.stops: dict[str, threading.Event] = {}

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.states import State
+from worker.states import State
 
 
 class Progress(BaseModel):

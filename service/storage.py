@@ -10,28 +10,30 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import socket
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
-"""What a job id looks like (anything else is refused before touching the disk)."""
+from worker.folders import JOB_ID, JobFolder, jobs_dir
+
+if TYPE_CHECKING:  # python-multipart declares its callbacks' type for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
+
 CHUNK = 1 << 20
 """Bytes per read when streaming a file out."""
 POLL = 0.25
 """Seconds between looks at a growing result file."""
-UPLOADING = "uploading"
-"""A job folder's mark while its upload is received: the receiving gateway's host and pid (JSON)."""
 
 
 class UploadTooLargeError(Exception):
@@ -102,20 +104,19 @@ def redact(text: str, folder: Path) -> str:
 
 
 class JobFiles:
-    """Paths of one job's folder."""
+    """One job's folder (``worker.folders``: its paths), its ``job.json`` and its upload mark."""
 
     def __init__(self, data_dir: Path, job_id: str):
         if not JOB_ID.match(job_id):
             raise KeyError(job_id)
         self.id = job_id
-        self.dir = Path(data_dir) / "jobs" / job_id
-        self.input = self.dir / "input"
-        self.result = self.dir / "result.mp4"
-        self.meta_path = self.dir / "job.json"
+        self.folder = JobFolder(jobs_dir(data_dir) / job_id)
+        self.dir = self.folder.dir
+        self.input, self.result, self.meta_path = self.folder.input, self.folder.result, self.folder.meta_path
         self.known: dict | None = None  # job.json as ``JobMetas`` read it for this request
 
     def create(self, meta: dict) -> None:
-        """The job's folder (0700, as is ``jobs/``), its ``job.json`` and the ``UPLOADING`` mark that says
+        """The job's folder (0700, as is ``jobs/``), its ``job.json`` and the upload mark that says
         which gateway process is receiving it (until ``uploaded``)."""
         self.dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.dir.mkdir(mode=0o700)
@@ -125,7 +126,7 @@ class JobFiles:
 
     @property
     def uploading(self) -> Path:
-        return self.dir / UPLOADING
+        return self.folder.uploading
 
     def uploaded(self) -> None:
         """The upload is in and its job queued: the folder is a job's from now on."""
@@ -242,38 +243,49 @@ async def receive_upload(
     return written
 
 
+@dataclass
+class PartState:
+    """Where python-multipart's callbacks are in a body: the part's header name so far, its headers, whether
+    it is the ``file`` part; whether a ``file`` part was found and the closing boundary reached."""
+
+    header: bytes = b""
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    is_file: bool = False
+    found: bool = False
+    ended: bool = False
+
+
 async def receive_multipart(chunks: AsyncIterator[bytes], boundary: bytes, write: Callable[[bytes], None]) -> bool:
     """Feed a multipart body to python-multipart, writing the ``file`` part's bytes; True if found."""
     if not boundary:
         raise UploadMalformedError("a multipart/form-data body needs a boundary in its Content-Type")
-    state = {"header": b"", "headers": {}, "is_file": False, "found": False, "ended": False}
+    state = PartState()
 
-    def on_part_begin():
-        state.update(header=b"", headers={}, is_file=False)
+    def on_part_begin() -> None:
+        state.header, state.headers, state.is_file = b"", {}, False
 
-    def on_header_begin():
-        state["header"] = b""
+    def on_header_begin() -> None:
+        state.header = b""
 
-    def on_header_field(data, start, end):  # a name split across two reads comes in two calls
-        state["header"] += data[start:end].lower()
+    def on_header_field(data: bytes, start: int, end: int) -> None:  # a name split across reads comes in two calls
+        state.header += data[start:end].lower()
 
-    def on_header_value(data, start, end):
-        key = state["header"]
-        state["headers"][key] = state["headers"].get(key, b"") + data[start:end]
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state.headers[state.header] = state.headers.get(state.header, b"") + data[start:end]
 
-    def on_headers_finished():
-        _, disposition = parse_options_header(state["headers"].get(b"content-disposition", b""))
-        state["is_file"] = disposition.get(b"name") == b"file"
-        state["found"] = state["found"] or state["is_file"]
+    def on_headers_finished() -> None:
+        _, disposition = parse_options_header(state.headers.get(b"content-disposition", b""))
+        state.is_file = disposition.get(b"name") == b"file"
+        state.found = state.found or state.is_file
 
-    def on_part_data(data, start, end):
-        if state["is_file"]:
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state.is_file:
             write(data[start:end])
 
-    def on_end():
-        state["ended"] = True
+    def on_end() -> None:
+        state.ended = True
 
-    callbacks = {
+    callbacks: MultipartCallbacks = {
         "on_part_begin": on_part_begin,
         "on_header_begin": on_header_begin,
         "on_header_field": on_header_field,
@@ -289,9 +301,9 @@ async def receive_multipart(chunks: AsyncIterator[bytes], boundary: bytes, write
         parser.finalize()
     except (MultipartParseError, ValueError) as exc:
         raise UploadMalformedError(f"malformed multipart body: {exc}") from exc
-    if not state["ended"]:
+    if not state.ended:
         raise UploadMalformedError("malformed multipart body: it ends before its closing boundary")
-    return state["found"]
+    return state.found
 
 
 async def follow(path: Path, finished: Callable[[], Awaitable[bool]], timeout: float) -> AsyncIterator[bytes]:
@@ -322,7 +334,7 @@ def job_folders(data_dir: Path) -> Iterator[tuple[JobFiles, dict | None]]:
 
 
 def all_folders(data_dir: Path) -> Iterator[JobFiles]:
-    jobs = Path(data_dir) / "jobs"
+    jobs = jobs_dir(data_dir)
     if not jobs.is_dir():
         return
     for folder in jobs.iterdir():

@@ -6,43 +6,27 @@ NRFF files hold one video; D-NeRV libraries hold many, of which one (by name or 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
+from models import codecs
 from models.bitstream import container
 from models.bitstream.container import MAX_FILE, BitstreamError
-from models.dnerv.decode import open_library
-from models.nrff.decode import open_bitstream
+from models.codecs import Source
 from models.probe import FrameRangeError, OutputLimitError, UnknownVideoError, check_bitstream
 from worker.errors import CanceledError, InputError, ParameterError
 from worker.media import OutputOptions, VideoWriter, even_size
 
 
-@dataclass
-class Source:
-    """One decodable video of a bitstream: its size, rate, frame count and a frame renderer."""
-
-    width: int
-    height: int
-    fps: Fraction
-    count: int
-    render: Callable[[int, int], Iterator[tuple[int, np.ndarray]]]
-
-
 def open_source(data: bytes, index: int = 0) -> Source:
-    """The video to decode: the whole NRFF file, or video ``index`` of a D-NeRV library."""
+    """Video ``index`` of the bitstream ``data`` (0 for a codec with one video a file)."""
     header, _ = container.parse_header(data)
-    if header.codec == "nrff":
-        decoder = open_bitstream(data)
-        return Source(header.width, header.height, header.fps, header.frames, decoder.frames)
-    library = open_library(data)
-    library.keyframes(index)  # decoded now: bad keyframes are an unreadable input, not a failure mid-decode
-    count, (width, height) = library.videos[index]["frames"], library.size(index)
-    return Source(width, height, library.fps(index), count, lambda start, stop: library.frames(index, start, stop))
+    try:
+        codec = codecs.get(header.codec)
+    except ValueError as exc:
+        raise BitstreamError(f"open_source: {exc}") from exc
+    return codec.open(data, index)
 
 
 @dataclass

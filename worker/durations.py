@@ -72,7 +72,7 @@ def read(redis: Redis) -> dict[tuple[str, str], Histogram]:
 class MemoryDurations:
     """The same counts for jobs run in this process (the embedded backend)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.histograms: dict[tuple[str, str], Histogram] = {}
         self.lock = threading.Lock()
 

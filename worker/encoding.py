@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models import codecs
+from models.codecs import EncodeOptions, Video
 from worker.errors import InputError, OutputError, ParameterError
 from worker.media import CONTAINERS, VideoReader
 from worker.runtime import choose_device
@@ -36,10 +38,8 @@ def read_video(path: Path) -> tuple[np.ndarray, Fraction]:
         return frames, reader.info.fps
 
 
-def collection(source: Path, segment: int):
-    """The videos of a D-NeRV library: every video in a folder, or one video cut into segments."""
-    from models.dnerv.fit import Video
-
+def collection(source: Path, segment: int) -> list[Video]:
+    """The videos of a library: every video in a folder, or one video cut into ``segment``-frame videos."""
     if source.is_dir():
         paths = sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
         if not paths:
@@ -54,7 +54,8 @@ def collection(source: Path, segment: int):
 def run_encode(
     source: str | Path,
     output: str | Path,
-    codec: str = "nrff",
+    *,
+    codec: str = codecs.NAMES[0],
     bpp: float = 0.1,
     minutes: float | None = 2.0,
     steps: int = 3000,
@@ -64,8 +65,9 @@ def run_encode(
     weight_bits: int = 8,
     residual_share: float | None = None,
 ) -> EncodeResult:
-    """Fit the codec to ``source`` and write ``output`` atomically (``residual_share``: NRFF's share of
-    the bits for its latent residual; None: by the rate)."""
+    """Fit ``codec`` to ``source`` (a video, or for a library codec a folder of videos or one video cut into
+    ``segment``-frame videos) and write ``output`` atomically (``residual_share``: NRFF's share of the bits
+    for its latent residual; None: by the rate)."""
     source, output = Path(source), Path(output)
     if not output.parent.is_dir():
         raise OutputError(f"run_encode: folder {output.parent} does not exist")
@@ -73,31 +75,19 @@ def run_encode(
         raise ParameterError(f"run_encode: bpp must be in (0, 8], got {bpp:g}")
     if segment < 1:
         raise ParameterError(f"run_encode: segment must be positive, got {segment}")
-    if residual_share is not None and (codec != "nrff" or not 0 <= residual_share <= 0.9):
-        raise ParameterError(f"run_encode: residual share must be in [0, 0.9], for nrff only; got {residual_share:g}")
+    try:
+        chosen = codecs.get(codec)
+        options = EncodeOptions(bpp, minutes, steps, weight_bits, residual_share)
+        chosen.check(options)
+    except ValueError as exc:
+        raise ParameterError(f"run_encode: {exc}") from exc
     target = choose_device(device)
-    if codec == "nrff":
-        from models.nrff.fit import WEIGHT_BITS, FitOptions, fit
-
-        if weight_bits not in WEIGHT_BITS:
-            raise ParameterError(f"run_encode: weight bits must be one of {sorted(WEIGHT_BITS)}, not {weight_bits}")
-        frames, fps = read_video(source)
-        options = FitOptions(
-            bpp=bpp, minutes=minutes, steps=steps, weight_bits=weight_bits, residual_share=residual_share
-        )
-        data = fit(frames, fps, options, target, progress)
-        pixels, count = frames[..., 0].size, len(frames)
-    elif codec == "dnerv":
-        from models.dnerv.fit import DNeRVOptions, fit
-
-        videos = collection(source, segment)
-        try:
-            data = fit(videos, DNeRVOptions(bpp=bpp, minutes=minutes, steps=steps), target, progress)
-        except ValueError as exc:
-            raise ParameterError(str(exc)) from exc
-        pixels, count = sum(v.frames[..., 0].size for v in videos), sum(len(v.frames) for v in videos)
-    else:
-        raise ParameterError(f"run_encode: unknown codec {codec!r}; choose nrff or dnerv")
+    videos = collection(source, segment) if chosen.many_videos else [Video(source.stem, *read_video(source))]
+    try:
+        data = chosen.encode(videos, options, target, progress)
+    except ValueError as exc:
+        raise ParameterError(f"run_encode: {exc}") from exc
+    pixels, count = sum(v.frames[..., 0].size for v in videos), sum(len(v.frames) for v in videos)
     partial = output.with_name(f".{output.name}.partial")
     partial.write_bytes(data)
     partial.replace(output)

@@ -1,7 +1,7 @@
 """Job functions: ids, paths and plain parameters in, files out. RQ runs them; so does embedded mode.
 
-``upsample_job`` reads ``JOB_DIR/input`` and writes ``JOB_DIR/result.mp4`` as a fragmented MP4 that
-grows while the job runs (the gateway streams it); a failed or canceled job deletes it.
+``upsample_job`` reads the job folder's input and writes its result (``worker.folders``) as a fragmented
+MP4 that grows while the job runs (the gateway streams it); a failed or canceled job deletes it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from pathlib import Path
 from models.registry import DEFAULT_MODEL
 from worker import runs
 from worker.decoding import run_decode
+from worker.folders import JobFolder
 from worker.media import OutputOptions, VideoReader
-from worker.pipeline import UpsampleRequest, load_upsampler, plan_output, run_upsample
+from worker.pipeline import load_upsampler, run_upsample
+from worker.planning import UpsampleRequest, plan_output
 from worker.runs import attempt
 from worker.runtime import ModelCache
 from worker.segments import (
@@ -102,14 +104,14 @@ def progress_reporter(report: Callable[[dict], None]) -> Callable[[int, int], No
 
 
 def upsample_job(job_dir: str, params: dict, context: JobContext) -> dict:
-    """Upsample ``job_dir/input`` into ``job_dir/result.mp4``; returns a summary.
+    """Upsample the job folder's input into its result; returns a summary.
 
     With ``params["segment_seconds"]`` (embedded mode) an input longer than that is made segment by
     segment, one after another, the result growing as each is joined (``worker.segments``).
     """
     folder = Path(job_dir)
     with attempt(folder) as run:
-        if params.get("segment_seconds") and longer_than(folder / "input", float(params["segment_seconds"])):
+        if params.get("segment_seconds") and longer_than(JobFolder(folder).input, float(params["segment_seconds"])):
             run.summary = _upsample_in_segments(folder, params, context)
         else:
             run.summary = _upsample(folder, params, context)
@@ -132,12 +134,20 @@ def segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
         segment = segments.segments[index]
         path = segment.file(folder, SEGMENT_SUFFIX)
         if not path.exists():
-            with VideoReader(folder / "input") as reader:
+            with VideoReader(JobFolder(folder).input) as reader:
                 plan = plan_output(reader.info, request)
             upsampler = load_upsampler(request, context.models)
             progress = progress_reporter(context.report)
             render_segment(
-                folder / "input", path, request, plan, segments, segment, upsampler, progress, context.should_stop
+                JobFolder(folder).input,
+                path,
+                request,
+                plan,
+                segments,
+                segment,
+                upsampler,
+                progress,
+                context.should_stop,
             )
         context.report({"frames_done": segment.frames, "frames_total": segment.frames})
         run.summary = {"segment": index, "frames": segment.frames}
@@ -155,7 +165,7 @@ def decode_segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
             path.parent.mkdir(mode=0o700, exist_ok=True)
             first = int(params["origin"]) + segment.first
             run_decode(
-                folder / "input",
+                JobFolder(folder).input,
                 path,
                 f"{first}:{first + segment.frames}",
                 segment_options(job_output(params, context.encoder)),
@@ -171,11 +181,11 @@ def decode_segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
 
 def assemble_job(job_dir: str, params: dict, context: JobContext) -> dict:
     """Join a segmented job's segment files, in order, with the input's audio (an upsample's), into
-    ``result.mp4``."""
+    the result."""
     folder = Path(job_dir)
     with attempt(folder, segment="join") as run:
         segments = SegmentPlan.load(folder)
-        source = None if segments.key == DECODE else folder / "input"
+        source = None if segments.key == DECODE else JobFolder(folder).input
         output = private_result(folder)
         options = job_output(params, context.encoder)
         frames = join_segments(source, output, options, folder, segments, None, context.should_stop)
@@ -186,8 +196,8 @@ def assemble_job(job_dir: str, params: dict, context: JobContext) -> dict:
 
 
 def private_result(folder: Path) -> Path:
-    """``folder/result.mp4``, created empty and readable by this user only (the encoder keeps the mode)."""
-    path = folder / "result.mp4"
+    """The job's result file, created empty and readable by this user only (the encoder keeps the mode)."""
+    path = JobFolder(folder).result
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     return path
 
@@ -196,7 +206,7 @@ def _upsample(folder: Path, params: dict, context: JobContext) -> dict:
     request = upsample_request(params, context.device, context.backend, context.bf16, context.encoder)
     upsampler = load_upsampler(request, context.models)
     result = run_upsample(
-        folder / "input",
+        JobFolder(folder).input,
         private_result(folder),
         request,
         progress=progress_reporter(context.report),
@@ -217,7 +227,7 @@ def _upsample_in_segments(folder: Path, params: dict, context: JobContext) -> di
     request = upsample_request(params, context.device, context.backend, context.bf16, context.encoder)
     started = time.perf_counter()
     plan, segments, frames = run_segmented(
-        folder / "input",
+        JobFolder(folder).input,
         private_result(folder),
         request,
         folder,
@@ -226,7 +236,7 @@ def _upsample_in_segments(folder: Path, params: dict, context: JobContext) -> di
         progress=progress_reporter(context.report),
         should_stop=context.should_stop,
     )
-    shutil.rmtree(folder / "segments", ignore_errors=True)
+    shutil.rmtree(JobFolder(folder).segments, ignore_errors=True)
     return {
         "frames": frames,
         "width": plan.width,
@@ -238,7 +248,7 @@ def _upsample_in_segments(folder: Path, params: dict, context: JobContext) -> di
 
 
 def decode_job(job_dir: str, params: dict, context: JobContext) -> dict:
-    """Decode the bitstream ``job_dir/input`` into ``job_dir/result.mp4``; returns a summary."""
+    """Decode the job folder's bitstream into its result; returns a summary."""
     folder = Path(job_dir)
     with attempt(folder) as run:
         run.summary = _decode(folder, params, context)
@@ -248,7 +258,7 @@ def decode_job(job_dir: str, params: dict, context: JobContext) -> dict:
 def _decode(folder: Path, params: dict, context: JobContext) -> dict:
     output = job_output(params)
     result = run_decode(
-        folder / "input",
+        JobFolder(folder).input,
         private_result(folder),
         params.get("frames"),
         output,

@@ -21,9 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
+from av.video.stream import VideoStream
 
 from models.scheduling import leave_realtime
 from models.videoinr.upsampler import DEVICE_FORMATS, FrameFormat, HostFrame
@@ -172,7 +175,9 @@ class VideoReader:
             duration = float(stream.duration * stream.time_base)
         elif self.container.duration:
             duration = self.container.duration / av.time_base
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        start = (
+            float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+        )
         rotation = self.rotation
         width, height = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
         fmt = ctx.format
@@ -309,7 +314,7 @@ def nvenc_problem(encoder: str, width: int, height: int, pix_fmt: str) -> str | 
     layout = NVENC_PIX_FMT.get(pix_fmt, pix_fmt)
     if layout not in {f.name for f in av.codec.Codec(name, "w").video_formats or ()}:
         return f"{name} takes no {pix_fmt}"
-    context = av.CodecContext.create(name, "w")
+    context = cast(VideoCodecContext, av.CodecContext.create(name, "w"))
     context.width, context.height, context.pix_fmt = width, height, layout
     context.time_base = Fraction(1, 25)
     try:
@@ -404,7 +409,7 @@ class VideoWriter:
         self.matrix = 1 if height >= 720 else 6  # BT.709 : SMPTE 170M (BT.601)
         self._tag_colour()
         self.copier = StreamCopier(Path(audio_from), self.container, muxer) if audio_from else None
-        self.last_pts = None
+        self.last_pts: int | None = None
 
     def _muxer(self, options: OutputOptions) -> str:
         """The muxer OUT's extension names; OutputError / ParameterError for what cannot be written."""
@@ -436,7 +441,9 @@ class VideoWriter:
         try:
             container_options = FRAGMENTED if options.fragmented else {}
             self.container = av.open(str(self.path), "w", format=muxer, options=container_options)
-            self.stream = self.container.add_stream(encoder, rate=fps, options=codec_options(encoder, options, fps))
+            self.stream = cast(
+                VideoStream, self.container.add_stream(encoder, rate=fps, options=codec_options(encoder, options, fps))
+            )
         except (av.FFmpegError, OSError, ValueError) as exc:
             self._remove()
             raise OutputError(f"VideoWriter: cannot open {self.target}: {exc}") from exc
@@ -484,7 +491,7 @@ class VideoWriter:
             frame = frame.reformat(format=self.stream.pix_fmt)
         pts = round(time / TIME_BASE)
         first = self.last_pts is None
-        frame.pts = pts if first or pts > self.last_pts else self.last_pts + 1
+        frame.pts = pts if self.last_pts is None or pts > self.last_pts else self.last_pts + 1
         self.last_pts, frame.time_base = frame.pts, TIME_BASE
         try:
             self.container.mux(self.stream.encode(frame))

@@ -17,7 +17,9 @@ import torch.nn.functional as F
 
 from worker.errors import InputError
 from worker.media import Frame, VideoInfo, VideoReader
-from worker.pipeline import PREVIEWS_FIRST, OutputPlan, UpsampleRequest, load_upsampler, plan_output
+from worker.pipeline import load_upsampler
+from worker.planning import OutputPlan, UpsampleRequest, plan_output
+from worker.render import PREVIEWS_FIRST
 from worker.runtime import ModelCache
 from worker.scenes import SceneCutDetector
 
@@ -72,6 +74,8 @@ def frames_around(reader: VideoReader, time: float) -> tuple[Frame, Frame | None
             return frame, None, False
         else:
             return before, frame, cut
+    if before is None:
+        raise InputError("frames_around: the video has no frame to preview")
     return before, None, False
 
 

@@ -15,6 +15,7 @@ import math
 import os
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
@@ -31,8 +32,12 @@ from models.scheduling import leave_realtime
 from worker import durations
 from worker.errors import CanceledError
 from worker.jobs import JobContext, run_job
-from worker.runtime import ModelCache, choose_backend, choose_device, choose_dtype
+from worker.runtime import ModelCache
 from worker.settings import WorkerSettings, cancel_key
+from worker.states import State
+
+if TYPE_CHECKING:
+    from rq.executions import Execution
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +51,14 @@ RETRY_CAP = 1.0
 def process_models() -> ModelCache:
     """This process's model cache (one per worker process, kept between jobs)."""
     settings = WorkerSettings()
-    return ModelCache((settings.models_dir,) if settings.models_dir else ())
+    return ModelCache.for_settings(settings)
 
 
 def rq_context() -> JobContext:
     """Progress into ``job.meta['progress']``; stop when the job's cancellation flag appears."""
     job = get_current_job()
+    if job is None:
+        raise RuntimeError("rq_context: called outside an RQ job")
     last_check, stopped = [0.0], [False]
 
     def report(progress: dict) -> None:
@@ -80,16 +87,18 @@ def rq_context() -> JobContext:
 def run_timed(kind: str, job_dir: str, params: dict) -> dict:
     """Run a job with this worker's context, and count its duration by how it ended (for /metrics)."""
     job = get_current_job()
-    started, state = time.monotonic(), "failed"
+    if job is None:
+        raise RuntimeError("run_timed: called outside an RQ job")
+    started, state = time.monotonic(), State.FAILED
     try:
         result = run_job(kind, job_dir, params, rq_context())
-        state = "finished"
+        state = State.FINISHED
         return result
     except CanceledError:
-        state = "canceled"
+        state = State.CANCELED
         raise
     finally:
-        durations.record(job.connection, kind, state, time.monotonic() - started)
+        durations.record(job.connection, kind, state.value, time.monotonic() - started)
 
 
 def rq_decode(job_dir: str, params: dict) -> dict:
@@ -130,16 +139,16 @@ class VinrWorker(SimpleWorker):
     retry_interval = 0.5
     """Seconds between heartbeat tries while Redis does not answer (so the first beat after an outage is prompt)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.current_execution = None
+        self.current_execution: Execution | None = None
         self.stop_signalled = False
 
     def request_stop(self, signum, frame) -> None:
         """SIGTERM/SIGINT: a warm shutdown (RQ's), remembered here. An idle rq 3 worker raises StopRequested
         without setting its own flag, so ``run_worker`` would otherwise start working again."""
         self.stop_signalled = True
-        super().request_stop(signum, frame)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # rq leaves it unannotated
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         """The TTL of a running job's registry entry; rq 3 passes ``working_time``, rq 2 does not.
@@ -211,7 +220,7 @@ class VinrWorker(SimpleWorker):
             return
         log.warning("worker %s: Redis forgot this worker; registering again", self.name)
         self.connection.delete(self.key)
-        self.register_birth()
+        self.register_birth()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
 
 
 def redis_connection(url: str, wait: float = 0.0) -> Redis:
@@ -222,7 +231,7 @@ def redis_connection(url: str, wait: float = 0.0) -> Redis:
     waits for Redis to come back instead of failing: a job that ends during an outage is recorded
     afterwards and never runs twice.
     """
-    options = {"socket_connect_timeout": 5, "health_check_interval": 30}
+    options: dict[str, Any] = {"socket_connect_timeout": 5, "health_check_interval": 30}
     if wait > 0:
         options["retry"] = Retry(ExponentialBackoff(cap=RETRY_CAP, base=0.05), retries=math.ceil(wait / RETRY_CAP))
         options["retry_on_error"] = [RedisConnectionError, RedisTimeoutError]
@@ -250,10 +259,8 @@ def run_worker(settings: WorkerSettings, queues: list[str] | None = None, burst:
         log.warning("vinr worker: left an inherited real-time scheduling policy for the normal one")
     if settings.nice > 0:
         os.nice(settings.nice)  # batch work yields the CPU to the gateway (requests, previews) on a shared machine
-    device = choose_device(settings.device)
     try:  # the ONNX backend exports (or checks its cached export) here, before the first job
-        backend = choose_backend(settings.backend, device)
-        process_models().get(DEFAULT_MODEL, device, choose_dtype(device, False, settings.bf16, backend), backend)
+        process_models().upsampler(DEFAULT_MODEL, settings.device, settings.backend, bf16=settings.bf16)
     except Exception as exc:  # the worker still serves other models
         log.warning("could not preload %s: %s", DEFAULT_MODEL, exc)
     connection = redis_connection(settings.redis_url, wait=settings.redis_wait)
@@ -272,7 +279,7 @@ def run_worker(settings: WorkerSettings, queues: list[str] | None = None, burst:
         worker.heartbeat_ttl = settings.heartbeat_ttl
         # registry cleanup (abandoned jobs) is the gateway's: a worker that has just reconnected after an
         # outage must not take jobs whose workers have not beaten again yet for abandoned
-        worker.last_cleaned_at = now()
+        worker.last_cleaned_at = now()  # type: ignore[assignment]  # rq declares it None-only
         try:
             worked = worker.work(burst=burst, logging_level="WARNING") or worked
         except RedisError as exc:  # the work loop ended on a Redis error (teardown included)

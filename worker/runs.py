@@ -24,10 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ATTEMPTS = "attempts.jsonl"
-"""The job folder's log of runs: a ``start`` and an ``end`` JSON line per run (host, pid, wall time)."""
-HEARTBEAT = "heartbeat"
-"""A file a running job touches every ``RUN_BEAT`` seconds."""
+from worker.folders import ATTEMPTS, HEARTBEAT
+from worker.states import State
+
 RUN_BEAT = 5.0
 """Seconds between touches of a running job's heartbeat file."""
 RUN_ALIVE = 30.0
@@ -72,7 +71,7 @@ def finished(folder: Path, segment: int | str | None = None) -> dict | None:
     A whole job counts as finished only while its result file is there."""
     parts = WHOLE_JOB if segment in WHOLE_JOB else (segment,)
     for line in reversed(lines(folder)):
-        if line.get("event") == "end" and line.get("outcome") == "finished" and line.get("segment") in parts:
+        if line.get("event") == "end" and line.get("outcome") == State.FINISHED.value and line.get("segment") in parts:
             if parts is WHOLE_JOB and not (folder / "result.mp4").is_file():
                 return None
             return line.get("summary") or {}
@@ -114,7 +113,7 @@ def attempt(folder: Path, **about) -> Iterator[Run]:
     finally:
         stop.set()
         beat.join()
-    log(folder, "end", outcome="finished", summary=run.summary, **run.about)
+    log(folder, "end", outcome=State.FINISHED.value, summary=run.summary, **run.about)
 
 
 def keep_beating(folder: Path, stop: threading.Event) -> None:

@@ -18,7 +18,9 @@ from torch import nn
 from models import registry
 from models.extras import needs_extra
 from models.videoinr.network import PairState
+from models.videoinr.upsampler import UpsampleOptions, Upsampler
 from worker.errors import ParameterError
+from worker.settings import WorkerSettings, runtime_settings
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +71,38 @@ def choose_dtype(device: torch.device, half: bool, bf16: bool = False, backend: 
 
 
 class ModelCache:
-    """Loaded networks kept for the life of a process, keyed by weights checksum, device, dtype and backend."""
+    """Loaded networks kept for the life of a process, keyed by weights checksum, device, dtype and backend;
+    ``upsampler`` is the one way from (model, device, backend, precision) to a ready ``Upsampler``."""
 
     def __init__(self, search: tuple[Path, ...] = ()):
         self.search = tuple(search)
         self._models: dict[tuple[str, str, torch.dtype, str], nn.Module | OnnxNetwork] = {}
+
+    @classmethod
+    def for_settings(cls, settings: WorkerSettings) -> ModelCache:
+        """A cache that also serves the checkpoints of ``VINR_MODELS_DIR`` by name."""
+        return cls((settings.models_dir,) if settings.models_dir else ())
+
+    def upsampler(
+        self,
+        model: str,
+        device: str = "auto",
+        backend: str = "auto",
+        *,
+        half: bool = False,
+        bf16: bool = False,
+        tile: int | None = None,
+    ) -> Upsampler:
+        """``model`` (a served name or a path) on ``device`` with ``backend``, in the precision asked for,
+        wrapped for whole-frame inference; ParameterError for an unknown model or backend."""
+        target = choose_device(device)
+        chosen = choose_backend(backend, target)
+        dtype = choose_dtype(target, half, bf16, chosen)
+        try:
+            network = self.get(model, target, dtype, chosen)
+        except registry.CheckpointError as exc:
+            raise ParameterError(str(exc)) from exc
+        return Upsampler(network, target, dtype, UpsampleOptions(tile=tile))
 
     def get(self, name: str, device: torch.device, dtype: torch.dtype, backend: str = "torch"):
         """The torch module (``backend="torch"``) or its ONNX Runtime network (``"onnx"``)."""
@@ -102,8 +131,9 @@ PROVIDERS = {
 
 def cache_dir() -> Path:
     """``VINR_CACHE_DIR``, else ``$XDG_CACHE_HOME/vinr``, else ``~/.cache/vinr``."""
-    if os.environ.get("VINR_CACHE_DIR"):
-        return Path(os.environ["VINR_CACHE_DIR"])
+    chosen = runtime_settings().cache_dir
+    if chosen is not None:
+        return chosen
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vinr"
 
 
@@ -136,8 +166,9 @@ def providers_for(device: torch.device) -> list[str]:
     with needs_extra("onnx"):
         import onnxruntime
     available = onnxruntime.get_available_providers()
-    if os.environ.get("VINR_ORT_PROVIDERS"):
-        wanted = [name.strip() for name in os.environ["VINR_ORT_PROVIDERS"].split(",") if name.strip()]
+    named = runtime_settings().ort_providers
+    if named:
+        wanted = [name.strip() for name in named.split(",") if name.strip()]
         missing = [name for name in wanted if name not in available]
         if missing:
             raise ParameterError(f"providers_for: {missing} not in this onnxruntime (it has {available})")
@@ -151,7 +182,7 @@ def providers_for(device: torch.device) -> list[str]:
 def provider_options(providers: list[str], device: torch.device, folder: Path) -> list[dict]:
     """Options per provider: the device index, TensorRT's engine cache in the export's folder, and what
     ``VINR_ORT_PROVIDER_OPTIONS`` (JSON: provider name -> options) adds or overrides."""
-    extra = json.loads(os.environ.get("VINR_ORT_PROVIDER_OPTIONS") or "{}")
+    extra = runtime_settings().ort_provider_options
     options = []
     for name in providers:
         base: dict = {}

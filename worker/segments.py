@@ -27,16 +27,17 @@ from pathlib import Path
 import av
 
 from worker.errors import CanceledError, InputError, OutputError, ParameterError
+from worker.folders import PLAN, JobFolder
 from worker.media import CONTAINERS, FRAGMENTED, OutputOptions, VideoReader, VideoWriter, open_input
-from worker.pipeline import OutputPlan, Span, UpsamplePipeline, UpsampleRequest, plan_output
+from worker.pipeline import UpsamplePipeline
+from worker.planning import OutputPlan, UpsampleRequest, plan_output
+from worker.render import Span
 from worker.streams import AUDIO_LEAD, StreamCopier
 
 WARMUP_FRAMES = 16
 """Input frames a segment decodes before its range, so its scene-cut detector sees what the whole run's saw."""
 NEAR = 0.25
 """A keyframe within this fraction of the segment length from a target cut is taken instead of the target."""
-PLAN = "segments.json"
-"""The plan's file in the job (or work) folder."""
 SEGMENT_SUFFIX = ".mp4"
 """A job's segment files: MP4, as its result (segments are always of the output's kind: the same muxer
 keeps the timestamps exact)."""
@@ -59,7 +60,7 @@ class Segment:
     """How many output frames it makes."""
 
     def file(self, folder: Path, suffix: str) -> Path:
-        return folder / "segments" / f"{self.index:04d}{suffix}"
+        return JobFolder(folder).segment(self.index, suffix)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,8 @@ def make_plan(source: Path, request: UpsampleRequest, length: float | None = Non
     times, keys = frame_times(source)
     if count:
         length = max(duration, times[-1] - times[0]) / count
+    if length is None:
+        raise ValueError("make_plan: give a segment length or a count")
     segments = plan_segments(times, keys, plan.fps, plan.frames, length)
     return plan, SegmentPlan(segments.start, segments.segments, request_key(request))
 
@@ -298,7 +301,7 @@ def run_segmented(
             raise ParameterError(f"run_segmented: {work} holds segments of other options; remove it to start anew")
         segments = saved
     else:
-        shutil.rmtree(work / "segments", ignore_errors=True)
+        shutil.rmtree(JobFolder(work).segments, ignore_errors=True)
     segments.save(work)
     done = [sum(s.frames for s in segments.segments if s.file(work, output.suffix).exists())]
 
@@ -321,7 +324,9 @@ class Joiner:
     def __init__(self, source: Path | None, output: Path, options: OutputOptions):
         muxer = CONTAINERS.get(output.suffix.lower(), "mp4")
         self.container = av.open(str(output), "w", format=muxer, options=FRAGMENTED if options.fragmented else {})
-        self.source, self.muxer, self.stream, self.copier = source, muxer, None, None
+        self.source, self.muxer = source, muxer
+        self.stream: av.video.stream.VideoStream | None = None
+        self.copier: StreamCopier | None = None
 
     def append(self, segment_file: Path) -> int:
         """Copy one segment's video packets; returns how many."""
@@ -329,8 +334,8 @@ class Joiner:
         with av.open(str(segment_file)) as part:
             video = part.streams.video[0]
             if self.stream is None:  # the first segment's stream parameters are every segment's
-                self.stream = self.container.add_stream_from_template(video)
-                self.stream.time_base = video.time_base
+                self.stream = stream = self.container.add_stream_from_template(video)
+                stream.time_base = video.time_base
                 if self.source is not None:  # a neural bitstream has no audio
                     self.copier = StreamCopier(self.source, self.container, self.muxer)
             for packet in part.demux(video):

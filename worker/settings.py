@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ParameterError
 
 CANCEL_TTL = 24 * 3600
 """Seconds a cancellation flag is kept in Redis (the gateway sets it, the running job reads it)."""
@@ -20,10 +23,32 @@ def cancel_key(job_id: str) -> str:
     return f"vinr:cancel:{job_id}"
 
 
-class WorkerSettings(BaseSettings):
-    """The settings both a worker and the gateway need. Durations in seconds."""
+class RuntimeSettings(BaseSettings):
+    """What every process that runs a model reads: ``vinr upsample`` as well as workers and the gateway."""
 
     model_config = SettingsConfigDict(env_prefix="VINR_")
+
+    render_streams: int | None = Field(default=None, ge=1)
+    """How many frame pairs render at once on a CPU (None: ``worker.render.render_streams`` decides)."""
+    cache_dir: Path | None = None
+    """Where ONNX exports and TensorRT engines are cached (None: ``$XDG_CACHE_HOME/vinr`` or ``~/.cache/vinr``)."""
+    ort_providers: str | None = None
+    """ONNX Runtime execution providers to use, comma-separated, best first (None: the best available)."""
+    ort_provider_options: dict[str, dict[str, str]] = {}
+    """Options per ONNX Runtime provider (JSON: provider name -> options), added to vinr's own."""
+
+
+def runtime_settings() -> RuntimeSettings:
+    """The environment's ``RuntimeSettings``; ParameterError naming the variable when one is malformed."""
+    try:
+        return RuntimeSettings()
+    except ValidationError as exc:
+        names = ", ".join(f"VINR_{str(error['loc'][0]).upper()}" for error in exc.errors())
+        raise ParameterError(f"{names}: {exc.errors()[0]['msg']}") from exc
+
+
+class WorkerSettings(RuntimeSettings):
+    """The settings both a worker and the gateway need. Durations in seconds."""
 
     redis_url: str | None = None
     """Redis for the RQ queue; unset: ``vinr serve`` runs jobs in-process (embedded mode)."""
@@ -41,8 +66,9 @@ class WorkerSettings(BaseSettings):
     """How workers run VideoINR: torch, onnx (ONNX Runtime; the onnx extra or the Docker image) or auto."""
     bf16: bool = False
     """What ``vinr upsample --bf16`` does, for every job and preview: on a CPU with native bfloat16 (AVX-512
-    BF16 or AMX) the convolutions in bfloat16, 1.1x to 1.5x faster and within 0.01 dB (docs/benchmarks.md);
-    on CUDA the whole model under bfloat16 autocast; float32 elsewhere and on the onnx backend."""
+    BF16 or AMX) the convolutions in bfloat16, within 0.01 dB; faster on some CPUs and slower on others, so
+    measure first (docs/benchmarks.md); on CUDA the whole model under bfloat16 autocast; float32 elsewhere
+    and on the onnx backend."""
     encoder: Literal["auto", "cpu", "nvenc"] = "auto"
     """Which encoder of a job's codec runs where the job does not say: ``auto`` NVENC when the worker renders on
     CUDA and NVENC opens there (else the CPU encoder, logged with the reason), ``cpu``, or ``nvenc`` (a job

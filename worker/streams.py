@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import av
+from av.audio.stream import AudioStream
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +46,18 @@ class StreamCopier:
                 )
                 codec = "libopus" if muxer == "webm" else "aac"
                 rate = 48000 if codec == "libopus" else stream.codec_context.sample_rate
-                out = output.add_stream(codec, rate=rate, layout=stream.codec_context.layout.name)
+                out = cast(AudioStream, output.add_stream(codec, rate=rate, layout=stream.codec_context.layout.name))
                 resampler = av.AudioResampler(format=out.codec_context.format.name, layout=out.layout.name, rate=rate)
                 self.routes[stream.index] = ("transcode", out, resampler)
-        for stream in self.input.streams.subtitles:
-            name = stream.codec_context.name
+        for subtitles in self.input.streams.subtitles:
+            name = subtitles.codec_context.name
             if name in COPYABLE_SUBTITLES.get(muxer, set()):
-                self.routes[stream.index] = ("copy", output.add_stream_from_template(stream))
+                self.routes[subtitles.index] = ("copy", output.add_stream_from_template(subtitles))
             else:
                 log.warning("subtitles %s do not fit %s: dropped", name, muxer)
         streams = [s for s in self.input.streams if s.index in self.routes]
         self.packets = self.input.demux(*streams) if streams else iter(())
-        self.pending = None
+        self.pending: av.Packet | None = None
 
     def advance(self, until: float | None) -> None:
         """Mux packets whose time is before ``until`` seconds (all remaining when None)."""

@@ -48,7 +48,7 @@ NEURAL_CODECS = {1: "nrff", 2: "dnerv"}
 """Codec id -> name."""
 MAX_VIDEO_SIDE = 8192
 """Largest width or height of a video a bitstream holds, pixels (the upsampler's output limit is
-``worker.pipeline.MAX_SIDE``)."""
+``worker.planning.MAX_SIDE``)."""
 MAX_FRAMES = 100_000
 """Largest frame count accepted."""
 MAX_PIXELS = 2 * 10**9

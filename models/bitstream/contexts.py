@@ -202,5 +202,6 @@ def decode_grid(reader: entropy.Reader, models: Models, height: int, width: int)
             count = int(where.sum())
             if count:
                 group = group_index(phase, bin_)
-                view[where] = reader.read(count, *models.parts[group], models.models[group])
+                low, table = models.parts[group]
+                view[where] = reader.read(count, low, table, models.models[group])
     return grid

@@ -82,7 +82,7 @@ def decode(payload: bytes, width: int, height: int, max_frames: int) -> list[np.
         raise BitstreamError(f"keyframes.decode: codec {codec_id} or count {count} is invalid")
     _, fmt, decoder = KEYFRAME_CODECS[codec_id]
     pad_w, pad_h = padded_size(width, height)
-    frames = []
+    frames: list[np.ndarray] = []
     try:
         with av.open(io.BytesIO(payload[HEADER.size :]), format=fmt) as container:
             stream = container.streams.video[0]

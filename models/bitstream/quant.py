@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ from torch.func import functional_call
 
 from models.bitstream import entropy
 from models.bitstream.container import BitstreamError
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def quantize(values: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,7 +105,7 @@ def pack_module(module: nn.Module, bits: int) -> bytes:
     return pack_state({k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}, bits)
 
 
-def load_module(module: nn.Module, payload: bytes) -> nn.Module:
+def load_module(module: M, payload: bytes) -> M:
     """``module`` with the weights ``pack_state`` stored in ``payload`` (shapes are the module's own)."""
     shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     state = unpack_state(payload, shapes)

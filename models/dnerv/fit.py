@@ -30,7 +30,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from torch.func import functional_call
 
 from models.bitstream import container, keyframes, quant
 from models.bitstream.rate import BITS_PER_WEIGHT, WEIGHT_BITS
+from models.codecs import Video
 from models.dnerv.base import DEFAULT_BASE, base_path, file_hash, load_base
 from models.dnerv.decode import open_library
 from models.dnerv.network import (
@@ -87,15 +88,6 @@ DELTA_STEPS = tuple(2.0 ** (-k / 2) for k in range(-10, 25))
 
 
 @dataclass(frozen=True)
-class Video:
-    """One video of a collection: a name, RGB frames ``(T, H, W, 3)`` uint8, and its rate."""
-
-    name: str
-    frames: np.ndarray
-    fps: Fraction
-
-
-@dataclass(frozen=True)
 class DNeRVOptions:
     bpp: float = 0.1
     minutes: float | None = 5.0
@@ -141,7 +133,7 @@ def split(options: DNeRVOptions, clip: int) -> tuple[int, float, float]:
 
 def code_keyframes(videos: list[Video], gop: int, budget_bits: float, codec: str) -> list[bytes]:
     """Per-video keyframe payloads at the best CRF whose total fits ``budget_bits``."""
-    chosen = None
+    chosen: list[bytes] = []
     for crf in KEYFRAME_CRFS:
         payloads = [
             keyframes.encode([v.frames[i] for i in keyframe_indices(len(v.frames), gop)], codec, crf) for v in videos
@@ -164,8 +156,8 @@ def training_clips(videos: list[Video], payloads: list[bytes], config: DNeRVConf
     clips = []
     for video, payload in zip(videos, payloads):
         count, height, width = video.frames.shape[:3]
-        keys = np.stack(keyframes.decode(payload, width, height, len(keyframe_indices(count, gop))))
-        keys = torch.from_numpy(keys).permute(0, 3, 1, 2).float().to(device) / 255
+        decoded = np.stack(keyframes.decode(payload, width, height, len(keyframe_indices(count, gop))))
+        keys = torch.from_numpy(decoded).permute(0, 3, 1, 2).float().to(device) / 255
         keys = pad_frames(keys, *padded(height, width, len(config.channels) - 1))
         truth = torch.from_numpy(video.frames).permute(0, 3, 1, 2).float().to(device) / 255
         for pack in pack_plan(count, gop, config.clip):
@@ -216,13 +208,14 @@ def delta_ints(model: DNeRV, base: dict[str, torch.Tensor], steps: dict[str, flo
 def choose_steps(model: DNeRV, base: dict[str, torch.Tensor], budget_bits: float) -> dict[str, float]:
     """The finest per-tensor steps (one factor of each base tensor's RMS) whose coded difference fits."""
     rms = {name: max(float(t.pow(2).mean().sqrt()), 1e-4) for name, t in base.items()}
-    chosen = None
+    chosen: dict[str, float] | None = None
     for factor in DELTA_STEPS:
         steps = {name: factor * value for name, value in rms.items()}
         if chosen is None or 8 * len(quant.pack_delta(delta_ints(model, base, steps), steps)) <= budget_bits:
             chosen = steps
         else:
             break
+    assert chosen is not None  # the first factor is always taken
     return chosen
 
 
@@ -282,7 +275,8 @@ def fit(
     torch.manual_seed(options.seed)
     if options.base:
         model = load_base(options.base).train().to(device)
-        config = DNeRVConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.spec["args"].items()})
+        args: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in model.spec["args"].items()}
+        config = DNeRVConfig(**args)
     else:
         config = PRESETS[options.preset]
         model = DNeRV(**asdict(config)).to(device)
@@ -300,7 +294,7 @@ def fit(
         key_budget = budget - sum(p.numel() for p in model.parameters()) * BITS_PER_WEIGHT - resid_bits
     payloads = code_keyframes(videos, gop, key_budget, options.keyframe_codec)
     clips = training_clips(videos, payloads, config, gop, device)
-    index = [
+    index: list[dict[str, Any]] = [
         {
             "name": v.name,
             "frames": int(v.frames.shape[0]),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +82,8 @@ class ContentEncoder(nn.Module):
 class DNeRV(nn.Module):
     """Motion-aware decoder of a clip from its two keyframes (see the module docstring)."""
 
+    spec: dict[str, Any]  # set by models.registry: the constructor arguments a checkpoint stores
+
     def __init__(self, channels: list[int], content: list[int], clip: int = 8, frequencies: int = 8):
         super().__init__()
         if len(channels) != len(content):
@@ -96,7 +99,7 @@ class DNeRV(nn.Module):
             c = channels[i]
             head = nn.Conv2d(c, 4, 3, padding=1)
             nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+            nn.init.zeros_(head.bias)  # type: ignore[arg-type]  # made with a bias
             self.flow.append(head)
             self.saf.append(nn.Conv2d(fine_to_coarse[s], 2 * c, 1))
             self.gtmlp.append(nn.Conv2d(c * clip, c * clip, 1, groups=c))
@@ -104,7 +107,7 @@ class DNeRV(nn.Module):
                 self.up.append(nn.Conv2d(c, 4 * channels[i + 1], 3, padding=1))
         self.rgb = nn.Conv2d(channels[-1] + 6, 3, 3, padding=1)
         nn.init.zeros_(self.rgb.weight)
-        nn.init.zeros_(self.rgb.bias)
+        nn.init.zeros_(self.rgb.bias)  # type: ignore[arg-type]
 
     def temporal_mix(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """GTMLP: mix every channel across the clip's ``L`` frames ``(L, C, h, w)``, residually."""

@@ -29,6 +29,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     model.spec = {"name": "dnerv", "args": asdict(config)}
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     work = STATE_DIR / name
-    info = {"step": 0, "elapsed_s": 0.0, "runs": []}
+    info: dict[str, Any] = {"step": 0, "elapsed_s": 0.0, "runs": []}
     if (work / "state.safetensors").is_file() and not args.fresh:
         info = load_state(work, model, optimizer)
         print(f"resumed at step {info['step']}", flush=True)

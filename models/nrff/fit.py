@@ -97,7 +97,13 @@ def config(options: FitOptions, width: int, steps: int, residual: ResidualOption
     """The CONF section: what the decoder needs to rebuild the networks, and how long they were fitted
     (``residual`` None: no latent residual)."""
     gop = split(options)[0]
-    conf = {"gop": gop, "width": width, "depth": options.depth, "frequencies": options.frequencies, "steps": steps}
+    conf: dict[str, object] = {
+        "gop": gop,
+        "width": width,
+        "depth": options.depth,
+        "frequencies": options.frequencies,
+        "steps": steps,
+    }
     if residual is not None:
         conf["residual"] = {
             "levels": residual.levels,
@@ -121,13 +127,13 @@ def to_tensor(frames: np.ndarray, device) -> torch.Tensor:
 
 def code_keyframes(frames: np.ndarray, indices: list[int], budget_bits: float, codec: str) -> bytes:
     """The best-quality keyframe payload within ``budget_bits`` (the smallest one if none fits)."""
-    best = None
+    payloads = []
     for crf in KEYFRAME_CRFS:
         payload = keyframes.encode([frames[i] for i in indices], codec, crf)
-        best = payload if best is None or len(payload) < len(best) else best
         if 8 * len(payload) <= budget_bits:
             return payload
-    return best
+        payloads.append(payload)
+    return min(payloads, key=len)
 
 
 def parameter_count(width: int, depth: int, frequencies: int) -> int:
@@ -196,7 +202,7 @@ def fit(
         for group in optimizer.param_groups:
             group["lr"] = cosine(options.lr, budget.spent(step))
         net = quant.as_stored(model, options.weight_bits) if budget.spent(step) >= QAT_FROM else model
-        loss = 0.0
+        loss = torch.zeros((), device=device)
         for frame in rng.choice(count, size=min(4, count), replace=False):
             rows = torch.from_numpy(np.sort(rng.choice(height, min(rows_per, height), replace=False))).to(device)
             cols = torch.from_numpy(np.sort(rng.choice(width, min(cols_per, width), replace=False))).to(device)

@@ -15,6 +15,7 @@ scaled by ``FLOW_SCALE`` so the MLP's outputs stay near unit size.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -73,9 +74,16 @@ def keyframe_indices(frames: int, gop: int) -> list[int]:
 
 
 def render(
-    model: NRFF, keys: torch.Tensor, frame: int, frames: int, gop: int, rows: torch.Tensor, cols: torch.Tensor
+    model: Callable[[torch.Tensor], torch.Tensor],
+    keys: torch.Tensor,
+    frame: int,
+    frames: int,
+    gop: int,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
 ) -> torch.Tensor:
-    """Pixels ``(len(rows) * len(cols), 3)`` of one frame from keyframes ``(K, 3, H, W)`` in [0, 1]."""
+    """Pixels ``(len(rows) * len(cols), 3)`` of one frame from keyframes ``(K, 3, H, W)`` in [0, 1];
+    ``model`` is an ``NRFF``, or one as stored (``quant.as_stored``)."""
     k0, k1, t_gop = references(frame, frames, gop)
     height, width = keys.shape[-2:]
     grid_y, grid_x = torch.meshgrid(rows.to(keys.dtype) + 0.5, cols.to(keys.dtype) + 0.5, indexing="ij")

@@ -113,7 +113,7 @@ class Synthesis(nn.Module):
         self.mix = nn.Sequential(nn.Linear(levels + 3, width), nn.GELU(), nn.Linear(width, width), nn.GELU())
         self.out = nn.Conv2d(width, 3, 3)
         nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]  # a Conv2d made with a bias
 
     def forward(self, features: torch.Tensor, top: bool = True, bottom: bool = True) -> torch.Tensor:
         """``top``/``bottom``: the rows reach the frame's edge there (repeated), else one row of context
@@ -222,7 +222,8 @@ def fit_residual(
     if latent_bits <= 0:
         raise ValueError(f"fit_residual: {options.bits:.0f} bits leave nothing for the latents")
     batch = max(1, min(count, PIXELS_PER_STEP // (height * width)))
-    budget, step, order, rate = Budget(options.steps, options.minutes), 0, [], None
+    budget, step, rate = Budget(options.steps, options.minutes), 0, None
+    order: list[int] = []
     log_integral, lam, crossed = math.log(LAMBDA_START), LAMBDA_START, False
     while not budget.exhausted(step):
         spent = budget.spent(step)
@@ -257,8 +258,8 @@ def fit_residual(
         if progress and (step % 20 == 0 or budget.exhausted(step)):
             report = fit_report(step, options.steps, mse.item(), budget.elapsed())
             progress({**report, "stage": "residual", "bits": stored_bits, "lambda": lam})
-    values = [[grid.detach().cpu() for grid in frame] for frame in latents]
-    return pack_within(synthesis, values, options.bits), step
+    stored = [[grid.detach().cpu() for grid in frame] for frame in latents]
+    return pack_within(synthesis, stored, options.bits), step
 
 
 def pack_within(synthesis: Synthesis, values: list[list[torch.Tensor]], bits: float) -> bytes:
@@ -336,12 +337,12 @@ class Residual:
 
     def latents(self, index: int) -> list[torch.Tensor]:
         """Frame ``index``'s grids, ``(1, 1, h_k, w_k)`` float32 each."""
-        sizes = grid_sizes(self.height, self.width, len(self.models or self.tables))
+        sizes = grid_sizes(self.height, self.width, len(self.models or self.tables or ()))
         if self.models is not None:
             reader = entropy.Reader(self.words[index])
             values = [contexts.decode_grid(reader, m, h, w) for m, (h, w) in zip(self.models, sizes)]
         else:
-            parts = [(h * w, low, counts) for (h, w), (low, counts) in zip(sizes, self.tables)]
+            parts = [(h * w, low, counts) for (h, w), (low, counts) in zip(sizes, self.tables or ())]
             values = entropy.decode_words(self.words[index], parts)
         return [torch.from_numpy(v.astype(np.float32)).view(1, 1, h, w) for v, (h, w) in zip(values, sizes)]
 

@@ -29,6 +29,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -190,7 +191,10 @@ def synthetic_window(rng: np.random.Generator, photos: list[np.ndarray]) -> np.n
         h, w = int(image.shape[-2] / factor), int(image.shape[-1] / factor)
         least = math.ceil(2 * margin(SIZE, MAX_SPEED))  # small photos are enlarged so that any motion fits
         image = ops.resize(image, max(h, least), max(w, least))
-        return [ops.sample_points(image, pts, "bicubic") for pts in camera_points(rng, image.shape[-2:], SIZE)]
+        return [
+            ops.sample_points(image, pts, "bicubic")
+            for pts in camera_points(rng, (image.shape[-2], image.shape[-1]), SIZE)
+        ]
 
     background = layer(photos[rng.integers(len(photos))])
     frames = [f.transpose(1, 2).reshape(3, SIZE, SIZE) for f in background]
@@ -236,7 +240,7 @@ def usable(window: np.ndarray) -> bool:
     return texture > MIN_TEXTURE and jumps.max() < MAX_FRAME_CHANGE
 
 
-SOURCES: dict[str, object] = {}
+SOURCES: dict[str, Any] = {}
 """What ``window`` draws from, by source name (photographs or a clip's frames); set before the workers fork."""
 
 

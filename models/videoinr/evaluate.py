@@ -23,6 +23,7 @@ import argparse
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -122,7 +123,9 @@ def lanczos_minterpolate(low: torch.Tensor, k: int, height: int, width: int) -> 
     """FFmpeg ``scale=flags=lanczos`` then ``minterpolate`` to k times the frame rate."""
     graph = av.filter.Graph()
     rate = 30
-    source = graph.add_buffer(width=low.shape[-1], height=low.shape[-2], format="rgb24", time_base=Fraction(1, rate))
+    source = graph.add_buffer(
+        width=low.shape[-1], height=low.shape[-2], format=av.VideoFormat("rgb24"), time_base=Fraction(1, rate)
+    )
     chain = [
         graph.add("scale", f"{width}:{height}:flags=lanczos"),
         graph.add("minterpolate", f"fps={rate * k}:{MINTERPOLATE}"),
@@ -137,13 +140,13 @@ def lanczos_minterpolate(low: torch.Tensor, k: int, height: int, width: int) -> 
     arrays = (low * 255).round().byte().permute(0, 2, 3, 1).numpy()
     out: dict[int, np.ndarray] = {}
 
-    def drain():
+    def drain() -> None:
         while True:
             try:
-                frame = graph.pull()
+                frame = cast(av.VideoFrame, graph.pull())
             except (av.BlockingIOError, av.EOFError):
                 return
-            out[int(frame.pts)] = frame.to_ndarray(format="rgb24")
+            out[int(frame.pts or 0)] = frame.to_ndarray(format="rgb24")
 
     for index, array in enumerate([*arrays, arrays[-1]]):  # a repeated tail flushes the last interval
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")

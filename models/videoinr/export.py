@@ -19,6 +19,7 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -95,7 +96,7 @@ def export(name_or_path: str | Path, out: Path, opset: int = DEFAULT_OPSET, half
         import onnx
     weights = registry.resolve(name_or_path)
     dtype = torch.float16 if half else torch.float32
-    model = registry.load(weights, dtype=dtype)
+    model = cast(VideoINR, registry.load(weights, dtype=dtype))
     out.mkdir(parents=True, exist_ok=True)
     inputs = example_inputs(model, dtype)
     spatial = {2: "height", 3: "width"}
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--opset must be 16 or more (GridSample)")
     out = args.out or Path("exports") / Path(args.model).stem
     manifest = export(args.model, out, args.opset, args.half)
-    for stage, entry in manifest["graphs"].items():
+    graphs: dict[str, dict[str, str]] = manifest["graphs"]  # type: ignore[assignment]
+    for stage, entry in graphs.items():
         print(f"{out / entry['file']}: {stage}, sha256 {entry['sha256']}")
     return 0
 

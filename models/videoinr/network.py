@@ -149,8 +149,8 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, activation: str, zero_last
         if i < len(dims) - 2:
             layers.append(ACTIVATIONS[activation]())
     if zero_last:
-        nn.init.zeros_(layers[-1].weight)
-        nn.init.zeros_(layers[-1].bias)
+        nn.init.zeros_(linear.weight)  # the last layer
+        nn.init.zeros_(linear.bias)
     return nn.Sequential(*layers)
 
 
@@ -165,15 +165,16 @@ class MotionEstimator(nn.Module):
         self.levels = levels
         self.refiners = nn.ModuleList()
         for _ in range(levels):
+            last = nn.Conv2d(width, 4, 3, padding=1)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)  # type: ignore[arg-type]  # made with a bias
             head = nn.Sequential(
                 nn.Conv2d(4 * channels + 4, width, 3, padding=1),
                 nn.LeakyReLU(0.1),
                 nn.Conv2d(width, width, 3, padding=1),
                 nn.LeakyReLU(0.1),
-                nn.Conv2d(width, 4, 3, padding=1),
+                last,
             )
-            nn.init.zeros_(head[-1].weight)
-            nn.init.zeros_(head[-1].bias)
             self.refiners.append(head)
 
     def forward(self, feat0: torch.Tensor, feat1: torch.Tensor) -> torch.Tensor:
@@ -181,12 +182,11 @@ class MotionEstimator(nn.Module):
         for _ in range(self.levels - 1):
             f0, f1 = pyramid[-1]
             pyramid.append((F.avg_pool2d(f0, 2, ceil_mode=True), F.avg_pool2d(f1, 2, ceil_mode=True)))
-        flow = None
+        coarsest = pyramid[-1][0]  # flows add up in float32 under autocast (bfloat16 steps by 1/8 pixel past 16)
+        flow = torch.zeros_like(coarsest[:, :4], dtype=torch.float32 if ops.autocasting(coarsest) else coarsest.dtype)
         for level in reversed(range(self.levels)):
             f0, f1 = pyramid[level]
-            if flow is None:  # flows add up in float32 under autocast (bfloat16 steps by 1/8 pixel past 16)
-                flow = torch.zeros_like(f0[:, :4], dtype=torch.float32 if ops.autocasting(f0) else f0.dtype)
-            else:
+            if level < self.levels - 1:
                 flow = ops.resize_flow(flow, f0)
             warped1, warped0 = ops.warp_pair(f0, f1, flow)
             flow = flow + self.refiners[level](torch.cat([f0, warped1, f1, warped0, flow], dim=1))

@@ -34,7 +34,7 @@ class RealEsrgan:
         h, w = array.shape[:2]
         self.net.raw_in_image = self.net.raw_out_image = None  # the wheel keeps its first call's buffer sizes
         raw = self.net.process_bytes(array.tobytes(), w, h, 3)
-        big = np.frombuffer(raw, np.uint8).reshape(h * 4, w * 4, 3)
+        big: np.ndarray = np.frombuffer(raw, np.uint8).reshape(h * 4, w * 4, 3)
         if (h * 4, w * 4) != (height, width):
             video = av.VideoFrame.from_ndarray(np.ascontiguousarray(big), format="rgb24")
             big = video.reformat(width, height, "rgb24", interpolation="LANCZOS").to_ndarray()

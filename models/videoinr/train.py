@@ -21,8 +21,10 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -31,11 +33,14 @@ from safetensors.torch import load_file, save_file
 from models import ops, registry
 from models.schedule import Budget, cosine
 from models.videoinr import data
-from models.videoinr.network import PRESETS, describe, widen
+from models.videoinr.network import PRESETS, VideoINR, describe, widen
 
 TRAINING_DIR = registry.CHECKPOINT_DIR / "training"
 """Resumable training states (safetensors + JSON, a few MB each), one folder per preset."""
-LOSSES = {"charbonnier": ops.charbonnier, "mse": torch.nn.functional.mse_loss}
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "charbonnier": ops.charbonnier,
+    "mse": torch.nn.functional.mse_loss,
+}
 """Training losses by name (``--loss``)."""
 GAPS = (2, 4, 8)
 """Frame distances between the two inputs inside a window (time factors 2x, 4x, 8x)."""
@@ -90,7 +95,10 @@ def sample_batch(
         frames1.append(crop[start + gap])
         targets.append(crop[start + k])
         times.append(k / gap)
-    as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+
+    def as_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+
     hr0, hr1, hr_target = as_tensor(frames0), as_tensor(frames1), as_tensor(targets)
     index = torch.from_numpy(rng.integers(0, hr * hr, (batch, n_points)))
     target = hr_target.flatten(2).gather(2, index.unsqueeze(1).expand(-1, 3, -1)).transpose(1, 2)
@@ -335,7 +343,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def train_step(model, optimizer, batch: Batch, device: torch.device, loss_name: str = "charbonnier") -> torch.Tensor:
     """One optimiser step on ``batch``; returns its loss (a tensor: reading it would wait for a GPU)."""
-    to = lambda tensor: tensor.to(device, non_blocking=True)  # noqa: E731
+
+    def to(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(device, non_blocking=True)
+
     pred = model(to(batch.image0), to(batch.image1), to(batch.points), to(batch.t), to(batch.cell))
     loss = LOSSES[loss_name](pred, to(batch.target))
     optimizer.zero_grad(set_to_none=True)
@@ -353,7 +364,7 @@ def start(args: argparse.Namespace, model, optimizer, work: Path) -> tuple[dict,
         info = load_state(work, model, optimizer, average)
         print(f"resumed from {work} at step {info['step']}", flush=True)
     elif args.init and args.widen:
-        wide = widen(registry.load(args.init), model.config.hidden)
+        wide = widen(cast(VideoINR, registry.load(args.init)), model.config.hidden)
         model.load_state_dict(wide.state_dict())
         info["init"] = {"checkpoint": args.init, "widened_to": model.config.hidden}
         print(f"warm start from {args.init}, widened to {model.config.hidden}", flush=True)

@@ -167,7 +167,7 @@ class StageTimes:
         """Count the seconds since ``started`` for ``stage``; waits for ``device`` first if ``synchronize``."""
         if synchronize and device.type == "cuda":
             torch.cuda.synchronize(device)
-        with self.lock:  # pairs may render in several threads (worker.pipeline.Renderer)
+        with self.lock:  # pairs may render in several threads (worker.render.Renderer)
             self.seconds[stage] += time.perf_counter() - started
 
 
@@ -212,7 +212,8 @@ class Upsampler:
                 # and later, which moved a fine-tuned VideoINR's output by 3.8/1000 from the CPU's (0.003/1000
                 # without it; docs/quality.md). float16/bfloat16 are the fast options. Process-wide, as the flag is.
                 torch.backends.cudnn.allow_tf32 = False
-        self.model, self.dtype = model, dtype
+        self.model: Any = model  # VideoINR, or another backend's network with its three stages
+        self.dtype = dtype
         self.options = options = options or UpsampleOptions()
         if options.path not in ("auto", "cpu", "device"):
             raise ValueError(f"Upsampler: path must be auto, cpu or device, not {options.path!r}")
@@ -225,7 +226,9 @@ class Upsampler:
         self.times = StageTimes()
         self.transfers = Transfers()
         self._tiles: dict[tuple[int, int], list[Tile]] = {}
-        self._copies = None  # the side stream that copies frames to the host on a GPU (made on first use)
+        self._copies: torch.cuda.Stream | None = (
+            None  # the side stream that copies frames to the host on a GPU (made on first use)
+        )
 
     def free_memory(self) -> int:
         """The device's free bytes now (CUDA), else ``DEFAULT_DEVICE_MEMORY``."""
@@ -241,7 +244,7 @@ class Upsampler:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype)
 
-    def kernels(self):
+    def kernels(self) -> contextlib.AbstractContextManager:
         """The ops this upsampler's path takes: on the device path the portable ones, also on a CPU."""
         return ops.portable_ops() if self.on_device else contextlib.nullcontext()
 
@@ -385,6 +388,8 @@ class Upsampler:
                     frames = rgb.new_empty(3, len(times), height, width)
                 frames[:, :, rows[0] : rows[1], cols[0] : cols[1]] = part
             self.times.add("queries", started, self.device, self.options.timing)
+        if frames is None:
+            raise ValueError(f"Upsampler: no tile covers a {width}x{height} frame")
         return frames
 
     def to_host(self, frame: torch.Tensor, into: FrameFormat | None) -> HostFrame:

@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from service.live import is_segmented, live_result
 from service.queue import JobState, RQBackend
 from service.schemas import JobOut, Progress
-from service.states import State
 from service.storage import JobFiles, follow
 from worker import runs
+from worker.states import State
 
 
 async def job_state(backend, files: JobFiles) -> JobState:

@@ -49,7 +49,8 @@ def test_a_cuda_job_encodes_with_nvenc_where_it_opens(tmp_path, clip_with_audio)
     import av
 
     from worker.media import OutputOptions, choose_encoder
-    from worker.pipeline import UpsampleRequest, run_upsample
+    from worker.pipeline import run_upsample
+    from worker.planning import UpsampleRequest
 
     encoder, why = choose_encoder(OutputOptions(), 128, 96, "yuv420p", cuda=True)
     request = UpsampleRequest(scale=2, time_factor=2, model="videoinr-s48", device="cuda")

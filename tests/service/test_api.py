@@ -6,8 +6,9 @@ import av
 import pytest
 
 from tests.service.conftest import REDIS_URL, finished, kill_worker_mid_job, post_video, wait_for
+from worker.states import State
 
-JOB_STATES = ("queued", "started", "finished", "failed", "canceled")
+JOB_STATES = tuple(state.value for state in State)
 
 
 def check_upload_to_result(client, clip, tmp_path):

@@ -7,8 +7,8 @@ import time
 from service.main import create_app, sweep
 from service.queue import JobState
 from service.settings import Settings
-from service.states import State
 from service.storage import JobFiles, new_job_id
+from worker.states import State
 
 
 def make_job(settings: Settings, age_s: float, state: State | None, backend) -> JobFiles:

@@ -12,7 +12,8 @@ from models import registry
 from models.videoinr.upsampler import UpsampleOptions, Upsampler
 from worker.errors import ParameterError
 from worker.media import NVENC, OutputOptions, VideoWriter, choose_encoder, codec_options
-from worker.pipeline import UpsampleRequest, run_upsample
+from worker.pipeline import run_upsample
+from worker.planning import UpsampleRequest
 
 HAS_NVENC = choose_encoder(OutputOptions(encoder_kind="auto"), 256, 256, "yuv420p", cuda=True)[0] in NVENC.values()
 """Whether NVENC opens on this machine (it does not without an NVIDIA GPU, as in CI)."""

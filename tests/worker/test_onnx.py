@@ -16,7 +16,8 @@ from models import registry
 from models.videoinr import export
 from models.videoinr.upsampler import UpsampleOptions, Upsampler
 from tests.media import texture_frames, video_frames, write_clip
-from worker.pipeline import UpsampleRequest, run_upsample
+from worker.pipeline import run_upsample
+from worker.planning import UpsampleRequest
 from worker.runtime import ModelCache, OnnxNetwork, cached_export, export_folder
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is part of vinr[dev]")

@@ -14,7 +14,9 @@ from tests.processes import open_files_under
 from worker.errors import CanceledError, OutputError, ParameterError
 from worker.jobs import upsample_request
 from worker.media import OutputOptions, VideoReader
-from worker.pipeline import UpsampleRequest, load_upsampler, plan_output, render_streams, run_upsample
+from worker.pipeline import load_upsampler, run_upsample
+from worker.planning import UpsampleRequest, plan_output
+from worker.render import render_streams
 from worker.runtime import choose_dtype, native_bf16
 from worker.settings import WorkerSettings
 

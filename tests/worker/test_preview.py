@@ -12,7 +12,8 @@ from service.cli import main
 from tests.media import texture_frames, video_frames, write_clip
 from worker.errors import InputError
 from worker.media import OutputOptions
-from worker.pipeline import UpsampleRequest, run_upsample
+from worker.pipeline import run_upsample
+from worker.planning import UpsampleRequest
 from worker.preview import png_bytes, render_preview
 
 

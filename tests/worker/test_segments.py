@@ -9,7 +9,8 @@ from service.cli import main
 from tests.media import audio_span, texture_frames, video_frames, write_clip
 from worker.errors import CanceledError
 from worker.media import OutputOptions
-from worker.pipeline import UpsampleRequest, load_upsampler, run_upsample
+from worker.pipeline import load_upsampler, run_upsample
+from worker.planning import UpsampleRequest
 from worker.segments import PLAN, SegmentPlan, frame_times, plan_segments, run_segmented
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
@@ -14,11 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from service.api.deps import BackendDep, JobDep, OwnerDep, SettingsDep
 from service.api.jobview import job_out, job_state, job_state_or_none, result_stream
 from service.schemas import JobList, JobOut, Problem
-from service.states import State
 from service.storage import owned_jobs
+from worker.states import State
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-NOT_FOUND = {
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "no or a wrong API key"},
     404: {"model": Problem, "description": "no such job (or another key's)"},
     503: {"model": Problem, "description": "Redis is unreachable; retry after Retry-After seconds"},
@@ -67,7 +68,7 @@ async def job_events(files: JobDep, backend: BackendDep) -> EventSourceResponse:
     """Server-Sent Events: a `progress` event (the job's JSON) on every change, `end` when it ends; a
     comment line every EVENT_PING seconds keeps proxies from closing a quiet stream."""
 
-    async def events():
+    async def events() -> AsyncIterator[ServerSentEvent]:
         last = None
         while True:
             state = await job_state_or_none(backend, files)

@@ -23,8 +23,9 @@ from service.api.routes.upsample import SizeAndRate
 from service.api.submit import upload_body, upload_error
 from service.schemas import InputInfo, Limits, PreviewOut, Problem
 from service.storage import TooManyUploadsError, receive_upload, upload_key
+from worker.folders import JobFolder
 from worker.media import VideoReader
-from worker.pipeline import MAX_FPS, MAX_SCALE, MAX_SIDE
+from worker.planning import MAX_FPS, MAX_SCALE, MAX_SIDE
 from worker.preview import Preview, png_bytes
 
 router = APIRouter(tags=["upsample"])
@@ -66,7 +67,7 @@ async def temporary_upload(request: Request, settings, owner: str) -> AsyncItera
         with request.app.state.uploads.slot(upload_key(request, owner)):
             folder = await run_in_threadpool(previewer.folder)
             try:
-                source = folder / "input"
+                source = JobFolder(folder).input
                 await receive_upload(
                     request, source, settings.max_upload_bytes, settings.upload_idle_timeout, settings.upload_min_rate
                 )
@@ -113,10 +114,11 @@ async def preview(
             raise HTTPException(
                 504, f"the preview took more than {settings.preview_timeout:g} s (VINR_PREVIEW_TIMEOUT)"
             ) from None
-        body = await run_in_threadpool(preview_body, shot, compare) if compare else png_bytes(shot.image)
-    if compare:
-        return JSONResponse(body.model_dump(), headers=preview_headers(shot))
-    return Response(body, media_type="image/png", headers=preview_headers(shot))
+        if compare:
+            body = await run_in_threadpool(preview_body, shot, compare)
+            return JSONResponse(body.model_dump(), headers=preview_headers(shot))
+        png = png_bytes(shot.image)
+    return Response(png, media_type="image/png", headers=preview_headers(shot))
 
 
 @router.post(

@@ -17,7 +17,7 @@ from service.settings import Settings
 from worker.errors import VinrError
 from worker.jobs import upsample_request
 from worker.media import VideoReader
-from worker.pipeline import MAX_FPS, MAX_SCALE, MAX_SIDE, plan_output
+from worker.planning import MAX_FPS, MAX_SCALE, MAX_SIDE, plan_output
 
 router = APIRouter(tags=["upsample"])
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")

@@ -1,4 +1,5 @@
-"""A job's states: one enum, one spelling, for the schemas, both queue backends, the routes and /metrics."""
+"""A job's states: one enum, one spelling, for the workers, the schemas, both queue backends, the routes and
+/metrics."""
 
 from __future__ import annotations
 

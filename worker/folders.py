@@ -1,0 +1,80 @@
+"""A job's folder: where each of its files lives, named once here (the gateway and the workers share
+the folders on a volume: ``VINR_DATA_DIR/jobs/ID``).
+
+``input``: the upload (a video or a neural bitstream); ``result.mp4``: the output, written in place as a
+fragmented MP4 while the job runs; ``job.json``: the job's parameters and owner (``service.storage``);
+``uploading``: present while the upload is received (the receiving gateway's host and pid);
+``attempts.jsonl`` and ``heartbeat``: the run log and the live run's heartbeat (``worker.runs``);
+``segments.json`` and ``segments/NNNN.mp4``: a segmented job's plan and finished segments
+(``worker.segments``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+INPUT = "input"
+RESULT = "result.mp4"
+META = "job.json"
+UPLOADING = "uploading"
+"""A job folder's mark while its upload is received: the receiving gateway's host and pid (JSON)."""
+ATTEMPTS = "attempts.jsonl"
+"""The log of runs: a ``start`` and an ``end`` JSON line per run (host, pid, wall time)."""
+HEARTBEAT = "heartbeat"
+"""A file a running job touches every ``worker.runs.RUN_BEAT`` seconds."""
+PLAN = "segments.json"
+"""A segmented job's plan."""
+SEGMENTS = "segments"
+"""A segmented job's finished segments, one file each."""
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
+"""What a job id looks like (anything else is refused before touching the disk)."""
+
+
+def jobs_dir(data_dir: str | Path) -> Path:
+    """Where every job's folder lives."""
+    return Path(data_dir) / "jobs"
+
+
+@dataclass(frozen=True)
+class JobFolder:
+    """The paths of one job's folder (or of a work folder laid out the same way)."""
+
+    dir: Path
+
+    @property
+    def input(self) -> Path:
+        return self.dir / INPUT
+
+    @property
+    def result(self) -> Path:
+        return self.dir / RESULT
+
+    @property
+    def meta_path(self) -> Path:
+        return self.dir / META
+
+    @property
+    def uploading(self) -> Path:
+        return self.dir / UPLOADING
+
+    @property
+    def attempts(self) -> Path:
+        return self.dir / ATTEMPTS
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.dir / HEARTBEAT
+
+    @property
+    def plan(self) -> Path:
+        return self.dir / PLAN
+
+    @property
+    def segments(self) -> Path:
+        return self.dir / SEGMENTS
+
+    def segment(self, index: int, suffix: str) -> Path:
+        """Segment ``index``'s file."""
+        return self.segments / f"{index:04d}{suffix}"

@@ -1,0 +1,88 @@
+"""What an upsample asks for and what it will make: the request, its checks and limits, the output plan.
+
+``plan_output`` runs before anything is queued or decoded (the gateway calls it on the probed input), so
+a request the input or an encoder cannot honour is a ParameterError, never a failed job.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from models.registry import DEFAULT_MODEL
+from worker.errors import ParameterError
+from worker.media import OutputOptions, VideoInfo, check_encodable, choose_encoder, even_size
+
+MAX_SCALE = 8.0
+"""Largest spatial factor accepted (the shipped models are trained on [1, 4])."""
+MAX_FPS = 1000.0
+"""Largest output frame rate accepted, frames per second."""
+MAX_SIDE = 32768
+"""Largest output width or height accepted, pixels (the service's VINR_MAX_OUTPUT_PIXELS is lower)."""
+
+
+@dataclass(frozen=True)
+class UpsampleRequest:
+    """What to make of a video; plain data, so a queued job can carry it as JSON."""
+
+    scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    time_factor: float | None = None
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    half: bool = False
+    bf16: bool = False
+    tile: int | None = None  # None: 512 on a CPU, as large as the device's memory allows on a GPU
+    backend: str = "auto"
+    output: OutputOptions = field(default_factory=OutputOptions)
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """The output's size and rate, fixed before the first frame."""
+
+    width: int
+    height: int
+    fps: Fraction
+    frames: int  # estimate from the container's duration (exact for constant-rate input)
+
+
+def plan_output(info: VideoInfo, request: UpsampleRequest, check_nvenc: bool = True) -> OutputPlan:
+    """Check the request against the input and fix the output size (made even where needed) and rate.
+
+    ``check_nvenc``: a request that forces NVENC fails here unless it opens on this machine (a gateway
+    whose jobs run on other machines leaves that to the worker)."""
+    for name in ("scale", "fps", "time_factor"):
+        value = getattr(request, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ParameterError(f"plan_output: {name} must be a positive finite number, got {value!r}")
+    if request.width or request.height:
+        if any(v is not None and not 0 < v <= MAX_SIDE for v in (request.width, request.height)):
+            raise ParameterError(f"plan_output: width and height must be between 1 and {MAX_SIDE}")
+        # one side given: the other keeps the aspect ratio
+        width = request.width or round(info.width * (request.height or 0) / info.height)
+        height = request.height or round(info.height * (request.width or 0) / info.width)
+    else:
+        scale = 1.0 if request.scale is None else request.scale
+        if not 1.0 <= scale <= MAX_SCALE:
+            raise ParameterError(f"plan_output: scale must be between 1 and {MAX_SCALE:g}, got {scale:g}")
+        width, height = round(info.width * scale), round(info.height * scale)
+    if max(width / info.width, height / info.height) > MAX_SCALE:
+        raise ParameterError(f"plan_output: {width}x{height} is more than {MAX_SCALE:g}x the input")
+    if request.fps is not None and request.time_factor is not None:
+        raise ParameterError("plan_output: give fps or time_factor, not both")
+    if request.fps is not None:
+        fps = Fraction(min(request.fps, 2 * MAX_FPS)).limit_denominator(1001)
+    else:
+        fps = info.fps * Fraction(min(request.time_factor or 1, 2 * MAX_FPS)).limit_denominator(1000)
+    if not 0 < fps <= MAX_FPS:
+        raise ParameterError(f"plan_output: fps must be in (0, {MAX_FPS:g}], got {float(fps):g}")
+    pix_fmt = request.output.output_pix_fmt(info.bit_depth > 8)
+    width, height = even_size(width, height, pix_fmt)
+    check_encodable(request.output.encoder, width, height, pix_fmt)
+    if check_nvenc and request.output.encoder_kind == "nvenc":
+        choose_encoder(request.output, width, height, pix_fmt, cuda=True)
+    return OutputPlan(width, height, fps, max(1, round(info.duration * fps)))
