@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from models import codecs
+from models.install import SharedPackageError, check_environment
 from models.registry import DEFAULT_MODEL
 from worker.errors import InputError, OutputError, ParameterError, VinrError
 from worker.jobs import eta_seconds
@@ -500,6 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vinr`` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="vinr: %(message)s")
+    try:
+        check_environment()
+    except SharedPackageError as exc:
+        print(f"vinr: error: {exc}", file=sys.stderr)
+        return 1
     try:
         return args.run(args)
     except VinrError as exc:

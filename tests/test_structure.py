@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("models", "worker", "service")
 """Bottom to top: a package may import only packages at or below its own layer."""
@@ -57,3 +59,13 @@ def test_no_import_cycles():
         if module not in state:
             visit(module, [module])
     assert not cycles, cycles
+
+
+def test_vinr_refuses_an_environment_where_another_distribution_installs_models():
+    from models.install import SharedPackageError, check_environment, shared_packages
+
+    assert shared_packages() == {}  # this environment: vinr alone provides models, worker and service
+    mixed = {"models": ["vinr", "someone-elses-models"], "worker": ["vinr"], "service": ["vinr"], "numpy": ["numpy"]}
+    assert shared_packages(mixed) == {"models": ["someone-elses-models"]}
+    with pytest.raises(SharedPackageError, match="'models' also comes from someone-elses-models"):
+        check_environment(mixed)
