@@ -6,6 +6,7 @@ database. Point it elsewhere to run them against another Redis.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from redis import Redis
 from service.main import create_app
 from service.settings import Settings
 from tests.media import texture_frames, write_clip
+from worker.folders import JobFolder
 
 REDIS_URL = os.environ.get("VINR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,6 +189,12 @@ def wait_for(check: Callable[[], object], timeout: float = 60, interval: float =
 def long_clip(tmp_path_factory):
     """4 s at 30 fps, 64x48: long enough to be caught while running."""
     return write_clip(tmp_path_factory.mktemp("long") / "long.mp4", texture_frames(120, 48, 64), audio=True)
+
+
+def attempts(tmp_path, job_id: str) -> list[dict]:
+    """The job folder's run log (``worker.folders.ATTEMPTS``), as the data folder of ``serve`` holds it."""
+    path = JobFolder(tmp_path / "data" / "jobs" / job_id).attempts
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def post_video(client, path, params, **kwargs):

@@ -9,8 +9,7 @@ import time
 import numpy as np
 
 from tests.media import audio_span, video_frames
-from tests.service.conftest import REDIS_URL, finished, post_video, wait_for
-from tests.service.test_heartbeats import attempts
+from tests.service.conftest import REDIS_URL, attempts, finished, post_video, wait_for
 
 PARAMS = {"scale": 2, "time_factor": 2, "model": "tiny"}
 
