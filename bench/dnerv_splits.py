@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from bench import header, row, split_cells
 from bench.nrff_splits import parse_split
 from models.bitstream import container
 from models.dnerv.evaluate import clips, library_psnr
@@ -28,11 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     videos = clips()
     pixels = sum(v.frames[..., 0].size for v in videos)
-    print(
-        "| target bpp | GOP | keyframe share | residual share | D-NeRV bpp | D-NeRV PSNR | keyframes' bytes | "
-        "residual's bytes | encode s | decode fps |"
+    header(
+        "target bpp",
+        "GOP",
+        "keyframe share",
+        "residual share",
+        "D-NeRV bpp",
+        "D-NeRV PSNR",
+        "keyframes' bytes",
+        "residual's bytes",
+        "encode s",
+        "decode fps",
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
     for bpp in args.rates:
         for gop, share, residual in args.splits:
             options = DNeRVOptions(
@@ -44,11 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             psnr, fps = library_psnr(data, videos)
             sections = container.parse(data).sections
             keys, resd = (len(sections.get(name, b"")) / len(data) for name in ("KEYF", "RESD"))
-            print(
-                f"| {bpp:g} | {gop} | {share:.0%} | {residual:.0%} | {8 * len(data) / pixels:.4f} | {psnr:.2f} | "
-                f"{keys:.0%} | {resd:.0%} | {seconds:.0f} | {fps:.1f} |",
-                flush=True,
-            )
+            measured = [f"{8 * len(data) / pixels:.4f}", f"{psnr:.2f}", f"{keys:.0%}", f"{resd:.0%}"]
+            row(*split_cells(bpp, gop, share, residual), *measured, f"{seconds:.0f}", f"{fps:.1f}")
     return 0
 
 

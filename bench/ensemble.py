@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 
+from bench import header, row
 from models import ops, registry
 from models.videoinr import evaluate
 
@@ -94,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     model = registry.load(args.model)
     clip = evaluate.read_frames(evaluate.carphone_path(), None)
     height, width = clip.shape[-2:]
-    print("| model | scale | time | method | runs | Y-PSNR all | Y-PSNR kept | Y-PSNR between | seconds |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    header("model", "scale", "time", "method", "runs", "Y-PSNR all", "Y-PSNR kept", "Y-PSNR between", "seconds")
     for scale in args.scales:
         for k in args.time_factors:
             truth = clip[: (len(clip) - 1) // k * k + 1]
@@ -106,10 +106,16 @@ def main(argv: list[str] | None = None) -> int:
                 runs = 1 if method == "flowsym" else len(ENSEMBLES[method])
                 kept = len(low)  # the mean over all frames less the in-between frames' share
                 kept_y = (result["y_all"] * len(truth) - result["y_between"] * (len(truth) - kept)) / kept
-                print(
-                    f"| {args.model} | {scale:g}x | {k}x | {method} | {runs} | {result['y_all']:.2f} | {kept_y:.2f} | "
-                    f"{result['y_between']:.2f} | {time.time() - started:.0f} |",
-                    flush=True,
+                row(
+                    args.model,
+                    f"{scale:g}x",
+                    f"{k}x",
+                    method,
+                    runs,
+                    f"{result['y_all']:.2f}",
+                    f"{kept_y:.2f}",
+                    f"{result['y_between']:.2f}",
+                    f"{time.time() - started:.0f}",
                 )
     return 0
 

@@ -16,6 +16,7 @@ import json
 import time
 from fractions import Fraction
 
+from bench import header, row, split_cells
 from models.bitstream import container
 from models.evaluation import decoded_frames, mean_psnr
 from models.nrff.decode import open_bitstream
@@ -45,11 +46,20 @@ def main(argv: list[str] | None = None) -> int:
     clips = {
         name: frames for name, frames in evaluation_clips(args.frames).items() if name.startswith(tuple(args.clips))
     }
-    print(
-        "| clip | target bpp | GOP | keyframe share | residual share | NRFF bpp | NRFF PSNR | x264 bpp | x264 PSNR | "
-        "keyframes' bytes | width | encode s |"
+    header(
+        "clip",
+        "target bpp",
+        "GOP",
+        "keyframe share",
+        "residual share",
+        "NRFF bpp",
+        "NRFF PSNR",
+        "x264 bpp",
+        "x264 PSNR",
+        "keyframes' bytes",
+        "width",
+        "encode s",
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, frames in clips.items():
         pixels = frames[..., 0].size
         for bpp in args.rates:
@@ -64,12 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                 x264 = classic_at_size(frames, "libx264", len(stream))
                 sections = container.parse(stream).sections
                 keys = len(sections["KEYF"]) / len(stream)
-                print(
-                    f"| {name} | {bpp:g} | {gop} | {share:.0%} | {residual:.0%} | {8 * len(stream) / pixels:.4f} | "
-                    f"{mean_psnr(decoded, frames):.2f} | {8 * x264[1] / pixels:.4f} | {x264[2]:.2f} | {keys:.0%} | "
-                    f"{json.loads(sections['CONF'])['width']} | {seconds:.0f} |",
-                    flush=True,
-                )
+                psnr, width = mean_psnr(decoded, frames), json.loads(sections["CONF"])["width"]
+                rate, x264_rate = 8 * len(stream) / pixels, 8 * x264[1] / pixels
+                nrff = [f"{rate:.4f}", f"{psnr:.2f}", f"{x264_rate:.4f}", f"{x264[2]:.2f}", f"{keys:.0%}", width]
+                row(name, *split_cells(bpp, gop, share, residual), *nrff, f"{seconds:.0f}")
     return 0
 
 

@@ -26,6 +26,7 @@ import httpx
 from redis import Redis
 
 from bench.upsample import make_input
+from tests.processes import poll
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,16 +38,12 @@ def free_port() -> int:
 
 
 def wait(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.5)
-    raise SystemExit(f"bench: {what} within {timeout:g} s")
+    """``check()``'s first truthy value (HTTP errors count as not yet); SystemExit naming ``what`` after
+    ``timeout`` seconds."""
+    try:
+        return poll(check, timeout, 0.5, (httpx.HTTPError,))
+    except TimeoutError:
+        raise SystemExit(f"bench: not {what} within {timeout:g} s") from None
 
 
 def run(workers: int, args, folder: Path) -> dict:

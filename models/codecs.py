@@ -28,6 +28,8 @@ _BUILTIN = {"nrff": "models.nrff.codec", "dnerv": "models.dnerv.codec"}
 NAMES = tuple(_BUILTIN)
 """The codecs ``vinr encode --codec`` offers (the first is the default)."""
 _CODECS: dict[str, NeuralCodec] = {}
+Progress = Callable[[dict], None] | None
+"""What an encoder reports its fitting to (step, loss, PSNR), if anything."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,18 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class OpenFile:
+    """A bitstream file being probed: its handle, header, CRC-verified sections (tag -> (offset, length)),
+    its CONF section's bytes, and the video asked for (a name or an index; None: the first)."""
+
+    handle: BinaryIO
+    header: container.Header
+    sections: dict[str, tuple[int, int]]
+    conf: bytes
+    video: str | None
+
+
+@dataclass(frozen=True)
 class Probed:
     """What a codec's ``probe`` read: the chosen video, the weight section it needs, and that video's
     keyframe payload with the number of keyframes it must hold (the caller decodes them)."""
@@ -106,16 +120,8 @@ class NeuralCodec(Protocol):
     many_videos: bool
     """Whether one file holds many videos (a library): ``encode`` then takes every video given."""
 
-    def probe(
-        self,
-        handle: BinaryIO,
-        header: container.Header,
-        sections: dict[str, tuple[int, int]],
-        conf: bytes,
-        video: str | None,
-    ) -> Probed:
-        """Read only what checks ``video`` of an open, CRC-verified file (``sections``: tag -> (offset,
-        length)); BitstreamError, UnknownVideoError."""
+    def probe(self, file: OpenFile) -> Probed:
+        """Read only what checks the video asked for; BitstreamError, UnknownVideoError."""
         ...
 
     def check(self, options: EncodeOptions) -> None:
@@ -126,9 +132,7 @@ class NeuralCodec(Protocol):
         """Video ``video`` of the bitstream ``data``, ready to render frame ranges."""
         ...
 
-    def encode(
-        self, videos: list[Video], options: EncodeOptions, device: object, progress: Callable[[dict], None] | None
-    ) -> bytes:
+    def encode(self, videos: list[Video], options: EncodeOptions, device: object, progress: Progress) -> bytes:
         """Fit the codec to ``videos`` within ``options``; the bitstream's bytes."""
         ...
 

@@ -12,7 +12,6 @@ fragmented MP4 while the job runs; ``job.json``: the job's parameters and owner 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 INPUT = "input"
@@ -37,43 +36,15 @@ def jobs_dir(data_dir: str | Path) -> Path:
     return Path(data_dir) / "jobs"
 
 
-@dataclass(frozen=True)
 class JobFolder:
     """The paths of one job's folder (or of a work folder laid out the same way)."""
 
-    dir: Path
-
-    @property
-    def input(self) -> Path:
-        return self.dir / INPUT
-
-    @property
-    def result(self) -> Path:
-        return self.dir / RESULT
-
-    @property
-    def meta_path(self) -> Path:
-        return self.dir / META
-
-    @property
-    def uploading(self) -> Path:
-        return self.dir / UPLOADING
-
-    @property
-    def attempts(self) -> Path:
-        return self.dir / ATTEMPTS
-
-    @property
-    def heartbeat(self) -> Path:
-        return self.dir / HEARTBEAT
-
-    @property
-    def plan(self) -> Path:
-        return self.dir / PLAN
-
-    @property
-    def segments(self) -> Path:
-        return self.dir / SEGMENTS
+    def __init__(self, folder: Path):
+        self.dir = folder
+        self.input, self.result, self.meta_path, self.uploading = (folder / n for n in (INPUT, RESULT, META, UPLOADING))
+        self.attempts, self.heartbeat, self.plan, self.segments = (
+            folder / n for n in (ATTEMPTS, HEARTBEAT, PLAN, SEGMENTS)
+        )
 
     def segment(self, index: int, suffix: str) -> Path:
         """Segment ``index``'s file."""

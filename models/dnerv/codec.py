@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from fractions import Fraction
 from typing import BinaryIO
 
 from models import codecs
 from models.bitstream import container
 from models.bitstream.container import BitstreamError
-from models.codecs import EncodeOptions, Probe, Probed, Source, Video, read_at
+from models.codecs import EncodeOptions, OpenFile, Probe, Probed, Progress, Source, Video, read_at
 
 
 def video_keyframes(handle: BinaryIO, section: tuple[int, int], videos: int, chosen: int) -> bytes:
@@ -35,28 +34,22 @@ class DNeRVCodec:
     name = "dnerv"
     many_videos = True
 
-    def probe(
-        self,
-        handle: BinaryIO,
-        header: container.Header,
-        sections: dict[str, tuple[int, int]],
-        conf: bytes,
-        video: str | None,
-    ) -> Probed:
+    def probe(self, file: OpenFile) -> Probed:
         from models.bitstream.library import choose_video
         from models.dnerv.base import check_base
         from models.dnerv.decode import read_config, weights_section
         from models.dnerv.network import keyframe_indices
 
-        config = read_config(conf, header)
+        config = read_config(file.conf, file.header)
         if config.get("base"):  # a base this vinr does not ship, or another version of it, is refused now
             check_base(config["base"]["name"], config["base"]["sha256"])
         videos = config["videos"]
-        chosen = choose_video(videos, video)
+        chosen = choose_video(videos, file.video)
         entry = videos[chosen]
         size = (entry["width"], entry["height"])
-        probe = Probe(header, chosen, entry["name"], entry["frames"], Fraction(*entry["fps"]), 0, entry["frames"], size)
-        payload = video_keyframes(handle, sections["KEYF"], len(videos), chosen)
+        frames, fps = entry["frames"], Fraction(*entry["fps"])
+        probe = Probe(file.header, chosen, entry["name"], frames, fps, 0, frames, size)
+        payload = video_keyframes(file.handle, file.sections["KEYF"], len(videos), chosen)
         count = len(keyframe_indices(entry["frames"], config["gop"]))
         return Probed(probe, weights_section(config), payload, count)
 
@@ -74,9 +67,7 @@ class DNeRVCodec:
         count, (width, height) = library.videos[video]["frames"], library.size(video)
         return Source(width, height, library.fps(video), count, lambda start, stop: library.frames(video, start, stop))
 
-    def encode(
-        self, videos: list[Video], options: EncodeOptions, device: object, progress: Callable[[dict], None] | None
-    ) -> bytes:
+    def encode(self, videos: list[Video], options: EncodeOptions, device: object, progress: Progress) -> bytes:
         from models.dnerv.fit import DNeRVOptions, fit
 
         self.check(options)

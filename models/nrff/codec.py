@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import BinaryIO
+from dataclasses import asdict
 
 from models import codecs
 from models.bitstream import container
-from models.codecs import EncodeOptions, Probe, Probed, Source, Video, read_at
+from models.codecs import EncodeOptions, OpenFile, Probe, Probed, Progress, Source, Video, read_at
 
 
 @codecs.register
@@ -17,21 +16,14 @@ class NRFFCodec:
     name = "nrff"
     many_videos = False
 
-    def probe(
-        self,
-        handle: BinaryIO,
-        header: container.Header,
-        sections: dict[str, tuple[int, int]],
-        conf: bytes,
-        video: str | None,
-    ) -> Probed:
+    def probe(self, file: OpenFile) -> Probed:
         from models.nrff.decode import read_config
         from models.nrff.network import keyframe_indices
 
-        config = read_config(conf)
-        probe = Probe(header, 0, None, header.frames, header.fps, 0, header.frames)
-        count = len(keyframe_indices(header.frames, config["gop"]))
-        return Probed(probe, "WGTS", read_at(handle, *sections["KEYF"]), count)
+        frames = file.header.frames
+        count = len(keyframe_indices(frames, read_config(file.conf)["gop"]))
+        probe = Probe(file.header, 0, None, frames, file.header.fps, 0, frames)
+        return Probed(probe, "WGTS", read_at(file.handle, *file.sections["KEYF"]), count)
 
     def check(self, options: EncodeOptions) -> None:
         from models.nrff.fit import WEIGHT_BITS
@@ -48,22 +40,13 @@ class NRFFCodec:
         header = decoder.header
         return Source(header.width, header.height, header.fps, header.frames, decoder.frames)
 
-    def encode(
-        self, videos: list[Video], options: EncodeOptions, device: object, progress: Callable[[dict], None] | None
-    ) -> bytes:
+    def encode(self, videos: list[Video], options: EncodeOptions, device: object, progress: Progress) -> bytes:
         from models.nrff.fit import FitOptions, fit
 
         self.check(options)
         if len(videos) != 1:
             raise ValueError(f"nrff holds one video, not {len(videos)}")
-        fit_options = FitOptions(
-            bpp=options.bpp,
-            minutes=options.minutes,
-            steps=options.steps,
-            weight_bits=options.weight_bits,
-            residual_share=options.residual_share,
-        )
-        return fit(videos[0].frames, videos[0].fps, fit_options, device, progress)
+        return fit(videos[0].frames, videos[0].fps, FitOptions(**asdict(options)), device, progress)
 
     def describe(self, stream: container.Bitstream) -> list[str]:
         return []

@@ -27,6 +27,7 @@ from redis import Redis
 from service.main import create_app
 from service.settings import Settings
 from tests.media import texture_frames, write_clip
+from tests.processes import poll
 from worker.folders import JobFolder
 
 REDIS_URL = os.environ.get("VINR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -175,14 +176,11 @@ def own_redis(tmp_path) -> Iterator[Callable[..., OwnRedis]]:
 
 
 def wait_for(check: Callable[[], object], timeout: float = 60, interval: float = 0.2):
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s")
+    """Poll ``check`` until it returns something truthy (AssertionError after ``timeout`` seconds)."""
+    try:
+        return poll(check, timeout, interval)
+    except TimeoutError as exc:
+        raise AssertionError(f"timed out: {exc}") from None
 
 
 @pytest.fixture(scope="session")

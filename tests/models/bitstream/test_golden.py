@@ -39,11 +39,16 @@ def test_version_1_dnerv_library_decodes():
     assert data[4] == 1
     library = open_library(data)
     assert [v["name"] for v in library.videos] == ["clip0", "clip1"]
-    for index, expected in enumerate((19.46, 17.55)):
-        truth = texture_frames(9, 32, 32, seed=30 + index, velocity=(1.0 + index, 0.5))
+    check_videos(library, (19.46, 17.55), seed=30, frames=9, widths=(32, 32))
+
+
+def check_videos(library, expected: tuple[float, ...], seed: int, frames: int, widths: tuple[int, ...]) -> None:
+    """Each video of ``library`` decodes to its clip (``texture_frames`` of ``seed + index``) at its PSNR."""
+    for index, (psnr, width) in enumerate(zip(expected, widths)):
+        truth = texture_frames(frames, 32, width, seed=seed + index, velocity=(1.0 + index, 0.5))
         decoded = as_bytes(library.frames(index))
         assert decoded.shape == truth.shape
-        assert mean_psnr(decoded, truth) == pytest.approx(expected, abs=0.05)
+        assert mean_psnr(decoded, truth) == pytest.approx(psnr, abs=0.05)
 
 
 def test_format_2_dnerv_library_decodes():
@@ -51,22 +56,14 @@ def test_format_2_dnerv_library_decodes():
     data = (GOLDEN / "format2.dnerv").read_bytes()
     library = open_library(data)
     assert library.config["format"] == 2 and library.config["gop"] == library.config["preset"]["clip"] == 8
-    for index, expected in enumerate((23.27, 20.88)):
-        truth = texture_frames(10, 32, 48 - 8 * index, seed=40 + index, velocity=(1.0 + index, 0.5))
-        decoded = as_bytes(library.frames(index))
-        assert decoded.shape == truth.shape
-        assert mean_psnr(decoded, truth) == pytest.approx(expected, abs=0.05)
+    check_videos(library, (23.27, 20.88), seed=40, frames=10, widths=(48, 40))
 
 
 def test_format_3_dnerv_library_decodes():
     """A library of CONF format 3 (keyframes ``gop`` = 2 frames apart, every frame the network's output)."""
     library = open_library((GOLDEN / "format3.dnerv").read_bytes())
     assert library.config["format"] == 3 and library.config["gop"] == 2
-    for index, expected in enumerate((27.19, 25.53)):
-        truth = texture_frames(10, 32, 48 - 8 * index, seed=50 + index, velocity=(1.0 + index, 0.5))
-        decoded = as_bytes(library.frames(index))
-        assert decoded.shape == truth.shape
-        assert mean_psnr(decoded, truth) == pytest.approx(expected, abs=0.05)
+    check_videos(library, (27.19, 25.53), seed=50, frames=10, widths=(48, 40))
 
 
 def test_format_4_dnerv_library_decodes():
@@ -74,8 +71,4 @@ def test_format_4_dnerv_library_decodes():
     library = open_library((GOLDEN / "format4.dnerv").read_bytes())
     assert library.config["format"] == 4 and library.config["gop"] == 2
     assert library.config["base"]["name"] == "dnerv-s-v2"
-    for index, expected in enumerate((27.16, 26.01)):
-        truth = texture_frames(10, 32, 48 - 8 * index, seed=60 + index, velocity=(1.0 + index, 0.5))
-        decoded = as_bytes(library.frames(index))
-        assert decoded.shape == truth.shape
-        assert mean_psnr(decoded, truth) == pytest.approx(expected, abs=0.05)
+    check_videos(library, (27.16, 26.01), seed=60, frames=10, widths=(48, 40))
