@@ -39,6 +39,8 @@ from worker.segments import SegmentPlan, make_plan, plan_frame_segments
 from worker.settings import CANCEL_TTL, cancel_key
 from worker.states import CANCELED_BY_REQUEST, State
 
+SEGMENT_IDS = "segments"
+"""The key of a segmented job's ``job.meta`` that lists its segment jobs' ids."""
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 """RQ statuses of a job that has not started: canceling one takes it out of the queue."""
 WORKER_BEAT_SLACK = 5
@@ -159,7 +161,7 @@ class RQBackend:
         for segment, child in zip(segments.segments, children):
             child_params = {**params, "segment": segment.index, "origin": segments.origin}
             self.put(child_kind, child, job_dir, child_params, meta={"parent": job_id})
-        meta = {"segments": children, "frames_total": segments.frames}
+        meta = {SEGMENT_IDS: children, "frames_total": segments.frames}
         self.put("assemble", job_id, job_dir, params, depends_on=children, meta=meta)
 
     def recover(self, scan_failed: bool = False) -> None:
@@ -235,9 +237,9 @@ class RQBackend:
             return JobState(State.CANCELED, progress, CANCELED_BY_REQUEST)
         if meta.get("error"):  # a segment failed: the job failed with its reason
             return JobState(State.FAILED, progress, meta["error"])
-        if meta.get("segments") and state is State.QUEUED:  # the join waits: the segments tell how far it is
+        if meta.get(SEGMENT_IDS) and state is State.QUEUED:  # the join waits: the segments tell how far it is
             return self.segments_state(job)
-        if meta.get("segments") and state is State.STARTED:  # joining: every frame is made
+        if meta.get(SEGMENT_IDS) and state is State.STARTED:  # joining: every frame is made
             total = meta.get("frames_total", 0)
             progress = {"frames_done": total, "frames_total": total}
         if state is State.FAILED:
@@ -257,7 +259,7 @@ class RQBackend:
         if state is None:
             return None
         meta = json.loads(raw) if raw else {}
-        if meta.get("segments") or meta.get("error"):
+        if meta.get(SEGMENT_IDS) or meta.get("error"):
             return None
         return JobState(state, meta.get("progress", {}))
 
@@ -266,7 +268,7 @@ class RQBackend:
         failed (and the rest stopped) as soon as one fails for good."""
         total = job.meta.get("frames_total", 0)
         done, fps, begun = 0, 0.0, False
-        for child in Job.fetch_many(job.meta["segments"], connection=self.redis, serializer=JSONSerializer):
+        for child in Job.fetch_many(job.meta[SEGMENT_IDS], connection=self.redis, serializer=JSONSerializer):
             if child is None:
                 continue
             status = child.get_status(refresh=False)
@@ -296,7 +298,7 @@ class RQBackend:
 
     def cancel_segments(self, job: Job) -> None:
         """Stop a segmented job's segments: running ones at their next frame, queued ones before they start."""
-        for child_id in job.meta.get("segments", []):
+        for child_id in job.meta.get(SEGMENT_IDS, []):
             self.redis.set(cancel_key(child_id), 1, ex=CANCEL_TTL)
             try:
                 child = Job.fetch(child_id, connection=self.redis, serializer=JSONSerializer)
@@ -313,7 +315,7 @@ class RQBackend:
             job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
         except NoSuchJobError:
             return
-        if job.meta.get("segments"):
+        if job.meta.get(SEGMENT_IDS):
             self.cancel_segments(job)
         elif job.get_status() in WAITING:
             job.cancel()

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worker.folders import ATTEMPTS, HEARTBEAT
+from worker.folders import ATTEMPTS, HEARTBEAT, JobFolder
 from worker.states import State
 
 RUN_BEAT = 5.0
@@ -72,7 +72,7 @@ def finished(folder: Path, segment: int | str | None = None) -> dict | None:
     parts = WHOLE_JOB if segment in WHOLE_JOB else (segment,)
     for line in reversed(lines(folder)):
         if line.get("event") == "end" and line.get("outcome") == State.FINISHED.value and line.get("segment") in parts:
-            if parts is WHOLE_JOB and not (folder / "result.mp4").is_file():
+            if parts is WHOLE_JOB and not JobFolder(folder).result.is_file():
                 return None
             return line.get("summary") or {}
     return None
@@ -107,7 +107,7 @@ def attempt(folder: Path, **about) -> Iterator[Run]:
     try:
         yield run
     except BaseException as exc:
-        (folder / "result.mp4").unlink(missing_ok=True)
+        JobFolder(folder).result.unlink(missing_ok=True)
         log(folder, "end", outcome=type(exc).__name__, **run.about)
         raise
     finally:
