@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import logging
+import os
 import shutil
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 from models import codecs
@@ -64,6 +67,8 @@ def new_output(args: argparse.Namespace, command: str) -> Path:
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise OutputError(f"{command}: {output} exists; pass --overwrite to replace it")
+    if getattr(args, "codec", None) == "ffv1" and output.suffix.lower() != ".mkv":
+        raise ParameterError(f"{command}: --codec ffv1 (lossless RGB) is written to .mkv files; name the output .mkv")
     return output
 
 
@@ -183,7 +188,7 @@ def write_preview(args: argparse.Namespace, request: UpsampleRequest, output: Pa
     if not args.quiet:
         plan = shot.plan
         print(
-            f"wrote {', '.join(map(str, files))}: output frame {shot.index} of {plan.frames} "
+            f"wrote {', '.join(map(str, files))}: output frame {shot.index + 1} of {plan.frames} "
             f"({plan.width}x{plan.height}) at {shot.time:.3f} s"
         )
     return 0
@@ -309,7 +314,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         except BitstreamError as exc:
             raise InputError(f"info: {args.file}: {exc}") from exc
         for key, value in dataclasses.asdict(stream.header).items():
-            print(f"{key}: {value}")
+            print(f"{key}: {shown(key, value)}")
         for tag, payload in stream.sections.items():
             print(f"section {tag}: {len(payload)} bytes")
 
@@ -320,9 +325,35 @@ def cmd_info(args: argparse.Namespace) -> int:
             raise InputError(f"info: {args.file}: {exc}") from exc
         return 0
     with VideoReader(args.file) as reader:
-        for key, value in dataclasses.asdict(reader.info).items():
-            print(f"{key}: {value}")
+        info = dataclasses.asdict(reader.info)
+    if info["frames"] is None:  # the container does not say (a fragmented MP4): count the packets, decoding none
+        info["frames"] = count_video_packets(args.file)
+    for key, value in info.items():
+        print(f"{key}: {shown(key, value)}")
     return 0
+
+
+def shown(key: str, value: object) -> str:
+    """A field of ``vinr info`` as a person reads it: rates as decimals, colour codes by name, lists joined."""
+    from models.bitstream.container import MATRICES, RANGES
+
+    if isinstance(value, Fraction):
+        return f"{float(value):.6g}" + (f" ({value})" if value.denominator != 1 else "")
+    if key == "matrix" and isinstance(value, int):
+        return f"{MATRICES.get(value, 'unknown')} ({value})"
+    if key == "color_range" and isinstance(value, int):
+        return f"{RANGES.get(value, 'unknown')} ({value})"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
+
+
+def count_video_packets(path: str) -> int:
+    """The video stream's packets (one per frame), read without decoding."""
+    import av
+
+    with av.open(path) as container:
+        return sum(1 for packet in container.demux(video=0) if packet.size)
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -348,7 +379,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             published,
         )
     os.umask(0o077)  # job files are the uploader's: readable by this service's user only
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    mode = "jobs queued on Redis for vinr worker processes" if settings.redis_url else "jobs run in this process"
+    print(f"vinr serve: http://{shown}:{args.port}/ (the page; /docs for the API), {mode}", flush=True)
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log
+    )
     return 0
 
 
@@ -418,6 +454,12 @@ def add_serve_command(sub) -> None:
     parser = sub.add_parser("serve", help=cmd_serve.__doc__, description=cmd_serve.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"), help="uvicorn's"
+    )
+    parser.add_argument(
+        "--access-log", action=argparse.BooleanOptionalAction, default=True, help="a line per request (default on)"
+    )
     parser.set_defaults(run=cmd_serve)
 
 
@@ -485,8 +527,17 @@ def add_info_command(sub) -> None:
     parser.set_defaults(run=cmd_info)
 
 
+def version() -> str:
+    """The installed distribution's version."""
+    try:
+        return importlib.metadata.version("vinr")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vinr", description="Neural video upsampling and decoding.")
+    parser.add_argument("--version", action="version", version=f"vinr {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_upsample_command(sub)
     add_serve_command(sub)
@@ -507,13 +558,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vinr: error: {exc}", file=sys.stderr)
         return 1
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a reader that went away fails here, inside the handler below, not at exit
+        return code
     except VinrError as exc:
         print(f"vinr: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("vinr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (vinr info | head): nothing left to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

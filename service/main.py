@@ -8,10 +8,11 @@ import logging
 import shutil
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service.api import errors
+from service.api.deps import known_query
 from service.api.routes import decode, docs, health, jobs, page, preview, upsample
 from service.live import live_joins
 from service.metrics import LatencyMiddleware, Metrics
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Neural video upsampling (VideoINR) as a service.",
         docs_url=None,  # service.api.routes.docs serves Swagger UI from files in the package
         redoc_url=None,
+        dependencies=[Depends(known_query)],
     )
     app.state.settings = settings = settings or Settings()
     app.state.backend = make_backend(settings)

@@ -60,11 +60,18 @@ def plan_output(info: VideoInfo, request: UpsampleRequest, check_nvenc: bool = T
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ParameterError(f"plan_output: {name} must be a positive finite number, got {value!r}")
     if request.width or request.height:
+        if request.scale is not None:
+            raise ParameterError("plan_output: give a scale or a width/height, not both")
         if any(v is not None and not 0 < v <= MAX_SIDE for v in (request.width, request.height)):
             raise ParameterError(f"plan_output: width and height must be between 1 and {MAX_SIDE}")
         # one side given: the other keeps the aspect ratio
         width = request.width or round(info.width * (request.height or 0) / info.height)
         height = request.height or round(info.height * (request.width or 0) / info.width)
+        if width < info.width or height < info.height:
+            raise ParameterError(
+                f"plan_output: {width}x{height} is smaller than the input ({info.width}x{info.height}); "
+                "vinr only upsamples"
+            )
     else:
         scale = 1.0 if request.scale is None else request.scale
         if not 1.0 <= scale <= MAX_SCALE:
@@ -74,10 +81,18 @@ def plan_output(info: VideoInfo, request: UpsampleRequest, check_nvenc: bool = T
         raise ParameterError(f"plan_output: {width}x{height} is more than {MAX_SCALE:g}x the input")
     if request.fps is not None and request.time_factor is not None:
         raise ParameterError("plan_output: give fps or time_factor, not both")
+    if request.fps is not None and not request.fps <= MAX_FPS:
+        raise ParameterError(f"plan_output: fps must be in (0, {MAX_FPS:g}], got {request.fps:g}")
+    if request.fps is None and not float(info.fps) * (request.time_factor or 1) <= MAX_FPS:
+        made = float(info.fps) * (request.time_factor or 1)
+        raise ParameterError(
+            f"plan_output: time factor {request.time_factor:g} makes {made:g} fps from {float(info.fps):g}; "
+            f"the most is {MAX_FPS:g}"
+        )
     if request.fps is not None:
-        fps = Fraction(min(request.fps, 2 * MAX_FPS)).limit_denominator(1001)
+        fps = Fraction(request.fps).limit_denominator(1001)
     else:
-        fps = info.fps * Fraction(min(request.time_factor or 1, 2 * MAX_FPS)).limit_denominator(1000)
+        fps = info.fps * Fraction(request.time_factor or 1).limit_denominator(1000)
     if not 0 < fps <= MAX_FPS:
         raise ParameterError(f"plan_output: fps must be in (0, {MAX_FPS:g}], got {float(fps):g}")
     pix_fmt = request.output.output_pix_fmt(info.bit_depth > 8)

@@ -7,6 +7,8 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from service.queue import EmbeddedBackend, RQBackend
 from service.settings import Settings
@@ -14,6 +16,27 @@ from service.storage import JobFiles
 
 # The dependencies are coroutines: FastAPI runs a plain function in its thread pool, a hop that cost a status
 # read more than its own work.
+
+
+def query_names(dependant: Dependant) -> set[str]:
+    """The query parameters an endpoint takes, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names |= query_names(dependency)
+    return names
+
+
+async def known_query(request: Request) -> None:
+    """422 naming a query parameter the endpoint does not take: a misspelt one (``scael=3``) would
+    otherwise be ignored and the request served with the default."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    known = query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise HTTPException(422, f"unknown query parameter {unknown[0]!r}; {route.path} takes: {takes}")
 
 
 async def get_settings(request: Request) -> Settings:

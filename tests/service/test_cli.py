@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import pytest
 
 from service.cli import main
-from tests.media import audio_only
+from tests.media import audio_only, texture_frames, write_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -191,3 +193,26 @@ def test_dnerv_library_commands(tmp_path, capsys):
         frames = list(container.decode(video=0))
         assert len(frames) == 5 and (frames[0].width, frames[0].height) == (48, 66)
     assert run(capsys, "decode", library, "-o", tmp_path / "x.mp4", "--video", "v7", "--quiet")[0] == 2
+
+
+def test_version_info_and_a_closed_pipe(tmp_path):
+    """``vinr --version``; ``vinr info`` reads as a person would; output into a pipe nobody reads is no traceback."""
+    done = subprocess.run([sys.executable, "-m", "service.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("vinr ")
+    clip = write_clip(tmp_path / "in.mp4", texture_frames(6, 48, 64), fps=Fraction(30000, 1001))
+    done = subprocess.run([sys.executable, "-m", "service.cli", "info", clip], capture_output=True, text=True)
+    assert "fps: 29.97 (30000/1001)" in done.stdout and "audio: none" in done.stdout, done.stdout
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe fails with EPIPE
+    with os.fdopen(write, "wb") as sink:
+        done = subprocess.run([sys.executable, "-m", "service.cli", "info", clip], stdout=sink, stderr=subprocess.PIPE)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+
+
+def test_preview_counts_frames_from_one_and_ffv1_needs_mkv(tmp_path, capsys, clip_with_audio, tiny_model_path):
+    code, out, _ = run(
+        capsys, "upsample", clip_with_audio, "-o", tmp_path / "f.png", "--preview", 0, "--model", tiny_model_path
+    )
+    assert code == 0 and "output frame 1 of " in out
+    code, _, err = run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "x.mp4", "--codec", "ffv1")
+    assert code == 2 and "name the output .mkv" in err and not (tmp_path / "x.mp4").exists()

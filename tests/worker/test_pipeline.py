@@ -124,6 +124,23 @@ def test_plan_rejects_bad_parameters(clip_with_audio):
     assert (plan.width, plan.height) == (102, 76)  # 48 * 101 / 64 = 75.75 -> 76, width made even
 
 
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"fps": 5000}, r"got 5000$"),  # the value asked for, not a clamped one
+        ({"fps": 100000}, r"got 100000$"),
+        ({"time_factor": 100}, r"time factor 100 makes 3000 fps from 30"),
+        ({"scale": 2, "width": 300}, "a scale or a width/height, not both"),
+        ({"width": 3}, r"3x2 is smaller than the input \(64x48\)"),
+    ],
+)
+def test_plan_says_what_was_wrong(clip_with_audio, request_, message):
+    with VideoReader(clip_with_audio) as reader:
+        info = reader.info
+    with pytest.raises(ParameterError, match=message):
+        plan_output(info, UpsampleRequest(**request_))
+
+
 def run_with_deadline(seconds: float, function, *args, **kwargs):
     """Run ``function`` in a thread; fail the test (instead of hanging it) if it outlives ``seconds``."""
     import threading
