@@ -86,7 +86,7 @@ def test_exit_codes(tmp_path, capsys, clip_with_audio, tiny_model_path):
 def test_info_prints_the_header(capsys, clip_with_audio):
     code, out, _ = run(capsys, "info", clip_with_audio)
     assert code == 0
-    assert "width: 64" in out and "height: 48" in out and "audio: ['aac']" in out
+    assert "width: 64" in out and "height: 48" in out and "audio: aac" in out
 
 
 def test_readme_command_on_the_bundled_sample(tmp_path):
