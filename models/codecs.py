@@ -41,7 +41,7 @@ class Video:
     fps: Fraction
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EncodeOptions:
     """What ``vinr encode`` asks of any codec; a codec refuses (ValueError) what it cannot honour."""
 
@@ -78,7 +78,7 @@ class Probe:
         return self.size[1] if self.size else self.header.height
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OpenFile:
     """A bitstream file being probed: its handle, header, CRC-verified sections (tag -> (offset, length)),
     its CONF section's bytes, and the video asked for (a name or an index; None: the first)."""

@@ -61,7 +61,7 @@ def probe_file(path: str | Path, video: str | None = None) -> Probe:
             codec = codecs.get(header.codec)
         except ValueError as exc:
             raise BitstreamError(f"probe: {exc}") from exc
-        probed = codec.probe(codecs.OpenFile(handle, header, sections, conf, video))
+        probed = codec.probe(codecs.OpenFile(handle=handle, header=header, sections=sections, conf=conf, video=video))
     if probed.weights not in sections:
         raise BitstreamError(f"probe: missing section {probed.weights}")
     probe = probed.probe

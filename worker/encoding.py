@@ -77,7 +77,9 @@ def run_encode(
         raise ParameterError(f"run_encode: segment must be positive, got {segment}")
     try:
         chosen = codecs.get(codec)
-        options = EncodeOptions(bpp, minutes, steps, weight_bits, residual_share)
+        options = EncodeOptions(
+            bpp=bpp, minutes=minutes, steps=steps, weight_bits=weight_bits, residual_share=residual_share
+        )
         chosen.check(options)
     except ValueError as exc:
         raise ParameterError(f"run_encode: {exc}") from exc

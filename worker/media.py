@@ -375,6 +375,18 @@ def codec_options(encoder: str, options: OutputOptions, fps: Fraction) -> dict[s
     return opts
 
 
+def process_umask() -> int:
+    """This process's umask, read without setting it (``os.umask`` would change it for every thread for a
+    moment); 0o022 where /proc does not say."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 class VideoWriter:
     """Encode RGB frames at given times into OUT, with the source's audio; atomic unless streaming.
 
@@ -512,7 +524,8 @@ class VideoWriter:
         except (av.FFmpegError, OSError) as exc:
             self.abort()
             raise OutputError(f"VideoWriter: cannot finish {self.target}: {exc}") from exc
-        if self.atomic:
+        if self.atomic:  # the temporary file was made 0600; the output gets the mode any new file would
+            os.chmod(self.path, 0o666 & ~process_umask())
             os.replace(self.path, self.target)
         return self.target
 

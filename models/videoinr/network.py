@@ -59,7 +59,7 @@ from models import ops
 from models.registry import register
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VideoINRConfig:
     """VideoINR's constructor arguments; ``asdict`` is a checkpoint's spec ``args``."""
 
@@ -242,15 +242,15 @@ class VideoINR(nn.Module):
         super().__init__()
         c, h = channels, hidden
         self.config = VideoINRConfig(
-            channels,
-            encoder_blocks,
-            motion_channels,
-            fusion_blocks,
-            hidden,
-            activation,
-            spatial_time,
-            temporal_hidden,
-            motion_levels,
+            channels=channels,
+            encoder_blocks=encoder_blocks,
+            motion_channels=motion_channels,
+            fusion_blocks=fusion_blocks,
+            hidden=hidden,
+            activation=activation,
+            spatial_time=spatial_time,
+            temporal_hidden=temporal_hidden,
+            motion_levels=motion_levels,
         )
         self.spec = {"name": "videoinr", "args": asdict(self.config)}
         self.channels = c

@@ -226,7 +226,9 @@ def test_decode_endpoint_returns_the_chosen_dnerv_video(serve, dnerv_library, tm
 
 def test_an_unknown_query_parameter_is_a_422_naming_it(serve, clip_with_audio):
     client = serve()
-    response = client.post("/preview", params={"scael": 3, "model": "tiny"}, files={"file": clip_with_audio.read_bytes()})
+    response = client.post(
+        "/preview", params={"scael": 3, "model": "tiny"}, files={"file": clip_with_audio.read_bytes()}
+    )
     assert response.status_code == 422 and "'scael'" in response.json()["detail"], response.text
     assert "scale" in response.json()["detail"]  # and what the endpoint takes instead
     assert client.get("/jobs", params={"limit": 5}).status_code == 200  # known ones pass

@@ -166,3 +166,21 @@ def test_av1_encoding_leaves_no_real_time_threads(tmp_path):
         assert os.SCHED_FIFO in policies("raw")
     assert policies("writer", str(tmp_path / "out.mkv")) == [os.SCHED_OTHER]
     assert policies("keyframes") == [os.SCHED_OTHER]
+
+
+def test_an_output_gets_the_mode_the_umask_gives(tmp_path):
+    """Written under a private temporary name, the finished file is as readable as any new file here."""
+    import stat
+
+    from worker.media import process_umask
+
+    saved = os.umask(0o022)
+    try:
+        assert process_umask() == 0o022
+        path = tmp_path / "out.mp4"
+        with VideoWriter(path, 32, 32, Fraction(25), OutputOptions()) as writer:
+            writer.write(np.zeros((32, 32, 3), np.float32), 0.0)
+            writer.close()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    finally:
+        os.umask(saved)
