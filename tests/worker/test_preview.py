@@ -65,7 +65,7 @@ def test_cli_preview(tmp_path, cut_clip, tiny_model_path, capsys):
     out = tmp_path / "frame.png"
     args = ["upsample", str(cut_clip), "-o", str(out), "--scale", "2", "--model", str(tiny_model_path)]
     assert main([*args, "--preview", "1.0", "--compare", "bicubic", "--device", "cpu"]) == 0
-    assert "output frame 20 of 40" in capsys.readouterr().out
+    assert "output frame 21 of 40" in capsys.readouterr().out  # counted from 1, as the page counts (index 20)
     for path in (out, tmp_path / "frame.bicubic.png"):
         with av.open(str(path)) as container:
             frame = next(container.decode(video=0))
