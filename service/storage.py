@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -202,10 +203,18 @@ async def body_chunks(request: Request, idle_timeout: float, min_rate: float = 0
         yield chunk
 
 
+@dataclass(frozen=True)
+class Upload:
+    """What an upload brought: its size, and the file name its multipart part or X-Filename header gave."""
+
+    size: int
+    name: str
+
+
 async def receive_upload(
     request: Request, path: Path, limit: int, idle_timeout: float = 30.0, min_rate: float = 0.0
-) -> int:
-    """Stream the request's video (multipart field ``file`` or the raw body) to ``path``; returns bytes.
+) -> Upload:
+    """Stream the request's video (multipart field ``file`` or the raw body) to ``path``.
 
     Nothing is held whole in memory or spooled elsewhere; past ``limit`` bytes it stops with
     UploadTooLargeError, after ``idle_timeout`` seconds without data with UploadStalledError, and on a
@@ -215,7 +224,7 @@ async def receive_upload(
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise UploadTooLargeError(f"the upload is {int(declared)} bytes; the limit is {limit}")
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
-    written = 0
+    written, name = 0, ""
     with private_file(path) as sink:
 
         def write(data: bytes) -> None:
@@ -228,9 +237,12 @@ async def receive_upload(
         try:
             chunks = body_chunks(request, idle_timeout, min_rate)
             if content_type == b"multipart/form-data":
-                if not await receive_multipart(chunks, params.get(b"boundary", b""), write):
+                found = await receive_multipart(chunks, params.get(b"boundary", b""), write)
+                if found is None:
                     raise UploadMissingError("no multipart field named 'file'")
-            else:
+                name = found
+            else:  # a raw body may name its file in X-Filename (percent-encoded, as the page sends it)
+                name = unquote(request.headers.get("x-filename", ""))
                 async for chunk in chunks:
                     write(chunk)
         except BaseException:
@@ -240,7 +252,7 @@ async def receive_upload(
     if written == 0:
         path.unlink(missing_ok=True)
         raise UploadMissingError("the request has no video: send it as the body or as the multipart field 'file'")
-    return written
+    return Upload(written, name)
 
 
 @dataclass
@@ -252,11 +264,15 @@ class PartState:
     headers: dict[bytes, bytes] = field(default_factory=dict)
     is_file: bool = False
     found: bool = False
+    filename: str = ""
     ended: bool = False
 
 
-async def receive_multipart(chunks: AsyncIterator[bytes], boundary: bytes, write: Callable[[bytes], None]) -> bool:
-    """Feed a multipart body to python-multipart, writing the ``file`` part's bytes; True if found."""
+async def receive_multipart(
+    chunks: AsyncIterator[bytes], boundary: bytes, write: Callable[[bytes], None]
+) -> str | None:
+    """Feed a multipart body to python-multipart, writing the ``file`` part's bytes; the part's file name
+    ("" when it gives none), or None when there is no ``file`` part."""
     if not boundary:
         raise UploadMalformedError("a multipart/form-data body needs a boundary in its Content-Type")
     state = PartState()
@@ -276,6 +292,8 @@ async def receive_multipart(chunks: AsyncIterator[bytes], boundary: bytes, write
     def on_headers_finished() -> None:
         _, disposition = parse_options_header(state.headers.get(b"content-disposition", b""))
         state.is_file = disposition.get(b"name") == b"file"
+        if state.is_file and not state.found:
+            state.filename = disposition.get(b"filename", b"").decode("utf-8", "replace")
         state.found = state.found or state.is_file
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
@@ -303,7 +321,7 @@ async def receive_multipart(chunks: AsyncIterator[bytes], boundary: bytes, write
         raise UploadMalformedError(f"malformed multipart body: {exc}") from exc
     if not state.ended:
         raise UploadMalformedError("malformed multipart body: it ends before its closing boundary")
-    return state.found
+    return state.filename if state.found else None
 
 
 async def follow(path: Path, finished: Callable[[], Awaitable[bool]], timeout: float) -> AsyncIterator[bytes]:

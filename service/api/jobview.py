@@ -6,6 +6,8 @@ the other's router.
 
 from __future__ import annotations
 
+import re
+
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
@@ -56,6 +58,21 @@ async def job_state_or_none(backend, files: JobFiles) -> JobState | None:
         return await job_state(backend, files)
     except RedisError:
         return None
+
+
+def download_name(files: JobFiles, state: JobState) -> str:
+    """What a finished result is saved as: the uploaded file's name and what was made of it
+    (``clip_vinr_1920x1080_60fps.mp4``); the job id stands in for an upload that gave no name."""
+    meta = files.meta() or {}
+    uploaded = re.split(r"[/\\]", str(meta.get("name", "")))[-1]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", uploaded.rsplit(".", 1)[0] if "." in uploaded else uploaded)
+    parts = [stem.strip("._-")[:80] or files.id, "vinr"]
+    made = state.result or runs.finished(files.dir) or {}  # RQ's quick status read carries no result
+    if "width" in made and "height" in made:
+        parts.append(f"{made['width']}x{made['height']}")
+    if "fps" in made:
+        parts.append(f"{round(float(made['fps']), 3):g}fps")
+    return "_".join(parts) + ".mp4"
 
 
 def job_out(files: JobFiles, state: JobState) -> JobOut:

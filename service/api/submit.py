@@ -67,7 +67,7 @@ async def submit(
             files = JobFiles(settings.data_dir, new_job_id())
             await run_in_threadpool(files.create, {"kind": kind, "owner": owner, "params": params})
             try:
-                await receive_upload(
+                upload = await receive_upload(
                     request,
                     files.input,
                     settings.max_upload_bytes,
@@ -75,6 +75,9 @@ async def submit(
                     settings.upload_min_rate,
                 )
                 await run_in_threadpool(check, files.input)
+                if upload.name:  # what the download is named after (download_name)
+                    meta = {**(files.meta() or {}), "name": upload.name}
+                    await run_in_threadpool(files.write_meta, meta)
                 files.uploaded()  # before the job can run: a folder with the mark may be removed as dead
                 await run_in_threadpool(backend.enqueue, files.id, kind, str(files.dir), params)
             except BaseException as exc:

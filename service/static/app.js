@@ -58,7 +58,8 @@ function upload(path, file, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", path);
-    for (const [name, value] of Object.entries(withKey({ "Content-Type": "application/octet-stream" }))) {
+    const headers = { "Content-Type": "application/octet-stream", "X-Filename": encodeURIComponent(file.name || "") };
+    for (const [name, value] of Object.entries(withKey(headers))) {
       xhr.setRequestHeader(name, value);
     }
     xhr.upload.onprogress = (event) => {
@@ -391,12 +392,20 @@ async function playLive(id, signal) {
   refresh();
 }
 
+function savedName(response, id) {
+  // the server names a finished result after the upload and what was made of it (Content-Disposition)
+  const header = response.headers.get("Content-Disposition") || "";
+  const match = header.match(/filename="?([^";]+)"?/);
+  return match ? match[1] : `${id}.mp4`;
+}
+
 async function offerDownload(id) {
-  const blob = await (await api(`/jobs/${id}/result`)).blob();
+  const response = await api(`/jobs/${id}/result`);
+  const blob = await response.blob();
   const link = $("download");
   if (link.href) URL.revokeObjectURL(link.href);
   link.href = URL.createObjectURL(blob);
-  link.download = `${id}.mp4`;
+  link.download = savedName(response, id);
   link.textContent = `Download (${formatBytes(blob.size)})`;
   link.hidden = false;
 }
@@ -455,10 +464,11 @@ async function refreshJobs() {
 }
 
 async function download(id) {
-  const blob = await (await api(`/jobs/${id}/result`)).blob();
+  const response = await api(`/jobs/${id}/result`);
+  const blob = await response.blob();
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
-  link.download = `${id}.mp4`;
+  link.download = savedName(response, id);
   document.body.append(link);
   link.click();
   link.remove();

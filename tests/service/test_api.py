@@ -21,6 +21,8 @@ def check_upload_to_result(client, clip, tmp_path):
     assert body["progress"]["frames_done"] == body["progress"]["frames_total"] == 60
     result = client.get(f"/jobs/{job['id']}/result")
     assert result.status_code == 200 and result.headers["content-type"] == "video/mp4"
+    # saved under the upload's name (post_video sends in.mp4) and what was made of it
+    assert 'filename="in_vinr_128x96_60fps.mp4"' in result.headers["content-disposition"]
     out = tmp_path / "result.mp4"
     out.write_bytes(result.content)
     with av.open(str(out)) as container:
@@ -233,3 +235,17 @@ def test_an_unknown_query_parameter_is_a_422_naming_it(serve, clip_with_audio):
     assert "scale" in response.json()["detail"]  # and what the endpoint takes instead
     assert client.get("/jobs", params={"limit": 5}).status_code == 200  # known ones pass
     assert client.get("/limits", params={"verbose": 1}).status_code == 422
+
+
+def test_download_names_keep_only_safe_characters(tmp_path):
+    from service.api.jobview import download_name
+    from service.queue import JobState
+    from service.storage import JobFiles
+    from worker.states import State
+
+    files = JobFiles(tmp_path, "a" * 22)
+    done = JobState(State.FINISHED, {}, result={"width": 1920, "height": 1080, "fps": 59.94})
+    files.known = {"name": "../../holiday clip (1).MOV"}
+    assert download_name(files, done) == "holiday_clip_1_vinr_1920x1080_59.94fps.mp4"
+    files.known = {"name": ""}  # a raw-body upload: the job id stands in
+    assert download_name(files, JobState(State.FINISHED, {}, result={})) == "a" * 22 + "_vinr.mp4"

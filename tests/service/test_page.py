@@ -101,6 +101,7 @@ def test_upload_preview_run_download(serve, browser_page, tmp_path):
 
     with page.expect_download() as download:
         page.get_by_role("link", name="Download").click()
+    assert download.value.suggested_filename == "bikes_vinr_400x168_50fps.mp4"  # the upload's name, what was made
     saved = tmp_path / "download.mp4"
     download.value.save_as(saved)
     with av.open(str(saved)) as container:

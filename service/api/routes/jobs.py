@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import BackendDep, JobDep, OwnerDep, SettingsDep
-from service.api.jobview import job_out, job_state, job_state_or_none, result_stream
+from service.api.jobview import download_name, job_out, job_state, job_state_or_none, result_stream
 from service.schemas import JobList, JobOut, Problem
 from service.storage import owned_jobs
 from worker.states import State
@@ -109,7 +109,7 @@ async def job_result(files: JobDep, backend: BackendDep, settings: SettingsDep):
     if state.done:
         if not files.result.is_file():
             raise HTTPException(410, "the result has expired")
-        return FileResponse(files.result, media_type="video/mp4", filename=f"{files.id}.mp4")
+        return FileResponse(files.result, media_type="video/mp4", filename=download_name(files, state))
     return result_stream(files, backend, settings.job_timeout)
 
 
