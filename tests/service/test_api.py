@@ -249,3 +249,29 @@ def test_download_names_keep_only_safe_characters(tmp_path):
     assert download_name(files, done) == "holiday_clip_1_vinr_1920x1080_59.94fps.mp4"
     files.known = {"name": ""}  # a raw-body upload: the job id stands in
     assert download_name(files, JobState(State.FINISHED, {}, result={})) == "a" * 22 + "_vinr.mp4"
+
+
+def test_the_last_event_after_delete_still_carries_the_job(serve, long_clip):
+    """DELETE of a running job removes its folder; the stream's last `progress` still shows the job's
+    parameters and creation time, not empty defaults."""
+    import json
+    import threading
+
+    client = serve()
+    job = post_video(client, long_clip, {"scale": 4, "time_factor": 6, "model": "tiny"}).json()  # 720 frames
+    events: list[dict] = []
+
+    def listen() -> None:
+        with client.stream("GET", f"/jobs/{job['id']}/events") as response:
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    events.append(json.loads(line.removeprefix("data:")))
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    wait_for(lambda: any(e.get("state") == "started" for e in events), timeout=30)
+    assert client.delete(f"/jobs/{job['id']}").status_code == 204
+    listener.join(timeout=30)
+    last = [e for e in events if "params" in e][-1]
+    assert last["state"] == "canceled" and last["params"]["scale"] == 4.0 and last["created_at"] > 0, last
+    assert events[-1] == {"state": "canceled"}
