@@ -32,7 +32,7 @@ running = threading.BoundedSemaphore(MOST_AT_ONCE)
 
 
 def is_segmented(files: JobFiles) -> bool:
-    return files.folder.plan.exists()
+    return files.plan.exists()
 
 
 def live_joins(files: JobFiles) -> list[Path]:

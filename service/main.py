@@ -36,10 +36,10 @@ def sweep(app: FastAPI) -> None:
         if state is None or state.done:
             JobFiles(settings.data_dir, job_id).delete()
     for files, _ in job_folders(settings.data_dir):  # a segmented job's segments, once joined and not streamed
-        if (files.folder.segments).is_dir() and not live_joins(files):
+        if files.segments.is_dir() and not live_joins(files):
             state = backend.state(files.id)
             if state is None or state.done:
-                shutil.rmtree(files.folder.segments, ignore_errors=True)
+                shutil.rmtree(files.segments, ignore_errors=True)
     app.state.previews.sweep()
     remove_dead_uploads(settings.data_dir, settings.upload_idle_timeout)
 

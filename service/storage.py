@@ -104,16 +104,15 @@ def redact(text: str, folder: Path) -> str:
     return text.replace(f"{folder}{os.sep}", "").replace(str(folder), "the job folder")
 
 
-class JobFiles:
-    """One job's folder (``worker.folders``: its paths), its ``job.json`` and its upload mark."""
+class JobFiles(JobFolder):
+    """One job's folder (its paths: ``worker.folders.JobFolder``), read and written by the gateway: its
+    ``job.json`` and its upload mark."""
 
     def __init__(self, data_dir: Path, job_id: str):
         if not JOB_ID.match(job_id):
             raise KeyError(job_id)
+        super().__init__(jobs_dir(data_dir) / job_id)
         self.id = job_id
-        self.folder = JobFolder(jobs_dir(data_dir) / job_id)
-        self.dir = self.folder.dir
-        self.input, self.result, self.meta_path = self.folder.input, self.folder.result, self.folder.meta_path
         self.known: dict | None = None  # job.json as ``JobMetas`` read it for this request
 
     def create(self, meta: dict) -> None:
@@ -124,10 +123,6 @@ class JobFiles:
         with private_file(self.uploading, "w") as sink:
             sink.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
         self.write_meta({**meta, "id": self.id, "created_at": time.time()})
-
-    @property
-    def uploading(self) -> Path:
-        return self.folder.uploading
 
     def uploaded(self) -> None:
         """The upload is in and its job queued: the folder is a job's from now on."""

@@ -81,12 +81,12 @@ def plan_output(info: VideoInfo, request: UpsampleRequest, check_nvenc: bool = T
         raise ParameterError(f"plan_output: {width}x{height} is more than {MAX_SCALE:g}x the input")
     if request.fps is not None and request.time_factor is not None:
         raise ParameterError("plan_output: give fps or time_factor, not both")
-    if request.fps is not None and not request.fps <= MAX_FPS:
-        raise ParameterError(f"plan_output: fps must be in (0, {MAX_FPS:g}], got {request.fps:g}")
-    if request.fps is None and not float(info.fps) * (request.time_factor or 1) <= MAX_FPS:
-        made = float(info.fps) * (request.time_factor or 1)
+    asked = request.fps if request.fps is not None else float(info.fps) * (request.time_factor or 1)
+    if asked > MAX_FPS and request.fps is not None:  # the value asked for, before any rounding
+        raise ParameterError(f"plan_output: fps must be in (0, {MAX_FPS:g}], got {asked:g}")
+    if asked > MAX_FPS:
         raise ParameterError(
-            f"plan_output: time factor {request.time_factor:g} makes {made:g} fps from {float(info.fps):g}; "
+            f"plan_output: time factor {request.time_factor:g} makes {asked:g} fps from {float(info.fps):g}; "
             f"the most is {MAX_FPS:g}"
         )
     if request.fps is not None:

@@ -7,6 +7,7 @@ the other's router.
 from __future__ import annotations
 
 import re
+from pathlib import PureWindowsPath
 
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
@@ -64,8 +65,8 @@ def download_name(files: JobFiles, state: JobState) -> str:
     """What a finished result is saved as: the uploaded file's name and what was made of it
     (``clip_vinr_1920x1080_60fps.mp4``); the job id stands in for an upload that gave no name."""
     meta = files.meta() or {}
-    uploaded = re.split(r"[/\\]", str(meta.get("name", "")))[-1]
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", uploaded.rsplit(".", 1)[0] if "." in uploaded else uploaded)
+    uploaded = PureWindowsPath(str(meta.get("name", ""))).stem  # a Windows path's separators are both / and \\
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", uploaded)
     parts = [stem.strip("._-")[:80] or files.id, "vinr"]
     made = state.result or runs.finished(files.dir) or {}  # RQ's quick status read carries no result
     if "width" in made and "height" in made:
