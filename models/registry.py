@@ -61,6 +61,24 @@ def served(search: tuple[Path, ...] = ()) -> list[str]:
     return sorted({p.stem for folder in (CHECKPOINT_DIR, *search) for p in Path(folder).glob("*.safetensors")})
 
 
+def card_summary(name: str, search: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """What a person choosing a served checkpoint needs from its card: its size, its quality on the held-out
+    carphone clip (Y-PSNR of the in-between frames, dB, by scale/time factor) and its output rate on a CPU
+    (megapixels a second, with the machine); empty where the card does not say."""
+    try:
+        card = json.loads(resolve(name, search).with_suffix(".json").read_text())
+    except (CheckpointError, OSError, ValueError):
+        return {}
+    carphone = card.get("carphone") if isinstance(card.get("carphone"), dict) else {}
+    speed = card.get("cpu_speed") if isinstance(card.get("cpu_speed"), dict) else {}
+    return {
+        "parameters": card.get("cost", {}).get("parameters"),
+        "quality": {k: v for k, v in carphone.get("y_psnr_between", {}).items() if k in ("2x/2x", "4x/4x")},
+        "speed": speed.get("output_mp_per_s", {}),
+        "speed_machine": speed.get("machine"),
+    }
+
+
 def resolve(name_or_path: str | Path, search: tuple[Path, ...] = ()) -> Path:
     """Path of a checkpoint's ``.safetensors`` file from a path, or a name served here or in ``search``."""
     path = Path(name_or_path)

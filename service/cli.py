@@ -24,7 +24,7 @@ from worker.errors import InputError, OutputError, ParameterError, VinrError
 from worker.jobs import eta_seconds
 from worker.media import ENCODER_KINDS, OUTPUT_CODECS, OutputOptions, VideoReader
 from worker.pipeline import load_upsampler, run_upsample
-from worker.planning import UpsampleRequest
+from worker.planning import MAX_SLOWMO, SLOWMO_AUDIO, UpsampleRequest
 from worker.preview import COMPARISONS, png_bytes, render_preview
 from worker.runtime import BACKENDS
 from worker.segments import run_segmented
@@ -111,6 +111,8 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         height=args.height,
         fps=args.fps,
         time_factor=args.time_factor,
+        slowmo=args.slowmo,
+        slowmo_audio=args.slowmo_audio,
         model=args.model,
         device=args.device,
         half=args.half,
@@ -413,6 +415,20 @@ def add_upsample_command(sub) -> None:
     timing = parser.add_argument_group("time (one of)")
     timing.add_argument("--fps", type=float, help="output frame rate, e.g. 120")
     timing.add_argument("--time-factor", type=float, help="output rate as a multiple of the input's")
+    slow = parser.add_argument_group("slow motion")
+    slow.add_argument(
+        "--slowmo",
+        type=int,
+        metavar="K",
+        help=f"show the input K times slower (2 to {MAX_SLOWMO}): K times the frames and the duration, at the rate "
+        "--fps/--time-factor give (the input's by default)",
+    )
+    slow.add_argument(
+        "--slowmo-audio",
+        choices=SLOWMO_AUDIO,
+        default="drop",
+        help="with --slowmo: drop the audio (default), or keep it slowed to the video's length (pitch kept)",
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="served checkpoint name or .safetensors path")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--half", action="store_true", help="float16 inference (CUDA)")

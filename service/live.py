@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from service.storage import JobFiles, follow, new_job_id
 from worker.media import OutputOptions
-from worker.segments import DECODE, SEGMENT_SUFFIX, Joiner, SegmentPlan
+from worker.segments import DECODE, SEGMENT_SUFFIX, SegmentPlan
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def join_live(files: JobFiles, out: Path, job_state: Callable[[], Any], stop: th
     try:
         segments = SegmentPlan.load(files.dir)
         source = None if segments.key == DECODE else files.input  # a bitstream has no audio to copy
-        joiner = Joiner(source, out, OutputOptions(fragmented=True))
+        joiner = segments.joiner(source, out, OutputOptions(fragmented=True))
         for segment in segments.segments:
             path = segment.file(files.dir, SEGMENT_SUFFIX)
             while not path.exists():

@@ -11,6 +11,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timezone
 from pathlib import Path
 
 from redis.asyncio import ConnectionPool as AsyncConnectionPool
@@ -86,10 +87,25 @@ class JobState:
     progress: dict = field(default_factory=dict)
     error: str | None = None
     result: dict | None = None
+    ended_at: float | None = None
+    """When it finished or failed (Unix time), where the backend says."""
+    queue_position: int | None = None
+    """A queued job's place, 1 = next."""
 
     @property
     def done(self) -> bool:
         return self.state.done
+
+
+def unix_time(value) -> float | None:
+    """RQ's time (a datetime, or its ISO text in a job's hash) as Unix time; None for none."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str):
+        value = utcparse(value) if value else None
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def error_line(exc_string: str | None) -> str:
@@ -247,21 +263,38 @@ class RQBackend:
             exc_string = result.exc_string if result else job.exc_info
             if self.will_retry(job_id, exc_string):  # its worker died: the next full ``recover`` requeues it
                 return JobState(State.QUEUED, progress)
-            return JobState(state, progress, error_line(exc_string))
-        return JobState(state, progress, result=job.return_value() if state is State.FINISHED else None)
+            return JobState(state, progress, error_line(exc_string), ended_at=unix_time(job.ended_at))
+        if state is State.QUEUED:
+            return JobState(state, progress, queue_position=self.position(job_id))
+        return JobState(
+            state,
+            progress,
+            result=job.return_value() if state is State.FINISHED else None,
+            ended_at=unix_time(job.ended_at) if state is State.FINISHED else None,
+        )
+
+    def position(self, job_id: str) -> int | None:
+        """A queued job's place in its queue, 1 = next (None where it is not in the list: deferred)."""
+        index = self.queue.get_job_position(job_id)
+        return index + 1 if index is not None else None
 
     async def quick_state(self, job_id: str) -> JobState | None:
         """A status read in one Redis command, on the event loop: the job's status and meta. None where
         ``state`` must look further (failed, segmented, canceled, gone). A canceled job's folder is deleted
         with it, so its reads end in a 404 before they get here."""
-        status, raw = await self.aredis.hmget(Job.key_for(job_id), "status", "meta")
+        status, raw, ended = await self.aredis.hmget(Job.key_for(job_id), "status", "meta", "ended_at")
         state = QUICK_STATES.get(status) if isinstance(status, bytes) else None
         if state is None:
             return None
         meta = json.loads(raw) if raw else {}
         if meta.get(SEGMENT_IDS) or meta.get("error"):
             return None
-        return JobState(state, meta.get("progress", {}))
+        position = None
+        if state is State.QUEUED:
+            index = await self.aredis.lpos(self.queue.key, job_id)
+            position = index + 1 if isinstance(index, int) else None
+        ended_at = unix_time(ended) if state is State.FINISHED else None
+        return JobState(state, meta.get("progress", {}), ended_at=ended_at, queue_position=position)
 
     def segments_state(self, job: Job) -> JobState:
         """A segmented job before its join: started once a segment has, progress summed over the segments;
@@ -418,6 +451,7 @@ class EmbeddedBackend:
             job.state, job.error = State.CANCELED, CANCELED_BY_REQUEST
         except Exception as exc:  # reported to the client, like RQ's failed registry
             job.state, job.error = State.FAILED, str(exc) or type(exc).__name__
+        job.ended_at = time.time()
         self.durations.record(kind, job.state.value, time.monotonic() - started)
 
     def state(self, job_id: str) -> JobState | None:
@@ -426,7 +460,13 @@ class EmbeddedBackend:
     async def quick_state(self, job_id: str) -> JobState | None:
         """The job's state from memory, unless it failed or is unknown (then its folder is read)."""
         state = self.jobs.get(job_id)
-        return state if state is not None and state.state is not State.FAILED else None
+        if state is None or state.state is State.FAILED:
+            return None
+        if state.state is State.QUEUED:  # jobs run one at a time, in the order they came
+            ahead = [j for j in list(self.jobs.values()) if j.state is State.QUEUED]
+            place = next((i for i, j in enumerate(ahead) if j is state), None)
+            return dataclasses.replace(state, queue_position=place + 1 if place is not None else None)
+        return state
 
     def cancel(self, job_id: str) -> None:
         with self.lock:
@@ -434,7 +474,7 @@ class EmbeddedBackend:
                 self.stops[job_id].set()
             job = self.jobs.get(job_id)
             if job is not None and job.state is State.QUEUED:
-                job.state, job.error = State.CANCELED, CANCELED_BY_REQUEST
+                job.state, job.error, job.ended_at = State.CANCELED, CANCELED_BY_REQUEST, time.time()
 
     def ready(self) -> tuple[bool, str]:
         return True, "embedded worker"

@@ -18,6 +18,15 @@ class Progress(BaseModel):
     eta_s: float | None = Field(None, description="estimated seconds left")
 
 
+class OutputSize(BaseModel):
+    """What an upsample makes, as planned when it was accepted."""
+
+    width: int
+    height: int
+    fps: float = Field(description="the rate the output plays at")
+    frames: int = Field(description="output frames, estimated from the input's duration")
+
+
 class JobOut(BaseModel):
     """A job as the API shows it."""
 
@@ -25,9 +34,13 @@ class JobOut(BaseModel):
     kind: Literal["upsample", "decode"]
     state: State
     progress: Progress
-    error: str | None = Field(None, description="why the job failed, one line")
+    error: str | None = Field(None, description="why the job failed or ended, one line")
     params: dict = Field(default_factory=dict, description="the parameters it was created with")
+    name: str | None = Field(None, description="the uploaded file's name, where the upload gave one")
+    output: OutputSize | None = Field(None, description="an upsample's planned output")
+    queue_position: int | None = Field(None, description="a queued job's place in the queue, 1 = next")
     created_at: float
+    ended_at: float | None = Field(None, description="when it finished, failed or was canceled (Unix time)")
     result_url: str
     events_url: str
 
@@ -36,6 +49,20 @@ class Problem(BaseModel):
     """An error response."""
 
     detail: str
+    field: str | None = Field(None, description="the request parameter it is about, where it is about one")
+
+
+class ModelInfo(BaseModel):
+    """A served checkpoint, as its card describes it."""
+
+    name: str
+    default: bool
+    parameters: int | None = None
+    quality: dict[str, float] = Field(
+        default_factory=dict, description="Y-PSNR (dB) of carphone's in-between frames, by scale/time factor"
+    )
+    speed: dict[str, float] = Field(default_factory=dict, description="output megapixels a second, by workload")
+    speed_machine: str | None = Field(None, description="where the speed was measured")
 
 
 class Health(BaseModel):

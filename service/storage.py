@@ -101,7 +101,8 @@ def new_job_id() -> str:
 
 def redact(text: str, folder: Path) -> str:
     """``text`` without ``folder``'s path (error messages go to clients; they never see server paths)."""
-    return text.replace(f"{folder}{os.sep}", "").replace(str(folder), "the job folder")
+    upload = str(JobFolder(folder).input)
+    return text.replace(upload, "the upload").replace(f"{folder}{os.sep}", "").replace(str(folder), "the job folder")
 
 
 class JobFiles(JobFolder):
@@ -149,10 +150,18 @@ class JobFiles(JobFolder):
     def delete(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def drop_data(self) -> None:
+        """Delete the upload, the result and any segments, keeping ``job.json`` and the run log (a canceled
+        job that stays listed)."""
+        for path in (self.input, self.result):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.segments, ignore_errors=True)
+
 
 class JobMetas:
-    """``job.json`` of recent jobs, kept ``ttl`` seconds (it never changes once the upload is in), so a status
-    read opens no file. Used from the event loop only; the files are read in a thread."""
+    """``job.json`` of recent jobs, kept ``ttl`` seconds, so a status read opens no file (it changes once after
+    the upload is in at most: ``POST /jobs/ID/cancel`` rewrites it and forgets the entry). Used from the event
+    loop only; the files are read in a thread."""
 
     def __init__(self, size: int = 4096, ttl: float = 10.0):
         self.size, self.ttl = size, ttl

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class VinrError(Exception):
     """Base class: a clear one-line message for the user."""
@@ -37,3 +39,12 @@ class CanceledError(VinrError):
     """The job was canceled while running."""
 
     exit_code = 130
+
+
+WHERE = re.compile(r"^(?:[A-Za-z_][\w.]*: )+")
+"""The ``function: `` prefixes our messages start with (they say where, for logs and the CLI)."""
+
+
+def person_text(message: str) -> str:
+    """A message as a person reads it over HTTP: without the leading names of the functions that raised it."""
+    return WHERE.sub("", message.strip()) or message

@@ -68,6 +68,8 @@ def upsample_request(
         height=params.get("height"),
         fps=params.get("fps"),
         time_factor=params.get("time_factor"),
+        slowmo=params.get("slowmo"),
+        slowmo_audio=params.get("slowmo_audio") or "drop",
         model=params.get("model") or DEFAULT_MODEL,
         device=device,
         backend=backend,

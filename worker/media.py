@@ -141,7 +141,11 @@ def open_input(path: str | Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"VideoReader: cannot read {path}: {exc}") from exc
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise InputError(
+            f"VideoReader: cannot read {path}: it is not a video FFmpeg can open ({reason}); "
+            "choose a video file such as MP4, MKV, MOV or WebM"
+        ) from exc
 
 
 def source_colorspace(frame: av.VideoFrame) -> int:
@@ -406,8 +410,12 @@ class VideoWriter:
         high_bit_depth: bool = False,
         atomic: bool = True,
         cuda: bool = False,
+        slow: int = 1,
     ):
+        """``slow``: frames are written at input times, shown ``slow`` times later (slow motion); the audio
+        from ``audio_from`` is slowed with them."""
         self.target = Path(path)
+        self.slow = slow
         muxer = self._muxer(options)
         self.pix_fmt = options.output_pix_fmt(high_bit_depth)
         check_encodable(options.encoder, width, height, self.pix_fmt)
@@ -420,7 +428,7 @@ class VideoWriter:
         self.rgb_format = "rgb48le" if high_bit_depth else "rgb24"
         self.matrix = 1 if height >= 720 else 6  # BT.709 : SMPTE 170M (BT.601)
         self._tag_colour()
-        self.copier = StreamCopier(Path(audio_from), self.container, muxer) if audio_from else None
+        self.copier = StreamCopier(Path(audio_from), self.container, muxer, slow) if audio_from else None
         self.last_pts: int | None = None
 
     def _muxer(self, options: OutputOptions) -> str:
@@ -476,7 +484,8 @@ class VideoWriter:
         return FrameFormat(self.pix_fmt, self.matrix) if self.pix_fmt in DEVICE_FORMATS else None
 
     def write(self, image: np.ndarray | HostFrame, time: float) -> None:
-        """Encode one RGB frame ``(H, W, 3)`` float in [0, 1] (or a ``HostFrame``) shown at ``time`` seconds."""
+        """Encode one RGB frame ``(H, W, 3)`` float in [0, 1] (or a ``HostFrame``) of input time ``time``
+        seconds (shown at ``time * slow``)."""
         if isinstance(image, HostFrame):
             if image.format is not None and image.format.pix_fmt == self.pix_fmt:
                 frame = av.VideoFrame.from_ndarray(image.pixels(), format=self.pix_fmt)
@@ -501,6 +510,7 @@ class VideoWriter:
         """Encode and mux ``frame`` at ``time`` seconds (timestamps strictly increasing), then the audio up to it."""
         if frame.format.name != self.stream.pix_fmt:  # planes made on a GPU, for NVENC's layout of the samples
             frame = frame.reformat(format=self.stream.pix_fmt)
+        time *= self.slow
         pts = round(time / TIME_BASE)
         first = self.last_pts is None
         frame.pts = pts if self.last_pts is None or pts > self.last_pts else self.last_pts + 1

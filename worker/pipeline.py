@@ -136,10 +136,11 @@ def run_upsample(
             plan.height,
             plan.fps,
             request.output,
-            audio_from=source,
+            audio_from=source if request.keeps_audio else None,
             high_bit_depth=reader.info.bit_depth > 8,
             atomic=atomic,
             cuda=upsampler.device.type == "cuda",
+            slow=plan.slowmo,
         )
         pipeline = UpsamplePipeline(reader, writer, plan, progress, should_stop)
         path = pipeline.run(upsampler)

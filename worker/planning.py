@@ -20,6 +20,11 @@ MAX_FPS = 1000.0
 """Largest output frame rate accepted, frames per second."""
 MAX_SIDE = 32768
 """Largest output width or height accepted, pixels (the service's VINR_MAX_OUTPUT_PIXELS is lower)."""
+MAX_SLOWMO = 16
+"""Largest slow-motion factor accepted (the input's time shown this many times slower)."""
+SLOWMO_AUDIO = ("drop", "keep")
+"""What slow motion does with the input's audio: drops it, or keeps it slowed to the video's length
+(pitch kept)."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,16 @@ class UpsampleRequest:
     bf16: bool = False
     tile: int | None = None  # None: 512 on a CPU, as large as the device's memory allows on a GPU
     backend: str = "auto"
+    slowmo: int | None = None
+    """Slow motion: the input's time shown this many times slower, at the rate ``fps``/``time_factor`` give
+    (the input's by default), so ``slowmo`` times the frames and the duration."""
+    slowmo_audio: str = "drop"
+    """With ``slowmo``: ``drop`` the audio, or ``keep`` it slowed to the video's length (pitch kept)."""
     output: OutputOptions = field(default_factory=OutputOptions)
+
+    @property
+    def keeps_audio(self) -> bool:
+        return not self.slowmo or self.slowmo_audio == "keep"
 
 
 @dataclass(frozen=True)
@@ -47,7 +61,15 @@ class OutputPlan:
     width: int
     height: int
     fps: Fraction
+    """The rate the output plays at (its container's)."""
     frames: int  # estimate from the container's duration (exact for constant-rate input)
+    slowmo: int = 1
+    """Output seconds per input second."""
+
+    @property
+    def sample_fps(self) -> Fraction:
+        """Output frames per second of the input's time: the times the frames are made at."""
+        return self.fps * self.slowmo
 
 
 def plan_output(info: VideoInfo, request: UpsampleRequest, check_nvenc: bool = True) -> OutputPlan:
@@ -81,6 +103,11 @@ def plan_output(info: VideoInfo, request: UpsampleRequest, check_nvenc: bool = T
         raise ParameterError(f"plan_output: {width}x{height} is more than {MAX_SCALE:g}x the input")
     if request.fps is not None and request.time_factor is not None:
         raise ParameterError("plan_output: give fps or time_factor, not both")
+    slowmo = 1 if request.slowmo is None else request.slowmo
+    if not (isinstance(slowmo, int) and 1 <= slowmo <= MAX_SLOWMO):
+        raise ParameterError(f"plan_output: slowmo must be a whole number from 1 to {MAX_SLOWMO}, got {slowmo!r}")
+    if request.slowmo_audio not in SLOWMO_AUDIO:
+        raise ParameterError(f"plan_output: slowmo_audio must be one of {', '.join(SLOWMO_AUDIO)}")
     asked = request.fps if request.fps is not None else float(info.fps) * (request.time_factor or 1)
     if asked > MAX_FPS and request.fps is not None:  # the value asked for, before any rounding
         raise ParameterError(f"plan_output: fps must be in (0, {MAX_FPS:g}], got {asked:g}")
@@ -100,4 +127,4 @@ def plan_output(info: VideoInfo, request: UpsampleRequest, check_nvenc: bool = T
     check_encodable(request.output.encoder, width, height, pix_fmt)
     if check_nvenc and request.output.encoder_kind == "nvenc":
         choose_encoder(request.output, width, height, pix_fmt, cuda=True)
-    return OutputPlan(width, height, fps, max(1, round(info.duration * fps)))
+    return OutputPlan(width, height, fps, max(1, round(info.duration * fps * slowmo)), slowmo)

@@ -56,8 +56,8 @@ def output_frame_at(info: VideoInfo, plan: OutputPlan, at: float) -> tuple[int, 
     """The output frame nearest ``at`` seconds from the start: its index and time (clamped to the output)."""
     if not math.isfinite(at):
         raise InputError(f"preview: the time must be a finite number of seconds, got {at!r}")
-    index = min(max(round(at * float(plan.fps)), 0), plan.frames - 1)
-    return index, info.start + index / float(plan.fps)
+    index = min(max(round(at * float(plan.sample_fps)), 0), plan.frames - 1)
+    return index, info.start + index / float(plan.sample_fps)
 
 
 def frames_around(reader: VideoReader, time: float) -> tuple[Frame, Frame | None, bool]:

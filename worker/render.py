@@ -1,7 +1,8 @@
 """The inference stage of an upsample: input frames in, output frames at the output times out.
 
-Output frame ``n`` is shown at ``start + n / fps``, ``round(duration * fps)`` frames in all (the input's
-duration runs from its first frame to the end of its last), so the output lasts as long as the input.
+Output frame ``n`` shows the input at ``start + n / sample_fps``, ``round(duration * sample_fps)`` frames in
+all (the input's duration runs from its first frame to the end of its last), so the output lasts as long as
+the input, or ``slowmo`` times as long (``OutputPlan.sample_fps`` is the output rate times ``slowmo``).
 Each is made from the two input frames around it by timestamp (variable frame rate works); the last
 ones hold the last input frame. Across a scene cut nothing is blended or warped: a time there takes the
 nearer frame alone. On a CPU several frame pairs render at once (``render_streams``); in embedded mode a
@@ -155,7 +156,7 @@ class Renderer:
                 self.emit(image, t)
 
     def time_of(self, index: int) -> float:
-        return (self.start or 0.0) + index / float(self.plan.fps)
+        return (self.start or 0.0) + index / float(self.plan.sample_fps)
 
     def pending_before(self, end: float) -> list[float]:
         """Output times not yet made that fall before ``end``; advances the counter."""
@@ -221,6 +222,6 @@ class Renderer:
                 return  # the next segment's first frame: every frame of this one is made
         if previous is None:
             raise VinrError("Renderer: the input has no frames")
-        duration = previous.duration or last_step or 1.0 / float(self.plan.fps)
+        duration = previous.duration or last_step or 1.0 / float(self.plan.sample_fps)
         # round(input duration * fps) frames in all: the output lasts as long as the input, within half a frame
-        self.alone(previous_code, self.pending_before(previous.time + duration - 0.5 / float(self.plan.fps)))
+        self.alone(previous_code, self.pending_before(previous.time + duration - 0.5 / float(self.plan.sample_fps)))

@@ -78,6 +78,12 @@ def finished(folder: Path, segment: int | str | None = None) -> dict | None:
     return None
 
 
+def ended_at(folder: Path) -> float | None:
+    """When the folder's last run ended (Unix time), or None while none has."""
+    ends = [line.get("time") for line in lines(folder) if line.get("event") == "end"]
+    return ends[-1] if ends else None
+
+
 def running(folder: Path) -> bool:
     """Whether a run has started and not ended, and its heartbeat is fresh."""
     open_runs: dict[tuple, int] = {}

@@ -78,6 +78,10 @@ class SegmentPlan:
     """What the segments were made for (the request), so a resumed run never mixes two requests' segments."""
     origin: int = 0
     """A decode's first frame number (its segments' frame ranges count from it)."""
+    slowmo: int = 1
+    """Output seconds per input second (slow motion): the join slows the audio as much."""
+    audio: bool = True
+    """Whether the join takes the source's audio and subtitles (an upsample's, unless slow motion drops them)."""
 
     def save(self, folder: Path) -> None:
         tmp = folder / f".{PLAN}.tmp"
@@ -85,6 +89,8 @@ class SegmentPlan:
             "start": self.start,
             "key": self.key,
             "origin": self.origin,
+            "slowmo": self.slowmo,
+            "audio": self.audio,
             "segments": [asdict(s) for s in self.segments],
         }
         tmp.write_text(json.dumps(body))
@@ -93,7 +99,19 @@ class SegmentPlan:
     @classmethod
     def load(cls, folder: Path) -> SegmentPlan:
         data = json.loads((folder / PLAN).read_text())
-        return cls(data["start"], [Segment(**s) for s in data["segments"]], data.get("key", ""), data.get("origin", 0))
+        segments = [Segment(**s) for s in data["segments"]]
+        return cls(
+            data["start"],
+            segments,
+            data.get("key", ""),
+            data.get("origin", 0),
+            data.get("slowmo", 1),
+            data.get("audio", True),
+        )
+
+    def joiner(self, source: Path | None, output: Path, options: OutputOptions) -> Joiner:
+        """The writer of the joined output: ``source``'s audio and subtitles where this plan keeps them."""
+        return Joiner(source if self.audio else None, output, options, self.slowmo)
 
 
 def frame_times(path: Path) -> tuple[list[float], set[float]]:
@@ -164,13 +182,14 @@ def make_plan(source: Path, request: UpsampleRequest, length: float | None = Non
         length = max(duration, times[-1] - times[0]) / count
     if length is None:
         raise ValueError("make_plan: give a segment length or a count")
-    segments = plan_segments(times, keys, plan.fps, plan.frames, length)
-    return plan, SegmentPlan(segments.start, segments.segments, request_key(request))
+    segments = plan_segments(times, keys, plan.sample_fps, plan.frames, length)
+    key = request_key(request)
+    return plan, SegmentPlan(segments.start, segments.segments, key, 0, plan.slowmo, request.keeps_audio)
 
 
 def request_key(request: UpsampleRequest) -> str:
     """The request fields a segment's pixels depend on (device, backend and tiling aside)."""
-    fields = ("scale", "width", "height", "fps", "time_factor", "model")
+    fields = ("scale", "width", "height", "fps", "time_factor", "slowmo", "slowmo_audio", "model")
     options = request.output
     return json.dumps(
         [[getattr(request, f) for f in fields], [options.codec, options.crf, options.preset, options.pix_fmt]]
@@ -228,6 +247,7 @@ def render_segment(
             high_bit_depth=reader.info.bit_depth > 8,
             atomic=True,
             cuda=upsampler.device.type == "cuda",
+            slow=plan.slowmo,
         )
         span = Span(segments.start, segment.begin, segment.end, segment.first)
 
@@ -257,7 +277,7 @@ def join_segments(
     """Write ``output`` from the segment files in ``work`` (of ``output``'s kind), in order;
     ``make(segment, path)`` renders a missing one first (one process doing every segment), else every
     file must exist. Returns the frames written."""
-    joiner = Joiner(source, output, options)
+    joiner = segments.joiner(source, output, options)
     frames = 0
     try:
         for segment in segments.segments:
@@ -321,10 +341,10 @@ class Joiner:
     """Writes the output from finished segment files in order: their packets copied, the source's audio
     and subtitles interleaved. Used at once after the last segment (RQ) or after each (embedded)."""
 
-    def __init__(self, source: Path | None, output: Path, options: OutputOptions):
+    def __init__(self, source: Path | None, output: Path, options: OutputOptions, slow: int = 1):
         muxer = CONTAINERS.get(output.suffix.lower(), "mp4")
         self.container = av.open(str(output), "w", format=muxer, options=FRAGMENTED if options.fragmented else {})
-        self.source, self.muxer = source, muxer
+        self.source, self.muxer, self.slow = source, muxer, slow
         self.stream: av.video.stream.VideoStream | None = None
         self.copier: StreamCopier | None = None
 
@@ -337,7 +357,7 @@ class Joiner:
                 self.stream = stream = self.container.add_stream_from_template(video)
                 stream.time_base = video.time_base
                 if self.source is not None:  # a neural bitstream has no audio
-                    self.copier = StreamCopier(self.source, self.container, self.muxer)
+                    self.copier = StreamCopier(self.source, self.container, self.muxer, self.slow)
             for packet in part.demux(video):
                 if packet.dts is None:
                     continue

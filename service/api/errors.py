@@ -29,14 +29,53 @@ async def redis_unavailable(request: Request, exc: RedisError) -> JSONResponse:
     return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER})
 
 
+BOUNDS = {
+    "less_than_equal": ("le", "at most"),
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "more than"),
+    "less_than": ("lt", "less than"),
+}
+"""Pydantic's bound errors: the context key of the bound and how it reads."""
+
+
+def shown(value) -> str:
+    """A parameter's value as a message quotes it (long ones cut; 1000.0 as 1000)."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def error_words(name: str, error: dict) -> str:
+    """One validation error as a person reads it: ``scale must be at most 8, got 100``."""
+    kind, ctx, got = error.get("type", ""), error.get("ctx") or {}, error.get("input")
+    if kind in BOUNDS and BOUNDS[kind][0] in ctx:
+        key, words = BOUNDS[kind]
+        return f"{name} must be {words} {shown(ctx[key])}, got {shown(got)}"
+    if kind == "missing":
+        return f"{name} is required"
+    if kind in ("float_parsing", "int_parsing", "float_type", "int_type"):
+        return f"{name} must be a number, got {shown(got)!r}"
+    if kind == "int_from_float":
+        return f"{name} must be a whole number, got {shown(got)}"
+    if kind == "finite_number":
+        return f"{name} must be a finite number, got {shown(got)}"
+    if kind == "literal_error" and "expected" in ctx:
+        return f"{name} must be {ctx['expected']}, got {shown(got)!r}"
+    return f"{name}: {error.get('msg', 'invalid')}"
+
+
 async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """A parameter that fails validation: 422 with one readable line, in the same shape as every error."""
-    parts = []
+    """A parameter that fails validation: 422 with one readable line naming the parameter, in the same shape
+    as every error (``field``: the first parameter at fault, for a page to show the message beside it)."""
+    parts, fields = [], []
     for error in exc.errors():
         where = [str(part) for part in error.get("loc", ())]
-        name = f"{where[0]} parameter {'.'.join(where[1:])!r}" if len(where) > 1 else ".".join(where) or "request"
-        parts.append(f"{name}: {error.get('msg', 'invalid')}")
-    return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+        name = ".".join(where[1:]) if len(where) > 1 else ".".join(where) or "request"
+        fields.append(name)
+        parts.append(error_words(name, error))
+    body = {"detail": "; ".join(parts) or "invalid request"}
+    if fields:
+        body["field"] = fields[0]
+    return JSONResponse(body, status_code=422)
 
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -18,12 +18,17 @@ from service.queue import JobState, RQBackend
 from service.schemas import JobOut, Progress
 from service.storage import JobFiles, follow
 from worker import runs
-from worker.states import State
+from worker.errors import person_text
+from worker.states import CANCELED_BY_REQUEST, State
 
 
 async def job_state(backend, files: JobFiles) -> JobState:
     """The backend's state of a job, reconciled with its folder (``reconcile``): on the event loop in one
-    Redis round trip where that tells (queued, running, finished), else in a thread."""
+    Redis round trip where that tells (queued, running, finished), else in a thread. A job canceled with
+    ``POST /jobs/ID/cancel`` is canceled, as its ``job.json`` says, whatever the queue says after."""
+    canceled = canceled_state(files)
+    if canceled is not None:
+        return canceled
     quick = await backend.quick_state(files.id)
     if quick is not None:
         return quick
@@ -45,12 +50,20 @@ def reconcile(files: JobFiles, state: JobState | None, lost: str) -> JobState:
     if summary is not None:
         frames = summary.get("frames")
         progress = {"frames_done": frames, "frames_total": frames} if frames else {}
-        return JobState(State.FINISHED, progress, result=summary)
+        return JobState(State.FINISHED, progress, result=summary, ended_at=runs.ended_at(files.dir))
     if state is not None:
         return state
     if runs.running(files.dir):
         return JobState(State.STARTED)
-    return JobState(State.FAILED, error=lost)
+    return JobState(State.FAILED, error=lost, ended_at=runs.ended_at(files.dir))
+
+
+def canceled_state(files: JobFiles) -> JobState | None:
+    """The state ``job.json`` keeps for a job canceled and kept (``POST /jobs/ID/cancel``), else None."""
+    meta = files.meta() or {}
+    if "canceled_at" not in meta:
+        return None
+    return JobState(State.CANCELED, meta.get("progress", {}), CANCELED_BY_REQUEST, ended_at=meta["canceled_at"])
 
 
 async def job_state_or_none(backend, files: JobFiles) -> JobState | None:
@@ -83,9 +96,13 @@ def job_out(files: JobFiles, state: JobState) -> JobOut:
         kind=meta.get("kind", "upsample"),
         state=state.state,
         progress=Progress(**state.progress),
-        error=files.redact(state.error) if state.error else None,
+        error=person_text(files.redact(state.error)) if state.error else None,
         params=meta.get("params", {}),
+        name=meta.get("name"),
+        output=meta.get("output"),
+        queue_position=state.queue_position,
         created_at=meta.get("created_at", 0.0),
+        ended_at=state.ended_at,
         result_url=f"/jobs/{files.id}/result",
         events_url=f"/jobs/{files.id}/events",
     )

@@ -24,7 +24,7 @@ from service.storage import (
     redact,
     upload_key,
 )
-from worker.errors import VinrError
+from worker.errors import VinrError, person_text
 
 
 def upload_responses(*extra: int) -> dict:
@@ -58,10 +58,11 @@ async def submit(
     owner: str,
     kind: str,
     params: dict,
-    check: Callable[[Path], object],
+    check: Callable[[Path], dict | None],
     stream: bool,
 ) -> JSONResponse | StreamingResponse:
-    """Create the job folder, receive and ``check`` the upload, queue the job; any failure removes the folder."""
+    """Create the job folder, receive and ``check`` the upload, queue the job; any failure removes the folder.
+    What ``check`` returns (the planned output) is kept in the job's ``job.json``."""
     try:
         with request.app.state.uploads.slot(upload_key(request, owner)):
             files = JobFiles(settings.data_dir, new_job_id())
@@ -74,10 +75,12 @@ async def submit(
                     settings.upload_idle_timeout,
                     settings.upload_min_rate,
                 )
-                await run_in_threadpool(check, files.input)
+                checked = await run_in_threadpool(check, files.input)
+                learned = dict(checked) if isinstance(checked, dict) else {}  # e.g. the planned output
                 if upload.name:  # what the download is named after (download_name)
-                    meta = {**(files.meta() or {}), "name": upload.name}
-                    await run_in_threadpool(files.write_meta, meta)
+                    learned["name"] = upload.name
+                if learned:
+                    await run_in_threadpool(files.write_meta, {**(files.meta() or {}), **learned})
                 files.uploaded()  # before the job can run: a folder with the mark may be removed as dead
                 await run_in_threadpool(backend.enqueue, files.id, kind, str(files.dir), params)
             except BaseException as exc:
@@ -105,7 +108,7 @@ def upload_error(exc: BaseException, folder: Path) -> BaseException:
     }
     for kind, (status, template) in statuses.items():
         if isinstance(exc, kind):
-            return HTTPException(status, redact(template.format(exc), folder))
+            return HTTPException(status, person_text(redact(template.format(exc), folder)))
     if isinstance(exc, ClientDisconnect):  # the server stopped reading: the client left, or its framing broke
         return HTTPException(400, "the upload ended before its body was complete")
     if isinstance(exc, HTTPException):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import av
 import pytest
 
@@ -275,3 +278,76 @@ def test_the_last_event_after_delete_still_carries_the_job(serve, long_clip):
     last = [e for e in events if "params" in e][-1]
     assert last["state"] == "canceled" and last["params"]["scale"] == 4.0 and last["created_at"] > 0, last
     assert events[-1] == {"state": "canceled"}
+
+
+def test_slowmo_makes_k_times_the_frames_at_the_input_rate(serve, tmp_path):
+    """``POST /upsample?slowmo=4`` on the bundled sample: 200 frames at 25 fps, 8 s, its audio slowed with it."""
+    client = serve()
+    sample = Path(__file__).resolve().parents[2] / "samples" / "bikes.mp4"
+    params = {"slowmo": 4, "slowmo_audio": "keep", "model": "tiny"}
+    job = post_video(client, sample, params).json()
+    assert job["params"]["slowmo"] == 4
+    body = wait_for(lambda: finished(client, job["id"]), timeout=120)
+    assert body["state"] == "finished" and body["progress"]["frames_total"] == 200
+    out = tmp_path / "slow.mp4"
+    out.write_bytes(client.get(f"/jobs/{job['id']}/result").content)
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert video.average_rate == 25 and sum(1 for _ in container.decode(video)) == 200
+        assert float(container.duration / 1e6) == pytest.approx(8.0, abs=0.05)
+        assert container.streams.audio
+    assert client.post("/upsample?slowmo=17", content=b"x").status_code == 422
+
+
+@pytest.mark.parametrize("queue", ["embedded", "rq"])
+def test_cancel_keeps_the_job_listed_as_canceled(serve, worker, long_clip, tmp_path, queue):
+    """``POST /jobs/ID/cancel``: the job stops and stays listed as canceled with the progress it had, its
+    files but its record deleted; a queued job says its place; ``DELETE`` then removes it."""
+    if queue == "rq":
+        worker()
+    client = serve(redis_url=REDIS_URL) if queue == "rq" else serve()
+    if queue == "rq":
+        wait_for(lambda: client.get("/readyz").status_code == 200, timeout=60)
+    running = post_video(client, long_clip, {"scale": 4, "time_factor": 8, "model": "tiny"}).json()
+    assert running["name"] == "in.mp4"
+    assert running["output"] == {"width": 256, "height": 192, "fps": 240.0, "frames": 960}
+    wait_for(lambda: client.get(f"/jobs/{running['id']}").json()["progress"]["frames_done"] > 0, timeout=120)
+    waiting = post_video(client, long_clip, {"scale": 1.5, "model": "tiny"}).json()
+    assert waiting["state"] == "queued" and waiting["queue_position"] == 1  # next; the running one is not in line
+
+    canceled = client.post(f"/jobs/{running['id']}/cancel")
+    body = canceled.json()
+    assert canceled.status_code == 200 and body["state"] == "canceled", body
+    assert body["progress"]["frames_done"] > 0 and body["ended_at"] >= body["created_at"]
+    folder = tmp_path / "data" / "jobs" / running["id"]
+    assert not (folder / "input").exists() and not (folder / "result.mp4").exists()
+    time.sleep(1.5)  # whatever the queue says after, the job stays canceled
+    listed = {job["id"]: job for job in client.get("/jobs").json()["jobs"]}
+    assert listed[running["id"]]["state"] == "canceled" and listed[running["id"]]["error"] == "canceled by request"
+    assert client.get(f"/jobs/{running['id']}/result").status_code == 409
+    assert client.post(f"/jobs/{running['id']}/cancel").json()["state"] == "canceled"  # again: nothing changes
+
+    done = wait_for(lambda: finished(client, waiting["id"]), timeout=120)  # the worker is free for the next
+    assert done["state"] == "finished" and done["ended_at"] >= done["created_at"] and done["queue_position"] is None
+    assert client.post(f"/jobs/{waiting['id']}/cancel").json()["state"] == "finished"  # an ended job is left
+    assert client.delete(f"/jobs/{running['id']}").status_code == 204
+    assert client.get(f"/jobs/{running['id']}").status_code == 404
+
+
+def test_errors_say_what_a_person_can_do_and_models_describe_themselves(serve, tmp_path):
+    client = serve()
+    response = client.post("/preview", params={"scale": 100}, content=b"x")
+    assert response.status_code == 422
+    assert response.json() == {"detail": "scale must be at most 8, got 100", "field": "scale"}
+    response = client.post("/upsample", params={"slowmo_audio": "loud"}, content=b"x")
+    assert response.json() == {"detail": "slowmo_audio must be 'drop' or 'keep', got 'loud'", "field": "slowmo_audio"}
+    junk = client.post("/probe", content=b"not a video at all" * 100)
+    assert junk.status_code == 422 and junk.json()["detail"] == (
+        "cannot read the upload: it is not a video FFmpeg can open (Invalid data found when processing input); "
+        "choose a video file such as MP4, MKV, MOV or WebM"
+    )
+    models = {model["name"]: model for model in client.get("/models").json()}
+    default = models["videoinr-s48"]
+    assert default["default"] and default["parameters"] > 300_000
+    assert default["quality"]["4x/4x"] > 27 and default["speed"]["2x/2x"] > 0 and "EPYC" in default["speed_machine"]
+    assert models["tiny"]["quality"] == {} and not models["tiny"]["default"]

@@ -12,7 +12,7 @@ import av
 import pytest
 
 from service.cli import main
-from tests.media import audio_only, texture_frames, write_clip
+from tests.media import audio_only, audio_span, texture_frames, write_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -216,3 +216,23 @@ def test_preview_counts_frames_from_one_and_ffv1_needs_mkv(tmp_path, capsys, cli
     assert code == 0 and "output frame 1 of " in out
     code, _, err = run(capsys, "upsample", clip_with_audio, "-o", tmp_path / "x.mp4", "--codec", "ffv1")
     assert code == 2 and "name the output .mkv" in err and not (tmp_path / "x.mp4").exists()
+
+
+def test_slowmo_on_the_bundled_sample(tmp_path, capsys, tiny_model_path):
+    """``--slowmo 4``: 4x the frames at the input's 25 fps, 4x the duration; the audio dropped, or kept slowed."""
+    sample = ROOT / "samples" / "bikes.mp4"
+    for audio, out in (("drop", tmp_path / "slow.mp4"), ("keep", tmp_path / "slow-audio.mp4")):
+        code, stdout, _ = run(
+            capsys, "upsample", sample, "-o", out, "--slowmo", 4, "--slowmo-audio", audio,
+            "--model", tiny_model_path, "--preset", "ultrafast",
+        )  # fmt: skip
+        assert code == 0 and "200x84 at 25 fps, 200 frames" in stdout
+        with av.open(str(out)) as container:
+            video = container.streams.video[0]
+            assert video.average_rate == 25 and sum(1 for _ in container.decode(video)) == 200
+            assert float(container.duration / 1e6) == pytest.approx(8.0, abs=0.05)
+            assert len(container.streams.audio) == (audio == "keep")
+        if audio == "keep":
+            assert audio_span(out)[1] == pytest.approx(8.0, abs=0.1)  # the sample's 2 s of sound, 4x slower
+    code, _, err = run(capsys, "upsample", sample, "-o", tmp_path / "x.mp4", "--slowmo", 20)
+    assert code == 2 and "slowmo must be a whole number from 1 to 16, got 20" in err

@@ -54,10 +54,10 @@ def test_preview_png_and_comparison(serve, clip_with_audio, tmp_path):
 def test_preview_errors_say_why(serve, clip_with_audio, tmp_path):
     client = serve(max_output_pixels=100 * 100)
     cases = [
-        ({"scale": 9}, "query parameter 'scale': Input should be less than or equal to 8"),
+        ({"scale": 9}, "scale must be at most 8, got 9"),
         ({"scale": 2, "model": "nope"}, "unknown model 'nope'"),
-        ({"scale": 2, "at": -1}, "query parameter 'at'"),
-        ({"scale": 2, "compare": "lanczos"}, "query parameter 'compare'"),
+        ({"scale": 2, "at": -1}, "at must be at least 0, got -1"),
+        ({"scale": 2, "compare": "lanczos"}, "compare must be 'bicubic', got 'lanczos'"),
         ({"scale": 2, "model": "tiny"}, "passes VINR_MAX_OUTPUT_PIXELS (10000)"),
     ]
     for params, message in cases:

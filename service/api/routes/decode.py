@@ -12,7 +12,6 @@ from models.probe import (
     FrameRangeError,
     NotABitstreamError,
     OutputLimitError,
-    Probe,
     UnknownVideoError,
     check_bitstream,
 )
@@ -24,16 +23,18 @@ from service.settings import Settings
 router = APIRouter(tags=["decode"])
 
 
-def checked_upload(path: Path, frames: str | None, video: str | None, settings: Settings) -> Probe:
-    """``models.probe.check_bitstream`` on the upload, its errors as 415 / 422."""
+def checked_upload(path: Path, frames: str | None, video: str | None, settings: Settings) -> dict:
+    """``models.probe.check_bitstream`` on the upload, its errors as 415 / 422; the output it decodes to."""
     try:
-        return check_bitstream(path, video, frames, settings.output_limit_error)
+        probe = check_bitstream(path, video, frames, settings.output_limit_error)
     except NotABitstreamError as exc:
         raise HTTPException(415, f"unsupported format: {exc}") from exc
     except BitstreamError as exc:
         raise HTTPException(422, f"malformed bitstream: {exc}") from exc
     except (UnknownVideoError, FrameRangeError, OutputLimitError) as exc:
         raise HTTPException(422, str(exc)) from exc
+    size = {"width": probe.width, "height": probe.height, "fps": float(probe.fps), "frames": probe.stop - probe.start}
+    return {"output": size}
 
 
 @router.post(

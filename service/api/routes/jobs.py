@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -111,6 +112,23 @@ async def job_result(files: JobDep, backend: BackendDep, settings: SettingsDep):
             raise HTTPException(410, "the result has expired")
         return FileResponse(files.result, media_type="video/mp4", filename=download_name(files, state))
     return result_stream(files, backend, settings.job_timeout)
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=NOT_FOUND)
+async def cancel_job(files: JobDep, backend: BackendDep, request: Request) -> JobOut:
+    """Cancel a queued or running job and keep it listed as canceled, with the progress it had: its upload
+    and partial result are deleted, its record stays until it expires (``DELETE`` removes it at once). A
+    job that has already ended is left as it is."""
+    state = await job_state(backend, files)
+    if not state.done:
+        meta = {**(files.meta() or {}), "canceled_at": time.time(), "progress": state.progress}
+        await run_in_threadpool(backend.cancel, files.id)
+        await run_in_threadpool(files.write_meta, meta)
+        request.app.state.metas.forget(files.id)
+        files.known = meta
+        await run_in_threadpool(files.drop_data)
+        state = await job_state(backend, files)
+    return job_out(files, state)
 
 
 @router.delete("/{job_id}", status_code=204, response_class=Response, responses=NOT_FOUND)

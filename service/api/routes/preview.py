@@ -1,5 +1,6 @@
 """Looking before a job: ``POST /preview`` (one output frame at once, as a PNG, and the bicubic frame to
-compare), ``POST /probe`` (what a video holds) and ``GET /limits`` (what this server accepts)."""
+compare), ``POST /probe`` (what a video holds), ``GET /limits`` (what this server accepts) and ``GET /models``
+(the served checkpoints, from their cards)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from models.registry import DEFAULT_MODEL
 from service.api.deps import OwnerDep, SettingsDep
 from service.api.routes.upsample import SizeAndRate
 from service.api.submit import upload_body, upload_error
-from service.schemas import InputInfo, Limits, PreviewOut, Problem
+from service.schemas import InputInfo, Limits, ModelInfo, PreviewOut, Problem
 from service.storage import TooManyUploadsError, receive_upload, upload_key
 from worker.folders import JobFolder
 from worker.media import VideoReader
@@ -155,3 +156,14 @@ async def limits(settings: SettingsDep) -> Limits:
         models=registry.served((settings.models_dir,) if settings.models_dir else ()),
         default_model=DEFAULT_MODEL,
     )
+
+
+@router.get("/models", response_model=list[ModelInfo])
+async def served_models(settings: SettingsDep) -> list[ModelInfo]:
+    """The served checkpoints with what their cards say of them: size, quality on the held-out carphone clip,
+    output rate on a CPU; public, as ``/limits`` is."""
+    search = (settings.models_dir,) if settings.models_dir else ()
+    return [
+        ModelInfo(name=name, default=name == DEFAULT_MODEL, **registry.card_summary(name, search))
+        for name in registry.served(search)
+    ]

@@ -17,16 +17,17 @@ from service.settings import Settings
 from worker.errors import VinrError
 from worker.jobs import upsample_request
 from worker.media import VideoReader
-from worker.planning import MAX_FPS, MAX_SCALE, MAX_SIDE, plan_output
+from worker.planning import MAX_FPS, MAX_SCALE, MAX_SIDE, MAX_SLOWMO, plan_output
 
 router = APIRouter(tags=["upsample"])
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 """Served model names (paths are never accepted over HTTP)."""
 
 
-def check_budget(path, params: dict, settings: Settings, local: bool = True) -> None:
+def check_budget(path, params: dict, settings: Settings, local: bool = True) -> dict:
     """Probe the upload and check the planned output against the configured limits (VinrError if not);
-    ``local``: jobs run in this process, so an encoder forced here must open here."""
+    ``local``: jobs run in this process, so an encoder forced here must open here. Returns the planned
+    ``output`` (size, rate, frames) for the job's record."""
     request = upsample_request(params, "cpu", encoder=settings.encoder)
     request.output.encoder  # noqa: B018 - raises ParameterError for an unknown codec
     with VideoReader(path) as reader:
@@ -39,6 +40,7 @@ def check_budget(path, params: dict, settings: Settings, local: bool = True) -> 
     problem = settings.output_limit_error(plan.width, plan.height, plan.frames)
     if problem:
         raise VinrError(problem)
+    return {"output": {"width": plan.width, "height": plan.height, "fps": float(plan.fps), "frames": plan.frames}}
 
 
 def size_and_rate(
@@ -50,13 +52,28 @@ def size_and_rate(
     time_factor: Annotated[
         float | None, Query(gt=0, le=MAX_FPS, description="output rate as a multiple of the input's")
     ] = None,
+    slowmo: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_SLOWMO,
+            description="slow motion: the input shown this many times slower, at the rate fps/time_factor give "
+            "(the input's by default)",
+        ),
+    ] = None,
+    slowmo_audio: Annotated[
+        Literal["drop", "keep"], Query(description="with slowmo: drop the audio, or keep it slowed (pitch kept)")
+    ] = "drop",
     model: Annotated[str, Query(description="a served model name")] = DEFAULT_MODEL,
 ) -> dict:
     """The output size, rate and model of an upsample or a preview (422 for a model not served)."""
     search = (settings.models_dir,) if settings.models_dir else ()
     if not MODEL_NAME.match(model) or model not in registry.served(search):
         raise HTTPException(422, f"unknown model {model!r}; served: {registry.served(search)}")
-    return {"scale": scale, "width": width, "height": height, "fps": fps, "time_factor": time_factor, "model": model}
+    timing: dict[str, object] = {"fps": fps, "time_factor": time_factor}
+    if slowmo is not None:
+        timing |= {"slowmo": slowmo, "slowmo_audio": slowmo_audio}
+    return {"scale": scale, "width": width, "height": height, **timing, "model": model}
 
 
 SizeAndRate = Annotated[dict, Depends(size_and_rate)]
