@@ -380,3 +380,26 @@ def test_api_key_entry_and_job_list(serve, browser, clip_with_audio):
     assert "The jobs of your API key." in page.inner_text("#jobs-scope")
     assert value(page, "html", "e => e.scrollWidth") <= 390, "the page scrolls sideways on a phone"
     shoot(page, "page-phone")
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390px", "1440px"])
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_layout_at_both_widths_in_both_themes(serve, browser, scheme, viewport):
+    """The page with a video chosen and a preview made, at a phone's and a desktop's width, in the system's
+    light and dark themes: its colours, no sideways scrolling, no word broken, 44 px touch targets."""
+    client = serve()
+    page = browser(viewport, scheme)
+    open_app(page, client)
+    background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+    assert background == {"light": "rgb(244, 246, 251)", "dark": "rgb(13, 17, 23)"}[scheme]
+    assert value(page, "#theme", "e => e.getAttribute('aria-pressed')") == str(scheme == "dark").lower()
+    page.set_input_files("#file", str(SAMPLE))
+    files_read(page, 1)
+    page.get_by_role("button", name="Preview").click()
+    page.wait_for_selector("#compare:not([hidden])")
+    assert value(page, "html", "e => e.scrollWidth") <= viewport["width"], "the page scrolls sideways"
+    assert page.evaluate(BROKEN_WORDS, page.query_selector("body")) == []
+    assert page.evaluate(SMALL_TARGETS) == []
+    columns = page.evaluate("getComputedStyle(document.querySelector('main')).gridTemplateColumns").split()
+    assert len(columns) == (1 if viewport is PHONE else 2)
+    shoot(page, f"page-{viewport['width']}-{scheme}")
