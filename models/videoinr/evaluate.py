@@ -20,6 +20,7 @@ frames and on the in-between (not kept) frames alone.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -173,11 +174,38 @@ def scores(pred: torch.Tensor, truth: torch.Tensor, k: int) -> dict[str, float]:
     }
 
 
+def adapted(model, low: torch.Tensor, scale: float, k: int, seconds: float, seed: int = 0):
+    """``model`` adapted for ``seconds`` to the kept low-res frames ``low`` (the input only, never the
+    truth), as ``vinr upsample --adapt`` does (the evaluated clips are single shots: no cuts); the model to
+    render with (the served one where the guard refused) and the adaptation's summary."""
+    from models.videoinr import adapt
+
+    frames = [np.ascontiguousarray(f) for f in (low * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()]
+    height, width = frames[0].shape[:2]
+    task = adapt.adapt_task(height, width, scale, k)
+    windows = adapt.sample_windows(frames, set(), task, adapt.WINDOWS, seed)
+    result = adapt.adapt(model, windows, task, seconds, seed=seed)
+    if not result.used:
+        return model, result.summary()
+    tuned = copy.deepcopy(model)
+    tuned.load_state_dict(result.state)
+    return tuned.eval(), result.summary()
+
+
 def evaluate(
-    model, clip: torch.Tensor, scale: float, k: int, rife_model=None, bf16: bool = False, esrgan=None, cache=None
+    model,
+    clip: torch.Tensor,
+    scale: float,
+    k: int,
+    rife_model=None,
+    bf16: bool = False,
+    esrgan=None,
+    cache=None,
+    adapt_budgets: tuple[float, ...] = (),
 ) -> dict[str, dict[str, float]]:
     """All methods' scores for one (scale, time factor) cell of the grid (Real-ESRGAN + RIFE with
-    ``esrgan`` and ``rife_model``; ``cache`` keeps its upscaled frames across cells)."""
+    ``esrgan`` and ``rife_model``; ``cache`` keeps its upscaled frames across cells; ``model+adapt Ns``
+    for each budget in ``adapt_budgets``)."""
     height, width = clip.shape[-2:]
     last = (len(clip) - 1) // k * k
     truth = clip[: last + 1]
@@ -196,6 +224,10 @@ def evaluate(
         up = esrgan_frames(esrgan, low, list(range(0, last + 1, k)), height, width, {} if cache is None else cache)
         results["Real-ESRGAN+RIFE"] = scores(with_rife(rife_model, up, k), truth, k)
     results["model"]["seconds_per_frame"] = seconds / len(truth)
+    for budget in adapt_budgets:
+        tuned, summary = adapted(model, low, scale, k, budget)
+        row = scores(run_model(tuned, low, k, height, width, bf16), truth, k)
+        results[f"model+adapt {budget:g}s"] = {**row, **{f"adapt_{key}": value for key, value in summary.items()}}
     return results
 
 
@@ -205,12 +237,27 @@ def table(rows: list[tuple[float, int, dict]]) -> str:
         "| scale | time | method | Y-PSNR all | Y-PSNR between | RGB PSNR all | RGB PSNR between |",
         "|---|---|---|---|---|---|---|",
     ]
+    adapted_rows = []
     for scale, k, results in rows:
         for method, s in results.items():
             lines.append(
                 f"| {scale:g}x | {k}x | {method} | {s['y_all']:.2f} | {s['y_between']:.2f} | "
                 f"{s['rgb_all']:.2f} | {s['rgb_between']:.2f} |"
             )
+            if "adapt_used" in s:
+                gain = s["y_between"] - results["model"]["y_between"]
+                adapted_rows.append(
+                    f"| {scale:g}x | {k}x | {method.split()[-1]} | {gain:+.2f} | {s['adapt_gain_db']:+.2f} | "
+                    f"{'yes' if s['adapt_used'] else 'no (guard)'} | {s['adapt_steps']} | {s['adapt_scale']:g}x, "
+                    f"gap {s['adapt_gap']}, {s['adapt_crop']} px |"
+                )
+    if adapted_rows:
+        lines += [
+            "",
+            "| scale | time | budget | gain between (Y) | held-out gain (RGB) | used | steps | task |",
+            "|---|---|---|---|---|---|---|---|",
+            *adapted_rows,
+        ]
     return "\n".join(lines)
 
 
@@ -230,6 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-rife", action="store_true", help="leave lanczos+RIFE (and Real-ESRGAN+RIFE) out")
     parser.add_argument("--no-realesrgan", action="store_true", help="leave Real-ESRGAN+RIFE out")
     parser.add_argument("--bf16", action="store_true", help="the model's convolutional stages in bfloat16")
+    parser.add_argument(
+        "--adapt",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="SECONDS",
+        help="also the model adapted to each cell's input for these budgets (vinr upsample --adapt)",
+    )
     args = parser.parse_args(argv)
     model = registry.load(args.model, device=args.device)
     path = bigbuckbunny_path() if args.clip == "bigbuckbunny" else args.clip or carphone_path()
@@ -259,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             print(note)
     cache: dict = {}
     rows = [
-        (s, k, evaluate(model, clip, s, k, rife_model, args.bf16, esrgan, cache))
+        (s, k, evaluate(model, clip, s, k, rife_model, args.bf16, esrgan, cache, tuple(args.adapt)))
         for s in args.scales
         for k in args.time_factors
     ]

@@ -78,16 +78,17 @@ def sample_batch(
     lr_patch: int,
     n_points: int,
     scales: tuple[float, float] = (1.0, 4.0),
+    gaps: tuple[int, ...] = GAPS,
 ) -> Batch:
-    """Draw a batch: one scale for the batch (uniform in ``scales``), a gap, start, target frame and
-    crop per sample."""
+    """Draw a batch from ``windows`` ``(N, T, S, S, 3)``: one scale for the batch (uniform in ``scales``), a
+    gap (from ``gaps``), start, target frame and crop per sample."""
     size = windows.shape[2]
     hr = min(size, int(round(lr_patch * rng.uniform(*scales))))
     frames0, frames1, targets, times = [], [], [], []
     for _ in range(batch):
         window = augment(windows[rng.integers(len(windows))], rng)
-        gap = int(rng.choice(GAPS))
-        start = rng.integers(0, data.WINDOW - gap)
+        gap = int(rng.choice(gaps))
+        start = rng.integers(0, windows.shape[1] - gap)
         k = rng.integers(0, gap + 1)
         y, x = rng.integers(0, size - hr + 1, 2)
         crop = window[:, y : y + hr, x : x + hr]
@@ -150,11 +151,13 @@ def batches(args: argparse.Namespace, first: int):
 
 
 @torch.no_grad()
-def validate(model, windows: np.ndarray, device, scale: int = 4, gap: int = 4) -> dict[str, float]:
-    """Mean RGB PSNR on the in-between frames at ``scale``x space, ``gap``x time, vs bicubic + blend."""
+def validate(model, windows: np.ndarray, device, scale: float = 4, gap: int = 4) -> dict[str, float]:
+    """Mean RGB PSNR on the in-between frames at ``scale``x space, ``gap``x time, vs bicubic + blend (the
+    model's train/eval mode is as it was after)."""
+    was_training = model.training
     model.eval()
     size = windows.shape[2]
-    lr = size // scale
+    lr = round(size / scale)
     scores, baseline = [], []
     for window in windows:
         clip = torch.from_numpy(np.array(window[: gap + 1])).permute(0, 3, 1, 2).float().to(device) / 255
@@ -166,7 +169,7 @@ def validate(model, windows: np.ndarray, device, scale: int = 4, gap: int = 4) -
             pred = model.query_frame(state, size, size, t).clamp(0, 1)
             scores.append(ops.psnr(pred, clip[k : k + 1]))
             baseline.append(ops.psnr(((1 - t) * up0 + t * up1).clamp(0, 1), clip[k : k + 1]))
-    model.train()
+    model.train(was_training)
     return {"val_psnr": float(np.mean(scores)), "val_psnr_bicubic_blend": float(np.mean(baseline))}
 
 

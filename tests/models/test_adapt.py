@@ -1,0 +1,71 @@
+"""Test-time adaptation's mechanics: the task a video gives, its windows, the budget and the guard."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from models import registry
+from models.videoinr import adapt
+from tests.media import texture_frames
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_path):
+    return registry.load(tiny_model_path)
+
+
+@pytest.fixture(scope="module")
+def windows():
+    frames = list(texture_frames(24, 48, 64, seed=4, velocity=(2.0, 1.0)))
+    task = adapt.adapt_task(48, 64, 2.0, 2)
+    return task, adapt.sample_windows(frames, set(), task, 12)
+
+
+def test_the_task_follows_the_job_and_the_frames():
+    assert adapt.adapt_task(48, 64, 2.0, 4) == adapt.AdaptTask(2.0, 2, 48)
+    assert adapt.adapt_task(48, 64, 4.0, 4) == adapt.AdaptTask(3.0, 3, 48)  # 16 px low-res at the least
+    assert adapt.adapt_task(480, 640, 3.5, 2) == adapt.AdaptTask(3.5, 4, adapt.MAX_CROP)  # crops bound memory
+    with pytest.raises(adapt.AdaptError, match="too small to learn from"):
+        adapt.adapt_task(20, 30, 4.0, 4)
+
+
+def test_windows_are_spread_over_the_video_and_never_cross_a_cut():
+    frames = [np.full((40, 40, 3), i, np.uint8) for i in range(30)]  # frame i is all i
+    task = adapt.AdaptTask(2.0, 2, 32)
+    found = adapt.sample_windows(frames, {10, 20}, task, 6)
+    firsts = sorted(int(w[0, 0, 0, 0]) for w in found)
+    assert len(found) == 6 and firsts[0] == 0 and firsts[-1] == 27  # from the start to the end
+    for window in found:
+        values = [int(frame[0, 0, 0]) for frame in window]
+        assert values == list(range(values[0], values[0] + 3))  # consecutive frames
+        assert not any(values[0] < cut <= values[-1] for cut in (10, 20)), values
+    assert found.shape == (6, 3, 32, 32, 3)
+    with pytest.raises(adapt.AdaptError, match="no 3 frames in a row without a cut"):
+        adapt.sample_windows(frames[:4], {1, 3}, task, 2)
+
+
+def test_the_budget_holds_and_the_served_model_is_untouched(model, windows):
+    task, found = windows
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    started = time.monotonic()
+    result = adapt.adapt(model, found, task, 2.0, force=True)
+    took = time.monotonic() - started
+    assert result.steps > 0 and took < 2.0 + 0.5, (took, result.steps)
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+    assert any(not torch.equal(before[name], value) for name, value in result.state.items())
+    summary = result.summary()
+    assert summary["used"] and summary["steps"] == result.steps and summary["gap"] == 2
+
+
+def test_the_guard_refuses_a_bad_adaptation(model, windows):
+    """A learning rate 10,000 times too large wrecks the copy; the held-out windows catch it."""
+    task, found = windows
+    result = adapt.adapt(model, found, task, 1.5, learning_rate=1.0, pull=0.0)
+    assert not result.used and result.state is None and result.gain_db < -1, result.summary()
+    assert adapt.adapt(model, found, task, 1.0, learning_rate=1.0, pull=0.0, force=True).used
+    with pytest.raises(adapt.AdaptError, match="fewer than 2 windows"):
+        adapt.adapt(model, found[:1], task, 1.0)
