@@ -176,8 +176,8 @@ def scores(pred: torch.Tensor, truth: torch.Tensor, k: int) -> dict[str, float]:
 
 def adapted(model, low: torch.Tensor, scale: float, k: int, seconds: float, seed: int = 0):
     """``model`` adapted for ``seconds`` to the kept low-res frames ``low`` (the input only, never the
-    truth), as ``vinr upsample --adapt`` does (the evaluated clips are single shots: no cuts); the model to
-    render with (the served one where the guard refused) and the adaptation's summary."""
+    truth; the evaluated clips are single shots: no cuts); the model to render with (the served one where
+    the guard refused) and the adaptation's summary."""
     from models.videoinr import adapt
 
     frames = [np.ascontiguousarray(f) for f in (low * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()]
@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=[],
         metavar="SECONDS",
-        help="also the model adapted to each cell's input for these budgets (vinr upsample --adapt)",
+        help="also the model adapted to each cell's input for these budgets (models.videoinr.adapt, a candidate "
+        "not used by vinr upsample)",
     )
     args = parser.parse_args(argv)
     model = registry.load(args.model, device=args.device)

@@ -21,7 +21,6 @@ const FIELDS = {
   model: "model",
   codec: "codec",
   crf: "crf",
-  adapt: "adapt",
   at: "at",
 };
 // API parameter -> the control whose error box shows a message about it
@@ -215,10 +214,6 @@ async function loadLimits() {
     select.append(new Option(label, model.name, model.default, model.default));
   }
   describeModel();
-  for (const option of $("adapt").options) {
-    option.disabled = Boolean(option.value) && Number(option.value) > l.max_adapt_seconds;
-  }
-  if (!l.max_adapt_seconds) $("adapt-info").textContent = "This server has adaptation turned off.";
   if (l.api_key_required && !apiKey()) $("key-section").hidden = false;
   $("jobs-scope").textContent = l.api_key_required
     ? "The jobs of your API key."
@@ -398,7 +393,6 @@ function params() {
   }
   if ($("model").value) query.set("model", $("model").value);
   query.set("codec", $("codec").value);
-  if ($("adapt").value) query.set("adapt", $("adapt").value);
   if ($("crf").value.trim() !== "") query.set("crf", $("crf").value.trim());
   return query;
 }
@@ -604,7 +598,7 @@ async function preview() {
     return;
   }
   const query = params();
-  for (const name of ["codec", "crf", "adapt"]) query.delete(name); // a preview: the served model, one picture
+  for (const name of ["codec", "crf"]) query.delete(name); // a preview is a picture, not a video
   query.set("at", String(at));
   query.set("compare", "bicubic");
   $("preview-status").textContent = "Rendering…";
@@ -726,7 +720,6 @@ function done(job) {
 function percentOf(job) {
   const p = job.progress || {};
   if (job.state === "finished") return 100;
-  if (p.stage === "adapting") return 100 * (p.adapt?.done || 0);
   return p.frames_total ? Math.min(100, (100 * p.frames_done) / p.frames_total) : 0;
 }
 
@@ -737,14 +730,6 @@ function describeJob(job) {
   const params = job.params || {};
   if (params.slowmo > 1) parts.push(`slow motion ${params.slowmo}×`);
   if (params.model) parts.push(params.model);
-  const adapted = job.progress?.stage !== "adapting" ? job.progress?.adapt : null;
-  if (adapted && "used" in adapted) {
-    parts.push(adapted.used
-      ? `learned the video: ${adapted.gain_db >= 0 ? "+" : ""}${adapted.gain_db.toFixed(2)} dB on held-out parts`
-      : "learning did not help: the model as it is");
-  } else if (params.adapt) {
-    parts.push(`learns the video for ${formatSeconds(params.adapt)}`);
-  }
   return parts.join(" · ");
 }
 
@@ -761,14 +746,6 @@ function statsOf(job) {
         `${formatSeconds(elapsed)} so far`,
       ].join(" · ");
     case "started":
-      if (p.stage === "adapting") {
-        const a = p.adapt || {};
-        return [
-          `Learning the video: ${Math.round(100 * (a.done || 0))} % of ${formatSeconds(a.budget_s)}`,
-          `${a.steps || 0} steps`,
-          `${formatSeconds(elapsed)} elapsed`,
-        ].join(" · ");
-      }
       return [
         `${percent} %`,
         frames,

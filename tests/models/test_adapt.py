@@ -1,4 +1,5 @@
-"""Test-time adaptation's mechanics: the task a video gives, its windows, the budget and the guard."""
+"""Test-time adaptation's mechanics (``models.videoinr.adapt``, a candidate measured by ``evaluate --adapt``):
+the task a video gives, its windows, the budget and the guard."""
 
 from __future__ import annotations
 
@@ -52,9 +53,9 @@ def test_the_budget_holds_and_the_served_model_is_untouched(model, windows):
     task, found = windows
     before = {name: value.clone() for name, value in model.state_dict().items()}
     started = time.monotonic()
-    result = adapt.adapt(model, found, task, 2.0, force=True)
+    result = adapt.adapt(model, found, task, 3.0, force=True)
     took = time.monotonic() - started
-    assert result.steps > 0 and took < 2.0 + 0.5, (took, result.steps)
+    assert result.steps > 0 and took < 3.0 + 1.0, (took, result.steps)
     assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
     assert any(not torch.equal(before[name], value) for name, value in result.state.items())
     summary = result.summary()

@@ -14,7 +14,6 @@ from service.api.submit import submit, upload_body, upload_responses, wants_stre
 from service.queue import EmbeddedBackend
 from service.schemas import JobOut
 from service.settings import Settings
-from worker.adapting import MAX_ADAPT_SECONDS
 from worker.errors import VinrError
 from worker.jobs import upsample_request
 from worker.media import VideoReader
@@ -102,29 +101,11 @@ async def upsample(
             "where it cannot open); unset: the workers' VINR_ENCODER"
         ),
     ] = None,
-    adapt: Annotated[
-        float | None,
-        Query(
-            gt=0,
-            le=MAX_ADAPT_SECONDS,
-            description="first fine-tune the model on this video for about this many seconds (at most the "
-            "server's VINR_MAX_ADAPT_SECONDS); the adapted weights are used where they beat the served ones on "
-            "held-out windows of the video",
-        ),
-    ] = None,
     wait: Annotated[bool, Query(description="stream the result back in this response")] = False,
     accept: Annotated[str | None, Header()] = None,
 ):
     """Upload a video to upsample: 202 with the job, or the fragmented MP4 as it is made."""
     params = {**output, "codec": codec, "crf": crf}
-    if adapt is not None:
-        if adapt > settings.max_adapt_seconds:
-            raise HTTPException(
-                422,
-                f"adapt must be at most {settings.max_adapt_seconds:g} s on this server (VINR_MAX_ADAPT_SECONDS), "
-                f"got {adapt:g}",
-            )
-        params["adapt"] = adapt
     if encoder is not None:
         params["encoder"] = encoder
     return await submit(
