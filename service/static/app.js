@@ -9,6 +9,7 @@ const LIVE_REFRESH_MS = 2000; // how often the live player takes in what has arr
 const POLL_ACTIVE_MS = 1000; // the job list's refresh while a job is queued or running
 const POLL_IDLE_MS = 5000; // ... and while none is
 const MINE = "vinr-jobs"; // localStorage: ids of the jobs started from this browser
+const MISSING_MOST = 20; // ... read one by one at most, when others' newer jobs push them off the first page
 const THEME = "vinr-theme"; // localStorage: the theme chosen with the toggle
 const FIELDS = {
   scale: "scale",
@@ -690,11 +691,29 @@ async function start() {
   schedule(0);
 }
 
+// With keys: the key's newest jobs. Without: this browser's jobs, from the server's newest page, and one
+// by one for the few that others' newer jobs pushed off it (those the server no longer has are forgotten).
 async function refreshJobs() {
   if (page.limits?.api_key_required && !apiKey()) return;
   const list = await (await api("/jobs?limit=100")).json();
-  const ids = mine();
-  const shown = page.limits?.api_key_required ? list.jobs : list.jobs.filter((job) => ids.has(job.id));
+  let shown = list.jobs;
+  if (!page.limits?.api_key_required) {
+    const ids = mine();
+    shown = list.jobs.filter((job) => ids.has(job.id));
+    const listed = new Set(list.jobs.map((job) => job.id));
+    const missing = [...ids].filter((id) => !listed.has(id)).slice(-MISSING_MOST);
+    const gone = [];
+    for (const id of missing) {
+      try {
+        shown.push(await (await api(`/jobs/${id}`)).json());
+      } catch (error) {
+        if (error.status === 404) gone.push(id);
+        else throw error;
+      }
+    }
+    if (gone.length) localStorage.setItem(MINE, JSON.stringify([...ids].filter((id) => !gone.includes(id))));
+    shown.sort((a, b) => b.created_at - a.created_at);
+  }
   page.jobs = new Map(shown.map((job) => [job.id, job]));
   clearError("jobs-error");
   renderJobs();
@@ -773,30 +792,50 @@ function button(text, action, label) {
   return b;
 }
 
+// The list is updated in place: an item is rebuilt only when its job changes state, so a button under the
+// pointer or the keyboard's focus is never swapped for a copy between two refreshes.
 function renderJobs() {
   const list = $("jobs");
+  const old = new Map([...list.children].map((item) => [item.dataset.key, item]));
   const items = [];
   for (const pending of page.uploads) {
-    const item = document.createElement("li");
-    item.className = "job";
-    item.innerHTML =
-      '<div class="job-head"><span class="job-name"></span><span class="badge uploading">uploading</span></div>' +
-      '<div class="bar-track"><div class="bar-fill"></div></div><div class="job-stats"></div>';
-    item.querySelector(".job-name").textContent = pending.name;
+    const key = `upload-${pending.key}`;
+    const item = old.get(key) || uploadItem(key, pending.name);
     item.querySelector(".bar-fill").style.width = `${Math.round(pending.done * 100)}%`;
     item.querySelector(".job-stats").textContent = `Uploading · ${Math.round(pending.done * 100)} %`;
     items.push(item);
   }
-  for (const job of page.jobs.values()) items.push(jobItem(job));
-  const focused = document.activeElement?.dataset?.action;
-  list.replaceChildren(...items);
-  if (focused) list.querySelector(`[data-action="${focused}"]`)?.focus();
+  for (const job of page.jobs.values()) {
+    const kept = old.get(`job-${job.id}`);
+    const item = kept && kept.dataset.state === job.state ? kept : jobItem(job);
+    fillJob(item, job);
+    items.push(item);
+  }
+  const same = items.length === list.children.length && items.every((item, i) => list.children[i] === item);
+  if (!same) {
+    const focused = document.activeElement?.dataset?.action;
+    list.replaceChildren(...items);
+    if (focused) list.querySelector(`[data-action="${focused}"]`)?.focus();
+  }
   $("jobs-empty").hidden = items.length > 0;
 }
 
+function uploadItem(key, name) {
+  const item = document.createElement("li");
+  item.className = "job";
+  item.dataset.key = key;
+  item.innerHTML =
+    '<div class="job-head"><span class="job-name"></span><span class="badge uploading">uploading</span></div>' +
+    '<div class="bar-track"><div class="bar-fill"></div></div><div class="job-stats"></div>';
+  item.querySelector(".job-name").textContent = name;
+  return item;
+}
+
+// A job's item and its buttons, which depend on its state only (fillJob writes what changes).
 function jobItem(job) {
   const item = document.createElement("li");
   item.className = "job";
+  item.dataset.key = `job-${job.id}`;
   item.dataset.id = job.id;
   item.dataset.state = job.state;
   item.innerHTML =
@@ -805,20 +844,9 @@ function jobItem(job) {
     '<div class="bar-track" role="progressbar" aria-valuemin="0" aria-valuemax="100"><div class="bar-fill"></div></div>' +
     '<div class="job-stats"></div><div class="job-error"></div><div class="job-actions"></div>';
   const name = job.name || job.id;
-  item.querySelector(".job-name").textContent = name;
   const badge = item.querySelector(".badge");
   badge.textContent = STATE_WORDS[job.state] || job.state;
   badge.classList.add(job.state);
-  item.querySelector(".job-what").textContent = describeJob(job);
-  const percent = percentOf(job);
-  const track = item.querySelector(".bar-track");
-  track.setAttribute("aria-valuenow", String(Math.round(percent)));
-  track.setAttribute("aria-label", `${name}: ${Math.round(percent)} %`);
-  item.querySelector(".bar-fill").style.width = `${percent}%`;
-  item.querySelector(".job-stats").textContent = statsOf(job);
-  const error = item.querySelector(".job-error");
-  if (job.error && job.state !== "canceled") error.textContent = job.error;
-  else error.remove();
   const actions = item.querySelector(".job-actions");
   if (job.state === "started" || job.state === "finished") {
     const w = button("Watch", () => watch(job.id), `Watch ${name}`);
@@ -831,11 +859,26 @@ function jobItem(job) {
     actions.append(d);
   }
   const ending = done(job)
-    ? button("Delete", () => remove(job), `Delete ${name}`)
+    ? button("Delete", () => remove(page.jobs.get(job.id) || job), `Delete ${name}`)
     : button("Cancel", () => cancel(job.id), `Cancel ${name}`);
   ending.dataset.action = `end-${job.id}`;
   actions.append(ending);
   return item;
+}
+
+function fillJob(item, job) {
+  const name = job.name || job.id;
+  item.querySelector(".job-name").textContent = name;
+  item.querySelector(".job-what").textContent = describeJob(job);
+  const percent = percentOf(job);
+  const track = item.querySelector(".bar-track");
+  track.setAttribute("aria-valuenow", String(Math.round(percent)));
+  track.setAttribute("aria-label", `${name}: ${Math.round(percent)} %`);
+  item.querySelector(".bar-fill").style.width = `${percent}%`;
+  item.querySelector(".job-stats").textContent = statsOf(job);
+  const error = item.querySelector(".job-error");
+  error.textContent = job.error && job.state !== "canceled" ? job.error : "";
+  error.hidden = !error.textContent;
 }
 
 async function cancel(id) {

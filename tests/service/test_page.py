@@ -317,14 +317,24 @@ def test_reload_cancel_delete_and_the_phone_layout_in_dark(serve, browser, long_
     item = job_item(page, "long.mp4")
     expect_state(item, "running")
     first = percent(item)
+    cancel = item.get_by_role("button", name="Cancel long.mp4").element_handle()
     wait_for(lambda: percent(item) > first, timeout=60)  # nobody clicked: the list follows the job
+    assert cancel.evaluate("e => e.isConnected"), "a refresh replaced the button under the pointer"
     assert "elapsed" in item.inner_text() and "frames" in item.inner_text()
     assert page.locator("#jobs li.job").count() == 1, "a job started elsewhere is listed"
     assert other not in page.inner_text("#jobs")
 
+    gone = "A" * 22  # a job this browser remembers and the server no longer has: looked up alone, forgotten
+    page.evaluate(
+        "gone => { const ids = JSON.parse(localStorage.getItem('vinr-jobs'));"
+        " localStorage.setItem('vinr-jobs', JSON.stringify([...ids, gone])); }",
+        gone,
+    )
     page.reload()  # the job and its progress come back
     page.wait_for_selector("#model option[value=tiny]", state="attached")
     expect_state(item, "running")
+    wait_for(lambda: gone not in page.evaluate("localStorage.getItem('vinr-jobs')"))
+    assert page.locator("#jobs li.job").count() == 1
     wait_for(lambda: percent(item) > 0, timeout=30)
     assert page.evaluate(BROKEN_WORDS, page.query_selector("main")) == []
     assert page.evaluate(SMALL_TARGETS) == []
