@@ -164,3 +164,36 @@ def test_segmented_decode_equals_one_decode(serve, worker, nrff_clip, tmp_path):
     assert frames.shape == whole_frames.shape == (13, 64, 80, 3)
     assert np.allclose(times, whole_times, atol=1e-6)
     assert np.array_equal(frames, whole_frames)  # H.264 at CRF 0 is lossless: the same frames exactly
+
+
+def test_segmented_slow_motion_streams_and_joins_with_its_sound_slowed(serve, worker, long_clip, tmp_path):
+    """Slow motion through RQ segments: the live join a client streams and the workers' join both make 2x the
+    frames at the input's rate, with the 4 s tone slowed to 8 s."""
+    worker()
+    worker()
+    client = serve(redis_url=REDIS_URL, segment_seconds=0.5)
+    streamed = tmp_path / "streamed.mp4"
+    params = {**PARAMS, "time_factor": None, "slowmo": 2, "slowmo_audio": "keep"}
+    with (
+        open(long_clip, "rb") as handle,
+        client.stream(
+            "POST",
+            "/upsample",
+            params={k: v for k, v in params.items() if v is not None},
+            files={"file": ("in.mp4", handle, "video/mp4")},
+            headers={"Accept": "video/mp4"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        job_id = response.headers["x-job-id"]
+        streamed.write_bytes(b"".join(response.iter_bytes()))
+    assert wait_for(lambda: finished(client, job_id), timeout=180)["state"] == "finished"
+    plan = json.loads((tmp_path / "data" / "jobs" / job_id / "segments.json").read_text())
+    assert len(plan["segments"]) >= 4 and plan["slowmo"] == 2 and plan["audio"] is True, plan
+    times, frames = video_frames(streamed)
+    final_times, final = result_of(client, job_id, tmp_path / "final.mp4")
+    assert frames.shape == final.shape == (240, 96, 128, 3)  # 120 input frames, 2x, at 30 fps: 8 s
+    assert np.allclose(times, [i / 30 for i in range(240)], atol=1e-6) and np.allclose(final_times, times, atol=1e-6)
+    for path in (streamed, tmp_path / "final.mp4"):
+        start, seconds = audio_span(path)
+        assert abs(start) < 0.05 and abs(seconds - 8.0) < 0.1, (path.name, start, seconds)
