@@ -953,20 +953,13 @@ function watch(id) {
   const control = new AbortController();
   const w = { id, control, urls: [], frame: 0, slowmo: Number(job?.params?.slowmo || 1) };
   page.watching = w;
-  const file = page.sources.get(id);
-  const wipe = $("video-wipe");
-  const source = $("source");
-  for (const part of wipe.querySelectorAll(".before, .wipe-label, .divider, .wipe-range")) part.hidden = !file;
-  if (file) {
-    const url = URL.createObjectURL(file);
-    w.urls.push(url);
-    source.src = url;
-  }
   $("player").hidden = false;
-  $("player-caption").textContent = file
-    ? `${job?.name || id}: drag across the video to compare the input (left, scaled to the output size with the ` +
-      "browser's high-quality smoothing) with vinr's result (right)."
-    : `${job?.name || id}: the input is compared only in the tab it was chosen in; this is the result alone.`;
+  showInput(w, page.sources.get(id) || null, job);
+  if (!page.sources.has(id)) {
+    uploaded(id, control.signal)
+      .then((file) => page.watching === w && file && showInput(w, file, job))
+      .catch(() => {}); // the result plays alone
+  }
   setSplit("video-wipe", Number($("video-split").value));
   follow(w).catch((error) => {
     if (error.name !== "AbortError") place(error, "start-error");
@@ -977,6 +970,32 @@ function watch(id) {
   };
   w.frame = requestAnimationFrame(tick);
   $("player").scrollIntoView({ block: "nearest", behavior: "instant" });
+}
+
+// The wipe's input: the file chosen in this tab, or the job's upload read back from the server.
+function showInput(w, file, job) {
+  const wipe = $("video-wipe");
+  for (const part of wipe.querySelectorAll(".before, .wipe-label, .divider, .wipe-range")) part.hidden = !file;
+  if (file) {
+    const url = URL.createObjectURL(file);
+    w.urls.push(url);
+    $("source").src = url;
+  }
+  const name = job?.name || w.id;
+  $("player-caption").textContent = file
+    ? `${name}: drag across the video to compare the input (left, scaled to the output size with the ` +
+      "browser's high-quality smoothing) with vinr's result (right)."
+    : `${name}: the result as it is made.`;
+}
+
+// The job's upload from the server (GET /jobs/ID/input), unless it is too large to hold in the page.
+async function uploaded(id, signal) {
+  const response = await api(`/jobs/${id}/input`, { signal });
+  if (Number(response.headers.get("Content-Length") || 0) > LIVE_LIMIT) {
+    response.body?.cancel();
+    return null;
+  }
+  return response.blob();
 }
 
 // Keep the input at the result's time (slow motion: the result runs `slowmo` times longer).

@@ -315,6 +315,7 @@ def test_cancel_keeps_the_job_listed_as_canceled(serve, worker, long_clip, tmp_p
     waiting = post_video(client, long_clip, {"scale": 1.5, "model": "tiny"}).json()
     assert waiting["state"] == "queued" and waiting["queue_position"] == 1  # next; the running one is not in line
 
+    assert client.get(f"/jobs/{running['id']}/input").content == long_clip.read_bytes()  # the upload, as sent
     canceled = client.post(f"/jobs/{running['id']}/cancel")
     body = canceled.json()
     assert canceled.status_code == 200 and body["state"] == "canceled", body
@@ -325,6 +326,7 @@ def test_cancel_keeps_the_job_listed_as_canceled(serve, worker, long_clip, tmp_p
     listed = {job["id"]: job for job in client.get("/jobs").json()["jobs"]}
     assert listed[running["id"]]["state"] == "canceled" and listed[running["id"]]["error"] == "canceled by request"
     assert client.get(f"/jobs/{running['id']}/result").status_code == 409
+    assert client.get(f"/jobs/{running['id']}/input").status_code == 410
     assert client.post(f"/jobs/{running['id']}/cancel").json()["state"] == "canceled"  # again: nothing changes
 
     done = wait_for(lambda: finished(client, waiting["id"]), timeout=120)  # the worker is free for the next

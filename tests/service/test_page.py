@@ -335,6 +335,13 @@ def test_reload_cancel_delete_and_the_phone_layout_in_dark(serve, browser, long_
     expect_state(item, "running")
     wait_for(lambda: gone not in page.evaluate("localStorage.getItem('vinr-jobs')"))
     assert page.locator("#jobs li.job").count() == 1
+    item.get_by_role("button", name="Watch long.mp4").click()  # the upload read back: the wipe works after a reload
+    page.wait_for_function(
+        """() => {
+          const c = document.getElementById('source-canvas');
+          return !c.hidden && c.width === 256 && c.height === 192;
+        }"""
+    )
     wait_for(lambda: percent(item) > 0, timeout=30)
     assert page.evaluate(BROKEN_WORDS, page.query_selector("main")) == []
     assert page.evaluate(SMALL_TARGETS) == []

@@ -114,6 +114,22 @@ async def job_result(files: JobDep, backend: BackendDep, settings: SettingsDep):
     return result_stream(files, backend, settings.job_timeout)
 
 
+@router.get(
+    "/{job_id}/input",
+    responses={
+        **NOT_FOUND,
+        410: {"model": Problem, "description": "the upload is gone (the job was canceled)"},
+        200: {"content": {"application/octet-stream": {}}, "description": "the uploaded file, with Range support"},
+    },
+)
+async def job_input(files: JobDep) -> FileResponse:
+    """The job's upload as it was sent (the page plays it beside the result); gone once the job is canceled."""
+    if not files.input.is_file():
+        raise HTTPException(410, "the job's upload is gone (a canceled job keeps no files)")
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    return FileResponse(files.input, media_type="application/octet-stream", headers=headers)
+
+
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=NOT_FOUND)
 async def cancel_job(files: JobDep, backend: BackendDep, request: Request) -> JobOut:
     """Cancel a queued or running job and keep it listed as canceled, with the progress it had: its upload
