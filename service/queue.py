@@ -450,7 +450,10 @@ class EmbeddedBackend:
         except CanceledError:
             job.state, job.error = State.CANCELED, CANCELED_BY_REQUEST
         except Exception as exc:  # reported to the client, like RQ's failed registry
-            job.state, job.error = State.FAILED, str(exc) or type(exc).__name__
+            if stop.is_set():  # canceled, then tripped on its deleted files before it saw the flag
+                job.state, job.error = State.CANCELED, CANCELED_BY_REQUEST
+            else:
+                job.state, job.error = State.FAILED, str(exc) or type(exc).__name__
         job.ended_at = time.time()
         self.durations.record(kind, job.state.value, time.monotonic() - started)
 
