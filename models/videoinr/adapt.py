@@ -41,8 +41,6 @@ LEARNING_RATE = 1e-4
 """Adam's peak learning rate (a tenth of training's: the served weights are the start, not noise)."""
 PULL = 1e-2
 """Weight of the L2 pull toward the served weights (times the sum of squared differences)."""
-PARTS: tuple[str, ...] | None = None
-"""The network's parts that adapt (top-level module names; None: all)."""
 BATCH = 8
 """Examples per step."""
 POINTS = 1024
@@ -163,8 +161,6 @@ def adapt(
     learning_rate: float = LEARNING_RATE,
     pull: float = PULL,
     force: bool = False,
-    parts: tuple[str, ...] | None = PARTS,
-    scales: tuple[float, float] | None = None,
 ) -> AdaptResult:
     """Fine-tune a copy of ``model`` on ``windows`` for about ``seconds`` (the held-out checks included);
     ``progress(fraction, steps)`` is called after each step. The copy's weights come back only when it
@@ -179,9 +175,7 @@ def adapt(
     served = held_out_db(model, held, task, device)
     check_time = time.monotonic() - checking
     tuned = copy.deepcopy(model).train()
-    trained = [p for n, p in tuned.named_parameters() if parts is None or n.split(".")[0] in parts]
-    for name, parameter in tuned.named_parameters():
-        parameter.requires_grad_(parts is None or name.split(".")[0] in parts)
+    trained = list(tuned.parameters())
     anchors = [p.detach().clone() for p in trained]
     optimizer = torch.optim.Adam(trained, lr=learning_rate)
     rng = np.random.default_rng(seed)
@@ -192,9 +186,8 @@ def adapt(
         for group in optimizer.param_groups:  # cosine decay over the budget's time, not its (unknown) steps
             group["lr"] = learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_now)))
         batch = train.sample_batch(
-            learn, rng, BATCH, task.low, min(POINTS, task.crop * task.crop), scales or (task.scale, task.scale),
-            (task.gap,),
-        )  # fmt: skip
+            learn, rng, BATCH, task.low, min(POINTS, task.crop * task.crop), (task.scale, task.scale), (task.gap,)
+        )
         pred = tuned(batch.image0.to(device), batch.image1.to(device), batch.points.to(device),
                      batch.t.to(device), batch.cell.to(device))  # fmt: skip
         loss = ops.charbonnier(pred, batch.target.to(device))
