@@ -20,13 +20,16 @@ from pathlib import Path
 from models import codecs
 from models.install import SharedPackageError, check_environment
 from models.registry import DEFAULT_MODEL
+from models.videoinr.upsampler import Upsampler
+from worker.adapting import MAX_ADAPT_SECONDS, prepared_upsampler
+from worker.adapting import describe as describe_adaptation
 from worker.errors import InputError, OutputError, ParameterError, VinrError
 from worker.jobs import eta_seconds
 from worker.media import ENCODER_KINDS, OUTPUT_CODECS, OutputOptions, VideoReader
 from worker.pipeline import load_upsampler, run_upsample
 from worker.planning import MAX_SLOWMO, SLOWMO_AUDIO, UpsampleRequest
 from worker.preview import COMPARISONS, png_bytes, render_preview
-from worker.runtime import BACKENDS
+from worker.runtime import BACKENDS, ModelCache
 from worker.segments import run_segmented
 
 
@@ -113,6 +116,7 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         time_factor=args.time_factor,
         slowmo=args.slowmo,
         slowmo_audio=args.slowmo_audio,
+        adapt=args.adapt,
         model=args.model,
         device=args.device,
         half=args.half,
@@ -122,11 +126,14 @@ def cmd_upsample(args: argparse.Namespace) -> int:
         output=output_options(args),
     )
     if args.preview is not None:
+        if args.adapt:
+            raise ParameterError("upsample: --adapt is for the video; a --preview renders with the served model")
         return write_preview(args, request, output)
+    upsampler = upsampler_for(args, request)
     if args.segments or args.resume:
-        return upsample_in_segments(args, request, output)
+        return upsample_in_segments(args, request, output, upsampler)
     bar = None if args.quiet else ProgressBar("upsample")
-    result = run_upsample(args.input, output, request, progress=bar.update if bar else None)
+    result = run_upsample(args.input, output, request, progress=bar.update if bar else None, upsampler=upsampler)
     if bar:
         bar.finish()
     if not args.quiet:
@@ -138,7 +145,29 @@ def cmd_upsample(args: argparse.Namespace) -> int:
     return 0
 
 
-def upsample_in_segments(args: argparse.Namespace, request: UpsampleRequest, output: Path) -> int:
+def upsampler_for(args: argparse.Namespace, request: UpsampleRequest) -> Upsampler:
+    """The served model, or with ``--adapt SECONDS`` the model adapted to the input first (its progress
+    and its held-out gain printed)."""
+    if not request.adapt:
+        return load_upsampler(request)
+    if not 0 < request.adapt <= MAX_ADAPT_SECONDS:
+        raise ParameterError(f"upsample: --adapt takes 0 to {MAX_ADAPT_SECONDS:g} seconds, got {request.adapt:g}")
+    tty = sys.stderr.isatty()
+
+    def progress(done: float, steps: int) -> None:
+        if not args.quiet and tty:
+            sys.stderr.write(f"\radapt {done * 100:3.0f}% {steps} steps")
+            sys.stderr.flush()
+
+    upsampler, summary = prepared_upsampler(Path(args.input), request, ModelCache(), progress=progress)
+    if not args.quiet:
+        if tty:
+            sys.stderr.write("\n")
+        print(describe_adaptation(summary or {}))
+    return upsampler
+
+
+def upsample_in_segments(args: argparse.Namespace, request: UpsampleRequest, output: Path, upsampler: Upsampler) -> int:
     """``--segments N``: the segments one after another, kept in a work folder beside OUT until the end,
     so ``--resume`` after an interruption makes only the missing ones."""
     if not args.segments or args.segments < 1:
@@ -155,7 +184,7 @@ def upsample_in_segments(args: argparse.Namespace, request: UpsampleRequest, out
             partial,
             request,
             work,
-            load_upsampler(request),
+            upsampler,
             count=args.segments,
             resume=args.resume,
             progress=bar.update if bar else None,
@@ -430,6 +459,14 @@ def add_upsample_command(sub) -> None:
         help="with --slowmo: drop the audio (default), or keep it slowed to the video's length (pitch kept)",
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="served checkpoint name or .safetensors path")
+    parser.add_argument(
+        "--adapt",
+        type=float,
+        metavar="SECONDS",
+        help="first fine-tune the model on this video for about SECONDS (its frames, made smaller and sparser, "
+        "are the examples); the adapted weights are used only where they beat the served ones on held-out "
+        "windows of the video, and the gain is printed",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--half", action="store_true", help="float16 inference (CUDA)")
     parser.add_argument(

@@ -65,8 +65,9 @@ class Previewer:
         if not self.enabled:
             raise HTTPException(503, "previews are turned off on this server (VINR_PREVIEW_CONCURRENCY=0)")
 
-    def render(self, source: Path, params: dict, at: float) -> Preview:
-        """Render in the calling thread once a slot is free (HTTPException 503 after VINR_PREVIEW_WAIT)."""
+    def render(self, source: Path, params: dict, at: float, weights: Path | None = None) -> Preview:
+        """Render in the calling thread once a slot is free (HTTPException 503 after VINR_PREVIEW_WAIT);
+        ``weights``: a job's adapted weights."""
         self.check_enabled()
         if not self.slots.acquire(timeout=self.settings.preview_wait):
             raise HTTPException(
@@ -78,12 +79,12 @@ class Previewer:
             request = UpsampleRequest(
                 **params, device=self.settings.device, backend=self.settings.backend, bf16=self.settings.bf16
             )
-            return render_preview(source, request, at, self.cache, self.limit)
+            return render_preview(source, request, at, self.cache, self.limit, weights)
         finally:
             self.slots.release()
 
-    async def render_async(self, source: Path, params: dict, at: float) -> Preview:
-        return await run_in_threadpool(self.render, source, params, at)
+    async def render_async(self, source: Path, params: dict, at: float, weights: Path | None = None) -> Preview:
+        return await run_in_threadpool(self.render, source, params, at, weights)
 
     def sweep(self) -> None:
         """Remove preview folders older than STALE_AFTER (a gateway that died mid-preview left them)."""

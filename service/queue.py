@@ -58,6 +58,11 @@ def segment_job_id(job_id: str, index: int) -> str:
     return f"{job_id}-s{index:04d}"
 
 
+def adapt_job_id(job_id: str) -> str:
+    """The RQ id of a segmented job's adaptation."""
+    return f"{job_id}-adapt"
+
+
 def split(kind: str, job_dir: str, params: dict, seconds: float) -> SegmentPlan | None:
     """The segment plan of an upsample's input or a decode's frame range (saved in the job folder), or
     None when it is one segment."""
@@ -174,9 +179,14 @@ class RQBackend:
         """One RQ job per segment (any worker takes any), then the join under the job's own id once all are done."""
         children = [segment_job_id(job_id, s.index) for s in segments.segments]
         child_kind = "decode_segment" if kind == "decode" else "segment"
-        for segment, child in zip(segments.segments, children):
+        first: dict = {}
+        if kind == "upsample" and params.get("adapt"):  # one adaptation, before every segment (they share it)
+            adapting = adapt_job_id(job_id)
+            self.put("adapt", adapting, job_dir, params, meta={"parent": job_id})
+            first, children = {"depends_on": [adapting]}, [adapting, *children]
+        for segment, child in zip(segments.segments, children[-len(segments.segments) :]):
             child_params = {**params, "segment": segment.index, "origin": segments.origin}
-            self.put(child_kind, child, job_dir, child_params, meta={"parent": job_id})
+            self.put(child_kind, child, job_dir, child_params, meta={"parent": job_id}, **first)
         meta = {SEGMENT_IDS: children, "frames_total": segments.frames}
         self.put("assemble", job_id, job_dir, params, depends_on=children, meta=meta)
 
@@ -301,6 +311,7 @@ class RQBackend:
         failed (and the rest stopped) as soon as one fails for good."""
         total = job.meta.get("frames_total", 0)
         done, fps, begun = 0, 0.0, False
+        stage: dict = {}
         for child in Job.fetch_many(job.meta[SEGMENT_IDS], connection=self.redis, serializer=JSONSerializer):
             if child is None:
                 continue
@@ -315,12 +326,18 @@ class RQBackend:
                 job.save_meta()
                 self.cancel_segments(job)
                 return JobState(State.FAILED, {"frames_done": done, "frames_total": total}, error)
+            if child.id == adapt_job_id(job.id):  # the adaptation: its stage and summary, no frames
+                if status in (JobStatus.STARTED, JobStatus.FINISHED):
+                    begun = True
+                    stage = {"stage": "adapting" if status == JobStatus.STARTED else "rendering"}
+                    stage |= {"adapt": progress["adapt"]} if "adapt" in progress else {}
+                continue
             if status in (JobStatus.STARTED, JobStatus.FINISHED):
                 begun = True
                 done += progress.get("frames_done", 0)
                 fps += (progress.get("fps") or 0.0) if status == JobStatus.STARTED else 0.0
         eta = round(eta, 1) if (eta := eta_seconds(done, total, fps)) is not None else None
-        progress = {"frames_done": done, "frames_total": total, "fps": round(fps, 3) or None, "eta_s": eta}
+        progress = {"frames_done": done, "frames_total": total, "fps": round(fps, 3) or None, "eta_s": eta, **stage}
         return JobState(State.STARTED if begun else State.QUEUED, progress)
 
     def will_retry(self, job_id: str, exc_string: str | None) -> bool:
@@ -442,6 +459,7 @@ class EmbeddedBackend:
             self.settings.backend,
             self.settings.bf16,
             self.settings.encoder,
+            self.settings.max_adapt_seconds,
         )
         started = time.monotonic()
         try:

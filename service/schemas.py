@@ -16,6 +16,14 @@ class Progress(BaseModel):
     frames_total: int | None = None
     fps: float | None = Field(None, description="output frames per second made so far")
     eta_s: float | None = Field(None, description="estimated seconds left")
+    stage: Literal["adapting", "rendering"] | None = Field(
+        None, description="with adapt: learning the video first (adapting), then rendering"
+    )
+    adapt: dict | None = Field(
+        None,
+        description="with adapt: while adapting, its done fraction, steps and budget; after, how it went (used, "
+        "gain_db on held-out windows of the video, steps, seconds)",
+    )
 
 
 class OutputSize(BaseModel):
@@ -120,6 +128,7 @@ class Limits(BaseModel):
     max_output_pixels: int
     max_output_frames: int
     max_output_work: float = Field(description="output frames x pixels per frame of one job")
+    max_adapt_seconds: float = Field(description="most seconds of adapt a job may ask for (0: adaptation is off)")
     api_key_required: bool
     models: list[str] = Field(description="the served model names")
     default_model: str

@@ -6,7 +6,8 @@ fragmented MP4 while the job runs; ``job.json``: the job's parameters and owner 
 ``uploading``: present while the upload is received (the receiving gateway's host and pid);
 ``attempts.jsonl`` and ``heartbeat``: the run log and the live run's heartbeat (``worker.runs``);
 ``segments.json`` and ``segments/NNNN.mp4``: a segmented job's plan and finished segments
-(``worker.segments``).
+(``worker.segments``); ``adapted.safetensors`` and ``adapted.json``: the weights adapted to this job's
+video and their card, kept for its segments and previews (``worker.adapting``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ PLAN = "segments.json"
 """A segmented job's plan."""
 SEGMENTS = "segments"
 """A segmented job's finished segments, one file each."""
+ADAPTED = "adapted.safetensors"
+"""Weights adapted to the job's video (with ``adapted.json``, their card and the adaptation's summary)."""
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{22,64}$")
 """What a job id looks like (anything else is refused before touching the disk)."""
 
@@ -45,6 +48,7 @@ class JobFolder:
         self.attempts, self.heartbeat, self.plan, self.segments = (
             folder / n for n in (ATTEMPTS, HEARTBEAT, PLAN, SEGMENTS)
         )
+        self.adapted = folder / ADAPTED
 
     def segment(self, index: int, suffix: str) -> Path:
         """Segment ``index``'s file."""

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from models.registry import DEFAULT_MODEL
 from worker import runs
+from worker.adapting import MAX_ADAPT_SECONDS, prepared_upsampler, saved_upsampler
 from worker.decoding import run_decode
+from worker.errors import CanceledError
 from worker.folders import JobFolder
 from worker.media import OutputOptions, VideoReader
 from worker.pipeline import load_upsampler, run_upsample
@@ -48,6 +50,11 @@ class JobContext:
     backend: str = "auto"
     bf16: bool = False
     encoder: str = "auto"  # VINR_ENCODER: the encoder kind of jobs that do not name one
+    max_adapt: float = MAX_ADAPT_SECONDS  # VINR_MAX_ADAPT_SECONDS: the most a job's adaptation may take
+
+    def request(self, params: dict) -> UpsampleRequest:
+        """An upsample job's request, with this worker's device, backend, precision, encoder and caps."""
+        return upsample_request(params, self.device, self.backend, self.bf16, self.encoder, self.max_adapt)
 
 
 def job_output(params: dict, encoder: str = "auto") -> OutputOptions:
@@ -58,9 +65,15 @@ def job_output(params: dict, encoder: str = "auto") -> OutputOptions:
 
 
 def upsample_request(
-    params: dict, device: str, backend: str = "auto", bf16: bool = False, encoder: str = "auto"
+    params: dict,
+    device: str,
+    backend: str = "auto",
+    bf16: bool = False,
+    encoder: str = "auto",
+    max_adapt: float = MAX_ADAPT_SECONDS,
 ) -> UpsampleRequest:
-    """The pipeline request for a job's plain parameters (output always a fragmented MP4)."""
+    """The pipeline request for a job's plain parameters (output always a fragmented MP4); ``adapt`` is cut
+    to ``max_adapt`` seconds (the worker's ``VINR_MAX_ADAPT_SECONDS``; 0: no adaptation)."""
     output = job_output(params, encoder)
     return UpsampleRequest(
         scale=params.get("scale"),
@@ -70,6 +83,7 @@ def upsample_request(
         time_factor=params.get("time_factor"),
         slowmo=params.get("slowmo"),
         slowmo_audio=params.get("slowmo_audio") or "drop",
+        adapt=min(float(params["adapt"]), max_adapt) if params.get("adapt") and max_adapt > 0 else None,
         model=params.get("model") or DEFAULT_MODEL,
         device=device,
         backend=backend,
@@ -83,8 +97,9 @@ def eta_seconds(done: float, total: float, rate: float) -> float | None:
     return max(0.0, total - done) / rate if rate > 0 else None
 
 
-def progress_reporter(report: Callable[[dict], None]) -> Callable[[int, int], None]:
-    """Turn (frames done, total) calls into throttled reports with speed and ETA."""
+def progress_reporter(report: Callable[[dict], None], extra: dict | None = None) -> Callable[[int, int], None]:
+    """Turn (frames done, total) calls into throttled reports with speed and ETA (and ``extra``: how an
+    adaptation went)."""
     started, last = time.monotonic(), [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -99,6 +114,7 @@ def progress_reporter(report: Callable[[dict], None]) -> Callable[[int, int], No
                 "frames_total": total,
                 "fps": round(fps, 3),
                 "eta_s": round(eta, 1) if (eta := eta_seconds(done, total, fps)) is not None else None,
+                **(extra or {}),
             }
         )
 
@@ -131,14 +147,17 @@ def segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
     a segment whose file exists is done and is not made again."""
     folder, index = Path(job_dir), int(params["segment"])
     with attempt(folder, segment=index) as run:
-        request = upsample_request(params, context.device, context.backend, context.bf16, context.encoder)
+        request = context.request(params)
         segments = SegmentPlan.load(folder)
         segment = segments.segments[index]
         path = segment.file(folder, SEGMENT_SUFFIX)
         if not path.exists():
             with VideoReader(JobFolder(folder).input) as reader:
                 plan = plan_output(reader.info, request)
-            upsampler = load_upsampler(request, context.models)
+            if request.adapt:  # the job's one adaptation (its own RQ job, run before every segment)
+                upsampler = saved_upsampler(request, context.models, JobFolder(folder).adapted)
+            else:
+                upsampler = load_upsampler(request, context.models)
             progress = progress_reporter(context.report)
             render_segment(
                 JobFolder(folder).input,
@@ -153,6 +172,20 @@ def segment_job(job_dir: str, params: dict, context: JobContext) -> dict:
             )
         context.report({"frames_done": segment.frames, "frames_total": segment.frames})
         run.summary = {"segment": index, "frames": segment.frames}
+    return run.summary
+
+
+def adapt_job(job_dir: str, params: dict, context: JobContext) -> dict:
+    """A segmented job's adaptation, run once before its segments (they depend on it): the adapted weights,
+    where the guard keeps them, go into the job folder for every segment; returns the summary."""
+    folder = Path(job_dir)
+    with attempt(folder, segment="adapt") as run:
+        request = context.request(params)
+        JobFolder(folder).adapted.unlink(missing_ok=True)  # a retried run starts afresh
+        _, adapted = job_upsampler(folder, request, context)
+        summary = adapted.get("adapt") or {}
+        context.report({"frames_done": 0, "stage": "rendering", "adapt": summary})
+        run.summary = {"segment": "adapt", "adapt": summary}
     return run.summary
 
 
@@ -191,9 +224,10 @@ def assemble_job(job_dir: str, params: dict, context: JobContext) -> dict:
         output = private_result(folder)
         options = job_output(params, context.encoder)
         frames = join_segments(source, output, options, folder, segments, None, context.should_stop)
-        context.report({"frames_done": frames, "frames_total": frames})
+        adapted = (runs.finished(folder, "adapt") or {}).get("adapt")
+        context.report({"frames_done": frames, "frames_total": frames, **({"adapt": adapted} if adapted else {})})
         # the segments stay: the gateway may be streaming them to a client (it removes them after)
-        run.summary = {"frames": frames, "segments": len(segments.segments)}
+        run.summary = {"frames": frames, "segments": len(segments.segments), **({"adapt": adapted} if adapted else {})}
     return run.summary
 
 
@@ -204,14 +238,50 @@ def private_result(folder: Path) -> Path:
     return path
 
 
+def adapting_reporter(report: Callable[[dict], None], seconds: float) -> Callable[[float, int], None]:
+    """Throttled reports of an adaptation's progress (the job's ``stage`` is ``adapting`` meanwhile)."""
+    last = [0.0]
+
+    def progress(done: float, steps: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_INTERVAL and done < 1:
+            return
+        last[0] = now
+        report({"frames_done": 0, "stage": "adapting", "adapt": {"done": round(done, 3), "steps": steps,
+                                                                 "budget_s": seconds}})  # fmt: skip
+
+    return progress
+
+
+def job_upsampler(folder: Path, request: UpsampleRequest, context: JobContext):
+    """The job's upsampler, adapted to its input first where it asks (weights kept in its folder); and
+    what to add to its progress and summary (the adaptation's summary)."""
+    if not request.adapt:
+        return load_upsampler(request, context.models), {}
+    context.report(
+        {"frames_done": 0, "stage": "adapting", "adapt": {"done": 0.0, "steps": 0, "budget_s": request.adapt}}
+    )
+    upsampler, summary = prepared_upsampler(
+        JobFolder(folder).input,
+        request,
+        context.models,
+        JobFolder(folder).adapted,
+        adapting_reporter(context.report, request.adapt),
+        context.should_stop,
+    )
+    if context.should_stop():
+        raise CanceledError("adapt: canceled")
+    return upsampler, {"stage": "rendering", "adapt": summary}
+
+
 def _upsample(folder: Path, params: dict, context: JobContext) -> dict:
-    request = upsample_request(params, context.device, context.backend, context.bf16, context.encoder)
-    upsampler = load_upsampler(request, context.models)
+    request = context.request(params)
+    upsampler, adapted = job_upsampler(folder, request, context)
     result = run_upsample(
         JobFolder(folder).input,
         private_result(folder),
         request,
-        progress=progress_reporter(context.report),
+        progress=progress_reporter(context.report, adapted),
         should_stop=context.should_stop,
         upsampler=upsampler,
         atomic=False,
@@ -222,20 +292,22 @@ def _upsample(folder: Path, params: dict, context: JobContext) -> dict:
         "height": result.plan.height,
         "fps": float(result.plan.fps),
         "seconds": round(result.seconds, 3),
+        **({"adapt": adapted["adapt"]} if adapted else {}),
     }
 
 
 def _upsample_in_segments(folder: Path, params: dict, context: JobContext) -> dict:
-    request = upsample_request(params, context.device, context.backend, context.bf16, context.encoder)
+    request = context.request(params)
     started = time.perf_counter()
+    upsampler, adapted = job_upsampler(folder, request, context)  # once: every segment renders with it
     plan, segments, frames = run_segmented(
         JobFolder(folder).input,
         private_result(folder),
         request,
         folder,
-        load_upsampler(request, context.models),
+        upsampler,
         length=float(params["segment_seconds"]),
-        progress=progress_reporter(context.report),
+        progress=progress_reporter(context.report, adapted),
         should_stop=context.should_stop,
     )
     shutil.rmtree(JobFolder(folder).segments, ignore_errors=True)
@@ -246,6 +318,7 @@ def _upsample_in_segments(folder: Path, params: dict, context: JobContext) -> di
         "fps": float(plan.fps),
         "segments": len(segments.segments),
         "seconds": round(time.perf_counter() - started, 3),
+        **({"adapt": adapted["adapt"]} if adapted else {}),
     }
 
 
@@ -283,6 +356,7 @@ JOB_FUNCTIONS = {
     "segment": "worker.process.rq_segment",
     "assemble": "worker.process.rq_assemble",
     "decode_segment": "worker.process.rq_decode_segment",
+    "adapt": "worker.process.rq_adapt",
 }
 """Job kind -> the dotted path RQ imports (plain strings: the queue never pickles functions); the RQ
 entry points live beside the RQ worker, in ``worker.process``."""
@@ -293,6 +367,7 @@ JOBS = {
     "segment": segment_job,
     "assemble": assemble_job,
     "decode_segment": decode_segment_job,
+    "adapt": adapt_job,
 }
 """Job kind -> the function an embedded worker calls."""
 
@@ -301,7 +376,8 @@ def run_job(kind: str, job_dir: str, params: dict, context: JobContext) -> dict:
     """Run job function ``kind``, unless its folder says this job (or segment) already finished: then its
     summary, without making it again (Redis restored from an out-of-date file can queue a finished job)."""
     folder = Path(job_dir)
-    segment = params.get("segment") if kind in ("segment", "decode_segment") else "join" if kind == "assemble" else None
+    segment = {"segment": params.get("segment"), "decode_segment": params.get("segment")}.get(kind)
+    segment = {"assemble": "join", "adapt": "adapt"}.get(kind, segment)
     summary = runs.finished(folder, segment)
     if summary is not None:
         runs.log(folder, "skipped", reason="already finished", segment=segment, host=socket.gethostname())

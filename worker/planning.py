@@ -47,6 +47,8 @@ class UpsampleRequest:
     (the input's by default), so ``slowmo`` times the frames and the duration."""
     slowmo_audio: str = "drop"
     """With ``slowmo``: ``drop`` the audio, or ``keep`` it slowed to the video's length (pitch kept)."""
+    adapt: float | None = None
+    """Seconds of test-time adaptation to the input before rendering (``worker.adapting``); None: none."""
     output: OutputOptions = field(default_factory=OutputOptions)
 
     @property

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from worker.adapting import saved_upsampler
 from worker.errors import InputError
 from worker.media import Frame, VideoInfo, VideoReader
 from worker.pipeline import load_upsampler
@@ -79,10 +80,13 @@ def frames_around(reader: VideoReader, time: float) -> tuple[Frame, Frame | None
     return before, None, False
 
 
-def render_preview(source, request: UpsampleRequest, at: float, cache: ModelCache | None = None, limit=None) -> Preview:
+def render_preview(
+    source, request: UpsampleRequest, at: float, cache: ModelCache | None = None, limit=None, weights=None
+) -> Preview:
     """The output frame of ``request`` on ``source`` nearest ``at`` seconds.
 
-    ``limit(info, plan)`` may refuse the input or the planned output with a message (the service's limits).
+    ``limit(info, plan)`` may refuse the input or the planned output with a message (the service's limits);
+    ``weights``: a job's adapted weights (``adapted.safetensors``) to render with instead of the served ones.
     """
     with VideoReader(source) as reader:
         info = reader.info
@@ -91,8 +95,10 @@ def render_preview(source, request: UpsampleRequest, at: float, cache: ModelCach
             raise InputError(problem)
         index, time = output_frame_at(info, plan, at)
         before, after, cut = frames_around(reader, time)
+    cache = cache or ModelCache()
+    upsampler = saved_upsampler(request, cache, weights) if weights is not None else load_upsampler(request, cache)
     with PREVIEWS_FIRST.rendering():
-        return render_frame(load_upsampler(request, cache), plan, index, time, before, after, cut)
+        return render_frame(upsampler, plan, index, time, before, after, cut)
 
 
 def render_frame(upsampler, plan: OutputPlan, index: int, time: float, before: Frame, after: Frame | None, cut: bool):

@@ -80,7 +80,14 @@ def rq_context() -> JobContext:
 
     settings = WorkerSettings()
     return JobContext(
-        report, should_stop, process_models(), settings.device, settings.backend, settings.bf16, settings.encoder
+        report,
+        should_stop,
+        process_models(),
+        settings.device,
+        settings.backend,
+        settings.bf16,
+        settings.encoder,
+        settings.max_adapt_seconds,
     )
 
 
@@ -114,6 +121,11 @@ def rq_segment(job_dir: str, params: dict) -> dict:
 def rq_decode_segment(job_dir: str, params: dict) -> dict:
     """The RQ entry point of one segment of a segmented decode."""
     return run_timed("decode_segment", job_dir, params)
+
+
+def rq_adapt(job_dir: str, params: dict) -> dict:
+    """The RQ entry point of a segmented upsample's adaptation (runs before its segments)."""
+    return run_timed("adapt", job_dir, params)
 
 
 def rq_assemble(job_dir: str, params: dict) -> dict:

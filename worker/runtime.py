@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import hashlib
 import json
@@ -92,17 +93,30 @@ class ModelCache:
         half: bool = False,
         bf16: bool = False,
         tile: int | None = None,
+        weights: dict[str, torch.Tensor] | None = None,
     ) -> Upsampler:
         """``model`` (a served name or a path) on ``device`` with ``backend``, in the precision asked for,
-        wrapped for whole-frame inference; ParameterError for an unknown model or backend."""
+        wrapped for whole-frame inference; ParameterError for an unknown model or backend. ``weights``: a
+        state of ``model``'s network to run instead of its own (a job's adapted weights: run by torch,
+        on a copy that is not cached, so no other job sees them)."""
         target = choose_device(device)
-        chosen = choose_backend(backend, target)
+        chosen = "torch" if weights is not None else choose_backend(backend, target)
         dtype = choose_dtype(target, half, bf16, chosen)
         try:
             network = self.get(model, target, dtype, chosen)
         except registry.CheckpointError as exc:
             raise ParameterError(str(exc)) from exc
+        if weights is not None:
+            network = copy.deepcopy(network)
+            network.load_state_dict(weights)
         return Upsampler(network, target, dtype, UpsampleOptions(tile=tile))
+
+    def module(self, model: str, device: str = "auto") -> nn.Module:
+        """``model``'s torch network in float32 on ``device`` (shared: never train it in place)."""
+        try:
+            return self.get(model, choose_device(device), torch.float32, "torch")
+        except registry.CheckpointError as exc:
+            raise ParameterError(str(exc)) from exc
 
     def get(self, name: str, device: torch.device, dtype: torch.dtype, backend: str = "torch"):
         """The torch module (``backend="torch"``) or its ONNX Runtime network (``"onnx"``)."""

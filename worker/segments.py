@@ -189,7 +189,7 @@ def make_plan(source: Path, request: UpsampleRequest, length: float | None = Non
 
 def request_key(request: UpsampleRequest) -> str:
     """The request fields a segment's pixels depend on (device, backend and tiling aside)."""
-    fields = ("scale", "width", "height", "fps", "time_factor", "slowmo", "slowmo_audio", "model")
+    fields = ("scale", "width", "height", "fps", "time_factor", "slowmo", "slowmo_audio", "adapt", "model")
     options = request.output
     return json.dumps(
         [[getattr(request, f) for f in fields], [options.codec, options.crf, options.preset, options.pix_fmt]]

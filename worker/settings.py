@@ -73,6 +73,9 @@ class WorkerSettings(RuntimeSettings):
     """Which encoder of a job's codec runs where the job does not say: ``auto`` NVENC when the worker renders on
     CUDA and NVENC opens there (else the CPU encoder, logged with the reason), ``cpu``, or ``nvenc`` (a job
     fails with the reason when it cannot open)."""
+    max_adapt_seconds: float = Field(300.0, ge=0)
+    """Most seconds of ``adapt`` (test-time adaptation) a job may ask for: the gateway refuses more (422) and a
+    worker never spends more, whatever a job says (0: adaptation is off)."""
     nice: int = 10
     """CPU niceness workers add to themselves: a job is batch work, so on a shared machine the gateway's
     requests and previews come first (0: as the shell started them)."""

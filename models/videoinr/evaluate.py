@@ -32,6 +32,7 @@ import torch
 
 from models import ops, registry
 from models.evaluation import bigbuckbunny_path, carphone_path
+from models.extras import needs_extra
 
 SCALES = (2.0, 3.5, 4.0)
 """Spatial factors of the evaluation grid."""
@@ -182,9 +183,12 @@ def adapted(model, low: torch.Tensor, scale: float, k: int, seconds: float, seed
 
     frames = [np.ascontiguousarray(f) for f in (low * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()]
     height, width = frames[0].shape[:2]
-    task = adapt.adapt_task(height, width, scale, k)
-    windows = adapt.sample_windows(frames, set(), task, adapt.WINDOWS, seed)
-    result = adapt.adapt(model, windows, task, seconds, seed=seed)
+    try:
+        task = adapt.adapt_task(height, width, scale, k)
+        windows = adapt.sample_windows(frames, set(), task, adapt.WINDOWS, seed)
+        result = adapt.adapt(model, windows, task, seconds, seed=seed)
+    except adapt.AdaptError as exc:
+        return model, adapt.AdaptResult.refusal(str(exc)).summary()
     if not result.used:
         return model, result.summary()
     tuned = copy.deepcopy(model)
@@ -246,10 +250,13 @@ def table(rows: list[tuple[float, int, dict]]) -> str:
             )
             if "adapt_used" in s:
                 gain = s["y_between"] - results["model"]["y_between"]
+                head = f"| {scale:g}x | {k}x | {method.split()[-1]} | {gain:+.2f} |"
+                if "adapt_refused" in s:
+                    adapted_rows.append(f"{head} | no: {s['adapt_refused']} | | |")
+                    continue
                 adapted_rows.append(
-                    f"| {scale:g}x | {k}x | {method.split()[-1]} | {gain:+.2f} | {s['adapt_gain_db']:+.2f} | "
-                    f"{'yes' if s['adapt_used'] else 'no (guard)'} | {s['adapt_steps']} | {s['adapt_scale']:g}x, "
-                    f"gap {s['adapt_gap']}, {s['adapt_crop']} px |"
+                    f"{head} {s['adapt_gain_db']:+.2f} | {'yes' if s['adapt_used'] else 'no (guard)'} | "
+                    f"{s['adapt_steps']} | {s['adapt_scale']:g}x, gap {s['adapt_gap']}, {s['adapt_crop']} px |"
                 )
     if adapted_rows:
         lines += [
@@ -259,6 +266,31 @@ def table(rows: list[tuple[float, int, dict]]) -> str:
             *adapted_rows,
         ]
     return "\n".join(lines)
+
+
+def adapt_curve(rows: list[tuple[float, int, dict]], path: Path, title: str) -> None:
+    """Plot the gain of the in-between frames (Y-PSNR) against the adaptation's seconds, one line per cell."""
+    with needs_extra("eval"):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for scale, k, results in rows:
+        points = [(0.0, 0.0)] + [
+            (float(method.split()[-1].removesuffix("s")), s["y_between"] - results["model"]["y_between"])
+            for method, s in results.items()
+            if method.startswith("model+adapt")
+        ]
+        ax.plot(*zip(*sorted(points)), "o-", label=f"{scale:g}x space, {k}x time")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set(title=title, xlabel="adaptation budget (s)", ylabel="gain of in-between frames (Y-PSNR dB)")
+    ax.set_xscale("symlog", linthresh=5)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=[],
         metavar="SECONDS",
-        help="also the model adapted to each cell's input for these budgets (models.videoinr.adapt, a candidate "
-        "not used by vinr upsample)",
+        help="also the model adapted to each cell's input for these budgets (vinr upsample --adapt)",
     )
+    parser.add_argument("--curve", type=Path, help="with --adapt: also plot each cell's gain against the budget (PNG)")
     args = parser.parse_args(argv)
     model = registry.load(args.model, device=args.device)
     path = bigbuckbunny_path() if args.clip == "bigbuckbunny" else args.clip or carphone_path()
@@ -323,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
+    if args.curve and args.adapt:
+        adapt_curve(rows, args.curve, f"vinr --adapt on {Path(path).stem}")
     return 0
 
 

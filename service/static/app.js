@@ -22,6 +22,7 @@ const FIELDS = {
   model: "model",
   codec: "codec",
   crf: "crf",
+  adapt: "adapt",
   at: "at",
 };
 // API parameter -> the control whose error box shows a message about it
@@ -215,6 +216,10 @@ async function loadLimits() {
     select.append(new Option(label, model.name, model.default, model.default));
   }
   describeModel();
+  for (const option of $("adapt").options) {
+    option.disabled = Boolean(option.value) && Number(option.value) > l.max_adapt_seconds;
+  }
+  if (!l.max_adapt_seconds) $("adapt-info").textContent = "This server has adaptation turned off.";
   if (l.api_key_required && !apiKey()) $("key-section").hidden = false;
   $("jobs-scope").textContent = l.api_key_required
     ? "The jobs of your API key."
@@ -394,6 +399,7 @@ function params() {
   }
   if ($("model").value) query.set("model", $("model").value);
   query.set("codec", $("codec").value);
+  if ($("adapt").value) query.set("adapt", $("adapt").value);
   if ($("crf").value.trim() !== "") query.set("crf", $("crf").value.trim());
   return query;
 }
@@ -599,7 +605,7 @@ async function preview() {
     return;
   }
   const query = params();
-  for (const name of ["codec", "crf"]) query.delete(name); // a preview is a picture, not a video
+  for (const name of ["codec", "crf", "adapt"]) query.delete(name); // a preview: the served model, one picture
   query.set("at", String(at));
   query.set("compare", "bicubic");
   $("preview-status").textContent = "Rendering…";
@@ -739,6 +745,7 @@ function done(job) {
 function percentOf(job) {
   const p = job.progress || {};
   if (job.state === "finished") return 100;
+  if (p.stage === "adapting") return 100 * (p.adapt?.done || 0);
   return p.frames_total ? Math.min(100, (100 * p.frames_done) / p.frames_total) : 0;
 }
 
@@ -749,6 +756,16 @@ function describeJob(job) {
   const params = job.params || {};
   if (params.slowmo > 1) parts.push(`slow motion ${params.slowmo}×`);
   if (params.model) parts.push(params.model);
+  const adapted = job.progress?.stage !== "adapting" ? job.progress?.adapt : null;
+  if (adapted && "used" in adapted) {
+    parts.push(adapted.used
+      ? `learned the video: ${adapted.gain_db >= 0 ? "+" : ""}${adapted.gain_db.toFixed(2)} dB on held-out parts`
+      : adapted.refused
+        ? `not learned: ${adapted.refused}`
+        : "learning did not help: the model as it is");
+  } else if (params.adapt) {
+    parts.push(`learns the video for ${formatSeconds(params.adapt)}`);
+  }
   return parts.join(" · ");
 }
 
@@ -765,6 +782,14 @@ function statsOf(job) {
         `${formatSeconds(elapsed)} so far`,
       ].join(" · ");
     case "started":
+      if (p.stage === "adapting") {
+        const a = p.adapt || {};
+        return [
+          `Learning the video: ${Math.round(100 * (a.done || 0))} % of ${formatSeconds(a.budget_s)}`,
+          `${a.steps || 0} steps`,
+          `${formatSeconds(elapsed)} elapsed`,
+        ].join(" · ");
+      }
       return [
         `${percent} %`,
         frames,

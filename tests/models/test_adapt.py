@@ -1,5 +1,5 @@
-"""Test-time adaptation's mechanics (``models.videoinr.adapt``, a candidate measured by ``evaluate --adapt``):
-the task a video gives, its windows, the budget and the guard."""
+"""Test-time adaptation's mechanics (``models.videoinr.adapt``): the task a video gives, its windows and
+their held-out split, the budget and the guard."""
 
 from __future__ import annotations
 
@@ -21,32 +21,49 @@ def model(tiny_model_path):
 
 @pytest.fixture(scope="module")
 def windows():
-    frames = list(texture_frames(24, 48, 64, seed=4, velocity=(2.0, 1.0)))
+    frames = list(texture_frames(40, 48, 64, seed=4, velocity=(2.0, 1.0)))
     task = adapt.adapt_task(48, 64, 2.0, 2)
     return task, adapt.sample_windows(frames, set(), task, 12)
 
 
 def test_the_task_follows_the_job_and_the_frames():
-    assert adapt.adapt_task(48, 64, 2.0, 4) == adapt.AdaptTask(2.0, 2, 48)
-    assert adapt.adapt_task(48, 64, 4.0, 4) == adapt.AdaptTask(3.0, 3, 48)  # 16 px low-res at the least
-    assert adapt.adapt_task(480, 640, 3.5, 2) == adapt.AdaptTask(3.5, 4, adapt.MAX_CROP)  # crops bound memory
-    with pytest.raises(adapt.AdaptError, match="too small to learn from"):
-        adapt.adapt_task(20, 30, 4.0, 4)
+    assert adapt.adapt_task(48, 64, 2.0, 4) == adapt.AdaptTask(2.0, 2, 48, (48, 48))
+    largest = (adapt.MAX_SIDE, adapt.MAX_SIDE)  # windows and crops bound memory and step time
+    assert adapt.adapt_task(480, 640, 3.5, 2) == adapt.AdaptTask(3.5, 4, adapt.MAX_CROP, largest)
+    assert adapt.adapt_task(480, 640, 2.0, 1) == adapt.AdaptTask(2.0, 2, adapt.MAX_CROP, largest)
+    with pytest.raises(
+        adapt.AdaptError, match=r"too small to learn a 4x upsample from \(the shorter side needs 64 px\)"
+    ):
+        adapt.adapt_task(48, 64, 4.0, 4)  # the job's own scale or nothing: a smaller one does not transfer
 
 
 def test_windows_are_spread_over_the_video_and_never_cross_a_cut():
     frames = [np.full((40, 40, 3), i, np.uint8) for i in range(30)]  # frame i is all i
-    task = adapt.AdaptTask(2.0, 2, 32)
+    task = adapt.AdaptTask(2.0, 2, 32, (32, 32))
     found = adapt.sample_windows(frames, {10, 20}, task, 6)
-    firsts = sorted(int(w[0, 0, 0, 0]) for w in found)
+    firsts = sorted(int(w[0, 0, 0, 0]) for w in found.clips)
     assert len(found) == 6 and firsts[0] == 0 and firsts[-1] == 27  # from the start to the end
-    for window in found:
+    assert list(found.starts) == firsts
+    for window in found.clips:
         values = [int(frame[0, 0, 0]) for frame in window]
         assert values == list(range(values[0], values[0] + 3))  # consecutive frames
         assert not any(values[0] < cut <= values[-1] for cut in (10, 20)), values
-    assert found.shape == (6, 3, 32, 32, 3)
+    assert found.clips.shape == (6, 3, 32, 32, 3)
     with pytest.raises(adapt.AdaptError, match="no 3 frames in a row without a cut"):
         adapt.sample_windows(frames[:4], {1, 3}, task, 2)
+
+
+def test_held_out_windows_share_no_frame_with_the_ones_learned_from():
+    frames = [np.full((32, 32, 3), i, np.uint8) for i in range(60)]
+    found = adapt.sample_windows(frames, set(), adapt.AdaptTask(2.0, 2, 32, (32, 32)), 40)
+    held, learn = found.split()
+    held_frames = {int(v) for v in held[:, :, 0, 0, 0].ravel()}
+    learn_frames = {int(v) for v in learn[:, :, 0, 0, 0].ravel()}
+    assert 1 <= len(held) <= adapt.MAX_HELD and len(learn) >= adapt.MIN_LEARN
+    assert not held_frames & learn_frames, sorted(held_frames & learn_frames)
+    short = adapt.sample_windows(frames[:8], set(), adapt.AdaptTask(2.0, 2, 32, (32, 32)), 40)
+    with pytest.raises(adapt.AdaptError, match="too short to learn from"):
+        short.split()
 
 
 def test_the_budget_holds_and_the_served_model_is_untouched(model, windows):
@@ -65,8 +82,8 @@ def test_the_budget_holds_and_the_served_model_is_untouched(model, windows):
 def test_the_guard_refuses_a_bad_adaptation(model, windows):
     """A learning rate 10,000 times too large wrecks the copy; the held-out windows catch it."""
     task, found = windows
-    result = adapt.adapt(model, found, task, 1.5, learning_rate=1.0, pull=0.0)
+    result = adapt.adapt(model, found, task, 1.5, learning_rate=1.0)
     assert not result.used and result.state is None and result.gain_db < -1, result.summary()
-    assert adapt.adapt(model, found, task, 1.0, learning_rate=1.0, pull=0.0, force=True).used
+    assert adapt.adapt(model, found, task, 1.0, learning_rate=1.0, force=True).used
     with pytest.raises(adapt.AdaptError, match="fewer than 2 windows"):
-        adapt.adapt(model, found[:1], task, 1.0)
+        adapt.adapt(model, adapt.Windows(found.clips[:1], found.starts[:1]), task, 1.0)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -236,3 +238,25 @@ def test_slowmo_on_the_bundled_sample(tmp_path, capsys, tiny_model_path):
             assert audio_span(out)[1] == pytest.approx(8.0, abs=0.1)  # the sample's 2 s of sound, 4x slower
     code, _, err = run(capsys, "upsample", sample, "-o", tmp_path / "x.mp4", "--slowmo", 20)
     assert code == 2 and "slowmo must be a whole number from 1 to 16, got 20" in err
+
+
+def test_adapt_on_the_bundled_sample_reports_the_held_out_gain(tmp_path, capsys):
+    """``--adapt SECONDS`` with the served model: it learns the sample first, says how that went on held-out
+    windows, and renders; a video too small to learn from renders with the served weights and says why."""
+    sample = ROOT / "samples" / "bikes.mp4"
+    out = tmp_path / "adapted.mp4"
+    started = time.monotonic()
+    code, stdout, _ = run(
+        capsys, "upsample", sample, "-o", out, "--scale", 2, "--time-factor", 2, "--adapt", 3, "--preset", "ultrafast"
+    )
+    assert code == 0 and re.search(r"adapted for [0-9.]+ s \(\d+ steps\): held-out [+-]\d+\.\d\d dB", stdout), stdout
+    assert time.monotonic() - started < 60
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 100  # 2 s at 50 fps
+    small = write_clip(tmp_path / "small.mp4", texture_frames(12, 24, 32))
+    code, stdout, _ = run(
+        capsys, "upsample", small, "-o", tmp_path / "s.mp4", "--scale", 2, "--adapt", 2, "--preset", "ultrafast"
+    )
+    assert code == 0 and "not adapted: frames of 32x24 are too small to learn a 2x upsample from" in stdout, stdout
+    code, _, err = run(capsys, "upsample", sample, "-o", tmp_path / "x.mp4", "--adapt", -1)
+    assert code == 2 and "--adapt takes" in err

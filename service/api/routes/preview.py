@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from models import registry
 from models.registry import DEFAULT_MODEL
-from service.api.deps import OwnerDep, SettingsDep
+from service.api.deps import OwnerDep, SettingsDep, owned_job
 from service.api.routes.upsample import SizeAndRate
 from service.api.submit import upload_body, upload_error
 from service.schemas import InputInfo, Limits, ModelInfo, PreviewOut, Problem
@@ -91,7 +91,7 @@ async def temporary_upload(request: Request, settings, owner: str) -> AsyncItera
             "content": {"image/png": {}, "application/json": {"schema": {"$ref": "#/components/schemas/PreviewOut"}}},
             "description": "the frame as a PNG; with `compare`, JSON with it and the compared frame as data URLs",
         },
-        **{code: {"model": Problem} for code in (400, 401, 408, 413, 422, 429, 503, 504)},
+        **{code: {"model": Problem} for code in (400, 401, 404, 408, 409, 413, 422, 429, 503, 504)},
     },
     openapi_extra=upload_body("the video"),
 )
@@ -104,12 +104,26 @@ async def preview(
     compare: Annotated[
         Literal["bicubic"] | None, Query(description="also the input frame nearest it, upscaled by this filter")
     ] = None,
+    job: Annotated[
+        str | None,
+        Query(description="one of your jobs that asked for adapt: render with the weights adapted to its video"),
+    ] = None,
 ):
     """Render the output frame of an upsample nearest `at` seconds, at once, on the gateway."""
+    weights = None
+    if job is not None:
+        files = await owned_job(job, request, settings, owner)
+        weights = files.adapted
+        if not weights.is_file():
+            raise HTTPException(
+                409,
+                f"job {job} has no adapted weights: it did not ask for adapt, is still adapting, or kept the "
+                "served weights (its progress says which)",
+            )
     async with temporary_upload(request, settings, owner) as source:
         try:
             shot = await asyncio.wait_for(
-                request.app.state.previews.render_async(source, output, at), settings.preview_timeout
+                request.app.state.previews.render_async(source, output, at, weights), settings.preview_timeout
             )
         except asyncio.TimeoutError:
             raise HTTPException(
@@ -152,6 +166,7 @@ async def limits(settings: SettingsDep) -> Limits:
         max_output_pixels=settings.max_output_pixels,
         max_output_frames=settings.max_output_frames,
         max_output_work=settings.max_output_work,
+        max_adapt_seconds=settings.max_adapt_seconds,
         api_key_required=bool(settings.api_keys),
         models=registry.served((settings.models_dir,) if settings.models_dir else ()),
         default_model=DEFAULT_MODEL,

@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 
 from models import registry
 from models.registry import DEFAULT_MODEL
@@ -14,6 +15,7 @@ from service.api.submit import submit, upload_body, upload_responses, wants_stre
 from service.queue import EmbeddedBackend
 from service.schemas import JobOut
 from service.settings import Settings
+from worker.adapting import MAX_ADAPT_SECONDS
 from worker.errors import VinrError
 from worker.jobs import upsample_request
 from worker.media import VideoReader
@@ -101,11 +103,29 @@ async def upsample(
             "where it cannot open); unset: the workers' VINR_ENCODER"
         ),
     ] = None,
+    adapt: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=MAX_ADAPT_SECONDS,
+            description="first fine-tune the model on this video for about this many seconds (at most the "
+            "server's VINR_MAX_ADAPT_SECONDS); the adapted weights are used where they beat the served ones on "
+            "held-out windows of the video",
+        ),
+    ] = None,
     wait: Annotated[bool, Query(description="stream the result back in this response")] = False,
     accept: Annotated[str | None, Header()] = None,
 ):
     """Upload a video to upsample: 202 with the job, or the fragmented MP4 as it is made."""
     params = {**output, "codec": codec, "crf": crf}
+    if adapt is not None:
+        cap = settings.max_adapt_seconds
+        if adapt > cap:  # the server's own cap, worded and located as a validation error
+            error = {"loc": ("query", "adapt"), "input": adapt, "type": "less_than_equal", "ctx": {"le": cap}}
+            if not cap:
+                error = {**error, "type": "value_error", "msg": "this server has adaptation turned off"}
+            raise RequestValidationError([error])
+        params["adapt"] = adapt
     if encoder is not None:
         params["encoder"] = encoder
     return await submit(

@@ -1,6 +1,11 @@
-"""Loaded at start by a test's worker process whose PYTHONPATH begins with this folder (``gated_worker`` in
-tests/service/test_heartbeats.py): each job's first progress report waits until the file named by
-``VINR_TEST_GATE`` exists, so the test, not the machine's speed, decides how long a job runs."""
+"""Loaded at start by a test's worker process whose PYTHONPATH begins with this folder.
+
+- ``VINR_TEST_GATE`` (``gated_worker`` in tests/service/test_heartbeats.py): each job's first progress report
+  waits until the file it names exists, so the test, not the machine's speed, decides how long a job runs.
+- ``VINR_TEST_ADAPT_ALWAYS=1`` (tests/service/test_adapt_api.py): the adaptation guard keeps any adapted
+  weights (``models.videoinr.adapt.MIN_GAIN``), so a test can follow adapted weights through a job
+  whatever a few seconds of training on a test clip gain.
+"""
 
 import os
 
@@ -13,8 +18,8 @@ if GATE:
 
     reporter = worker.jobs.progress_reporter
 
-    def gated_reporter(report):
-        progress = reporter(report)
+    def gated_reporter(report, *more):
+        progress = reporter(report, *more)
 
         def wait_for_gate(done, total):
             while not Path(GATE).exists():
@@ -24,3 +29,8 @@ if GATE:
         return wait_for_gate
 
     worker.jobs.progress_reporter = gated_reporter
+
+if os.environ.get("VINR_TEST_ADAPT_ALWAYS") == "1":
+    import models.videoinr.adapt
+
+    models.videoinr.adapt.MIN_GAIN = float("-inf")
