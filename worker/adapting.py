@@ -34,6 +34,8 @@ from worker.segments import frame_times
 
 MAX_ADAPT_SECONDS = 3600.0
 """Largest budget the CLI takes; the service's own cap is ``VINR_MAX_ADAPT_SECONDS``."""
+READING_SHARE = 0.5
+"""Most of the budget that decoding the windows may take (a long or large input is read only so far)."""
 
 
 def task_for(source: Path, request: UpsampleRequest) -> tuple[AdaptTask, int]:
@@ -47,10 +49,20 @@ def task_for(source: Path, request: UpsampleRequest) -> tuple[AdaptTask, int]:
     return adaptation.adapt_task(info.height, info.width, scale, time_factor), len(times)
 
 
-def collect_windows(source: Path, task: AdaptTask, frames: int, count: int, seed: int = 0) -> Windows:
+def collect_windows(
+    source: Path,
+    task: AdaptTask,
+    frames: int,
+    count: int,
+    seed: int = 0,
+    deadline: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Windows:
     """``count`` windows of ``task.length`` frames at evenly spread starts over the ``frames`` of ``source``,
     decoded in one pass; a window that a cut crosses starts again after the cut; each cropped to
-    ``task.window`` at a random place (``models.videoinr.adapt.sample_windows``'s layout)."""
+    ``task.window`` at a random place (``models.videoinr.adapt.sample_windows``'s layout). Decoding stops
+    after the last window, at ``deadline`` (``time.monotonic()``: the windows read so far are used) or
+    when ``should_stop()``."""
     last = max(0, frames - task.length)
     wanted = sorted({round(i * last / max(1, count - 1)) for i in range(count)})
     rng = np.random.default_rng(seed)
@@ -59,6 +71,10 @@ def collect_windows(source: Path, task: AdaptTask, frames: int, count: int, seed
     windows, starts, turn = [], [], 0
     with VideoReader(source) as reader:
         for index, frame in enumerate(reader.frames()):
+            if turn == len(wanted) or (deadline is not None and time.monotonic() > deadline):
+                break
+            if should_stop and should_stop():
+                break
             if detector.push(frame.image):
                 recent = []
             recent = (recent + [frame.image])[-task.length :]
@@ -94,7 +110,8 @@ def adapt_to_video(
     started = time.monotonic()
     try:
         task, frames = task_for(source, request)
-        windows = collect_windows(source, task, frames, adaptation.WINDOWS)
+        reading = started + READING_SHARE * seconds
+        windows = collect_windows(source, task, frames, adaptation.WINDOWS, deadline=reading, should_stop=should_stop)
         left = max(0.0, seconds - (time.monotonic() - started))
         result = adaptation.adapt(model, windows, task, left, progress, should_stop, force=force)
     except AdaptError as exc:

@@ -54,6 +54,10 @@ BATCH = 8
 """Examples per step."""
 POINTS = 1024
 """Target pixels per example per step."""
+PASSES = 80
+"""Most passes over the windows learned from (steps x ``BATCH`` / windows): on carphone at 2x/2x the
+in-between frames gained most after about 80 (60 s on 2 cores) and less after, down to -0.04 dB at 2x/4x
+after 330, while the held-out windows kept rising (docs/quality.md)."""
 WINDOWS = 48
 """Windows taken from a video, spread over its whole length."""
 
@@ -224,8 +228,9 @@ def adapt(
     learning_rate: float = LEARNING_RATE,
     force: bool = False,
 ) -> AdaptResult:
-    """Fine-tune a copy of ``model`` on ``windows`` for about ``seconds`` (the held-out checks included);
-    ``progress(fraction, steps)`` is called after each step. The copy's weights come back only when it
+    """Fine-tune a copy of ``model`` on ``windows`` for about ``seconds`` (the held-out checks included) or
+    ``PASSES`` passes over the windows learned from, whichever ends first; ``progress(fraction, steps)`` is
+    called after each step. The copy's weights come back only when it
     beats ``model`` on the held-out windows, or with ``force`` (tests). ``model`` itself is not changed."""
     started = time.monotonic()
     device = next(model.parameters()).device
@@ -240,11 +245,17 @@ def adapt(
     optimizer = torch.optim.Adam(trained, lr=learning_rate)
     rng = np.random.default_rng(seed)
     end = started + max(0.0, seconds - 1.2 * check_time)  # the adapted weights' check fits in the budget
+    most = max(1, math.ceil(PASSES * len(learn) / BATCH))
+
+    def done(steps: int) -> float:
+        """How far through the budget: its time or its steps, whichever runs out first."""
+        return max((time.monotonic() - started) / max(end - started, 1e-9), steps / most)
+
     average = train.Average(tuned, 0.0)
     steps = 0
-    while time.monotonic() < end and not (should_stop and should_stop()):
+    while done(steps) < 1 and not (should_stop and should_stop()):
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate * rate_at((time.monotonic() - started) / max(seconds, 1e-9))
+            group["lr"] = learning_rate * rate_at(done(steps))
         batch = train.sample_batch(
             learn, rng, BATCH, task.low, min(POINTS, task.crop * task.crop), (task.scale, task.scale), (task.gap,)
         )
@@ -258,7 +269,7 @@ def adapt(
         average.decay = min(EMA, (1 + steps) / (10 + steps))
         average.update(tuned)
         if progress:
-            progress(min(1.0, (time.monotonic() - started) / max(seconds, 1e-9)), steps)
+            progress(min(1.0, done(steps)), steps)
     tuned = average.model.eval()
     adapted = held_out_db(tuned, held, task, device)
     keep = force or adapted - served > MIN_GAIN

@@ -277,6 +277,7 @@ def adapt_curve(rows: list[tuple[float, int, dict]], path: Path, title: str) -> 
         import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    budgets = {0.0}
     for scale, k, results in rows:
         points = [(0.0, 0.0)] + [
             (float(method.split()[-1].removesuffix("s")), s["y_between"] - results["model"]["y_between"])
@@ -284,9 +285,10 @@ def adapt_curve(rows: list[tuple[float, int, dict]], path: Path, title: str) -> 
             if method.startswith("model+adapt")
         ]
         ax.plot(*zip(*sorted(points)), "o-", label=f"{scale:g}x space, {k}x time")
+        budgets |= {x for x, _ in points}
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set(title=title, xlabel="adaptation budget (s)", ylabel="gain of in-between frames (Y-PSNR dB)")
-    ax.set_xscale("symlog", linthresh=5)
+    ax.set_xticks(sorted(budgets))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -356,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(text + "\n")
     if args.curve and args.adapt:
-        adapt_curve(rows, args.curve, f"vinr --adapt on {Path(path).stem}")
+        adapt_curve(rows, args.curve, f"vinr --adapt on {args.clip or 'carphone'}")
     return 0
 
 

@@ -87,3 +87,11 @@ def test_the_guard_refuses_a_bad_adaptation(model, windows):
     assert adapt.adapt(model, found, task, 1.0, learning_rate=1.0, force=True).used
     with pytest.raises(adapt.AdaptError, match="fewer than 2 windows"):
         adapt.adapt(model, adapt.Windows(found.clips[:1], found.starts[:1]), task, 1.0)
+
+
+def test_the_rate_warms_up_then_decays_over_the_budget():
+    rates = [adapt.rate_at(i / 100) for i in range(101)]
+    peak = round(adapt.WARMUP * 100)
+    assert rates[0] == 0 and rates[peak] == pytest.approx(1) and rates[-1] == pytest.approx(0, abs=1e-9)
+    assert all(a < b for a, b in zip(rates[:peak], rates[1 : peak + 1]))  # warm-up: Adam's first steps are full-size
+    assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1 :]))
