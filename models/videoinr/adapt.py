@@ -92,7 +92,10 @@ def adapt_task(height: int, width: int, scale: float, time_factor: float) -> Ada
     """The task for a video of ``height`` x ``width`` upsampled ``scale`` x and ``time_factor`` x.
 
     The gap matches the job's motion: ``gap`` input frames downscaled ``scale`` times move about as far as
-    one input pair at the input's size, so ``gap`` is ``scale`` rounded (at least 2, at most 8)."""
+    one input pair at the input's size, so ``gap`` is ``scale`` rounded (at least 2, at most 8). Its
+    in-between times (``1/gap, 2/gap, ...``) are the job's only where ``time_factor`` rounds to the same
+    number; other jobs are refused: on bigbuckbunny, 2x/4x and 4x/2x lost 0.1 to 0.3 dB while every
+    held-out window gained (docs/quality.md)."""
     window = (min(height, width, MAX_SIDE),) * 2
     crop = min(*window, MAX_CROP)
     chosen = max(scale, 1.0)
@@ -103,8 +106,11 @@ def adapt_task(height: int, width: int, scale: float, time_factor: float) -> Ada
             f"(the shorter side needs {need} px)"
         )
     gap = min(8, max(2, round(chosen)))
-    if time_factor < 1.5:  # a job that adds no frames still learns the space part from pairs one gap apart
-        gap = 2
+    if round(time_factor) != gap:
+        raise AdaptError(
+            f"adapt: it needs the same factor in space and time (such as 2x and 2x); this job has {scale:g}x in "
+            f"space and {time_factor:g}x in time"
+        )
     return AdaptTask(chosen, gap, crop, window)
 
 

@@ -80,9 +80,9 @@ def sample_batch(
     scales: tuple[float, float] = (1.0, 4.0),
     gaps: tuple[int, ...] = GAPS,
 ) -> Batch:
-    """Draw a batch from ``windows`` ``(N, T, H, W, 3)``: one scale for the batch (uniform in ``scales``), a
+    """Draw a batch from ``windows`` ``(N, T, S, S, 3)``: one scale for the batch (uniform in ``scales``), a
     gap (from ``gaps``), start, target frame and crop per sample."""
-    size = min(windows.shape[2:4])
+    size = windows.shape[2]
     hr = min(size, int(round(lr_patch * rng.uniform(*scales))))
     frames0, frames1, targets, times = [], [], [], []
     for _ in range(batch):
@@ -90,7 +90,7 @@ def sample_batch(
         gap = int(rng.choice(gaps))
         start = rng.integers(0, windows.shape[1] - gap)
         k = rng.integers(0, gap + 1)
-        y, x = rng.integers(0, np.array(window.shape[1:3]) - hr + 1)  # after augment: it may transpose
+        y, x = rng.integers(0, size - hr + 1, 2)
         crop = window[:, y : y + hr, x : x + hr]
         frames0.append(crop[start])
         frames1.append(crop[start + gap])
@@ -156,17 +156,17 @@ def validate(model, windows: np.ndarray, device, scale: float = 4, gap: int = 4)
     model's train/eval mode is as it was after)."""
     was_training = model.training
     model.eval()
-    height, width = windows.shape[2:4]
-    low_size = round(height / scale), round(width / scale)
+    size = windows.shape[2]
+    lr = round(size / scale)
     scores, baseline = [], []
     for window in windows:
         clip = torch.from_numpy(np.array(window[: gap + 1])).permute(0, 3, 1, 2).float().to(device) / 255
-        low = ops.degrade(clip, *low_size)
+        low = ops.degrade(clip, lr)
         state = model.encode_pair(low[:1], low[-1:], model.encode_frame(low[:1]), model.encode_frame(low[-1:]))
-        up0, up1 = ops.resize(low[:1], height, width), ops.resize(low[-1:], height, width)
+        up0, up1 = ops.resize(low[:1], size, size), ops.resize(low[-1:], size, size)
         for k in range(1, gap):
             t = k / gap
-            pred = model.query_frame(state, height, width, t).clamp(0, 1)
+            pred = model.query_frame(state, size, size, t).clamp(0, 1)
             scores.append(ops.psnr(pred, clip[k : k + 1]))
             baseline.append(ops.psnr(((1 - t) * up0 + t * up1).clamp(0, 1), clip[k : k + 1]))
     model.train(was_training)
