@@ -63,14 +63,14 @@ WINDOWS = 48
 
 
 class AdaptError(ValueError):
-    """The video cannot be adapted to (too small, too short)."""
+    """The job cannot be adapted to (frames too small, too few, factors that differ)."""
 
 
 @dataclass(frozen=True)
 class AdaptTask:
-    """The self-supervised task made from a video for an upsample by ``scale`` in space and ``time_factor``
-    in time: inputs downscaled by ``scale`` (the job's where the frames are large enough, smaller
-    otherwise), ``gap`` input frames apart, the frames between as targets; crops of ``crop`` pixels."""
+    """The self-supervised task made from a video for an upsample by ``scale`` in space and as much in
+    time: inputs downscaled by ``scale``, ``gap`` input frames apart, the frames between as targets;
+    examples of ``crop`` pixels a side, cut from windows of ``window`` (height, width) pixels."""
 
     scale: float
     gap: int
@@ -92,10 +92,10 @@ def adapt_task(height: int, width: int, scale: float, time_factor: float) -> Ada
     """The task for a video of ``height`` x ``width`` upsampled ``scale`` x and ``time_factor`` x.
 
     The gap matches the job's motion: ``gap`` input frames downscaled ``scale`` times move about as far as
-    one input pair at the input's size, so ``gap`` is ``scale`` rounded (at least 2, at most 8). Its
-    in-between times (``1/gap, 2/gap, ...``) are the job's only where ``time_factor`` rounds to the same
-    number; other jobs are refused: on bigbuckbunny, 2x/4x and 4x/2x lost 0.1 to 0.3 dB while every
-    held-out window gained (docs/quality.md)."""
+    one input pair at the input's size, so ``gap`` is ``scale`` rounded. Its in-between times
+    (``1/gap, 2/gap, ...``) are the job's only where ``time_factor`` rounds to the same number, so other
+    jobs are refused (on bigbuckbunny, 2x/4x and 4x/2x lost 0.1 to 0.3 dB while every held-out window
+    gained, docs/quality.md), and so are factors under 2 (no frame between a pair) or over 8."""
     window = (min(height, width, MAX_SIDE),) * 2
     crop = min(*window, MAX_CROP)
     chosen = max(scale, 1.0)
@@ -105,11 +105,11 @@ def adapt_task(height: int, width: int, scale: float, time_factor: float) -> Ada
             f"adapt: frames of {width}x{height} are too small to learn a {scale:g}x upsample from "
             f"(the shorter side needs {need} px)"
         )
-    gap = min(8, max(2, round(chosen)))
-    if round(time_factor) != gap:
+    gap = round(chosen)
+    if not 2 <= gap <= 8 or round(time_factor) != gap:
         raise AdaptError(
-            f"adapt: it needs the same factor in space and time (such as 2x and 2x); this job has {scale:g}x in "
-            f"space and {time_factor:g}x in time"
+            f"adapt: it needs the same factor in space and time, 2 to 8 (such as 2x and 2x); this job has "
+            f"{scale:g}x in space and {time_factor:g}x in time"
         )
     return AdaptTask(chosen, gap, crop, window)
 

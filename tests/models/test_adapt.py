@@ -32,9 +32,9 @@ def test_the_task_follows_the_job_and_the_frames():
     assert adapt.adapt_task(480, 640, 3.5, 3.5) == adapt.AdaptTask(3.5, 4, adapt.MAX_CROP, largest)
     with pytest.raises(adapt.AdaptError, match=r"too small to learn a 4x upsample from \(the shorter side needs 64"):
         adapt.adapt_task(48, 64, 4.0, 4)  # the job's own scale or nothing: a smaller one does not transfer
-    for time_factor in (1, 4):  # the task's in-between times are the job's only with the same factor
-        with pytest.raises(adapt.AdaptError, match=f"same factor in space and time.*2x in space and {time_factor}x"):
-            adapt.adapt_task(480, 640, 2.0, time_factor)
+    for scale, time_factor in ((2.0, 1), (2.0, 4), (1.0, 2), (1.2, 1)):  # the job's in-between times only
+        with pytest.raises(adapt.AdaptError, match=f"same factor in space and time.*{scale:g}x in space and "):
+            adapt.adapt_task(480, 640, scale, time_factor)
 
 
 def test_windows_are_spread_over_the_video_and_never_cross_a_cut():
