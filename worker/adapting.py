@@ -11,7 +11,6 @@ job's segments and the job's previews render with them; they are never shared wi
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -60,7 +59,7 @@ def collect_windows(
 ) -> Windows:
     """``count`` windows of ``task.length`` frames at evenly spread starts over the ``frames`` of ``source``,
     decoded in one pass; a window that a cut crosses starts again after the cut; each cropped to
-    ``task.window`` at a random place (``models.videoinr.adapt.sample_windows``'s layout). Decoding stops
+    a ``task.side`` square at a random place (``models.videoinr.adapt.sample_windows``'s layout). Decoding stops
     after the last window, at ``deadline`` (``time.monotonic()``: the windows read so far are used) or
     when ``should_stop()``."""
     last = max(0, frames - task.length)
@@ -80,9 +79,9 @@ def collect_windows(
             recent = (recent + [frame.image])[-task.length :]
             start = index - task.length + 1
             if turn < len(wanted) and len(recent) == task.length and start >= wanted[turn]:
-                (height, width), (h, w) = recent[0].shape[:2], task.window
-                y, x = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-                clip = np.stack([f[y : y + h, x : x + w] for f in recent])
+                (height, width), side = recent[0].shape[:2], task.side
+                y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+                clip = np.stack([f[y : y + side, x : x + side] for f in recent])
                 windows.append(np.clip(np.rint(clip * 255), 0, 255).astype(np.uint8))
                 starts.append(start)
                 while turn < len(wanted) and wanted[turn] <= start:
@@ -102,7 +101,6 @@ def adapt_to_video(
     seconds: float,
     progress: Callable[[float, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    force: bool = False,
 ) -> AdaptResult:
     """Adapt ``model`` (a served VideoINR module, not changed) to ``source`` for ``request`` within about
     ``seconds``, reading the windows included; a video too small or too short to learn from gives a
@@ -113,7 +111,7 @@ def adapt_to_video(
         reading = started + READING_SHARE * seconds
         windows = collect_windows(source, task, frames, adaptation.WINDOWS, deadline=reading, should_stop=should_stop)
         left = max(0.0, seconds - (time.monotonic() - started))
-        result = adaptation.adapt(model, windows, task, left, progress, should_stop, force=force)
+        result = adaptation.adapt(model, windows, task, left, progress, should_stop)
     except AdaptError as exc:
         return AdaptResult.refusal(str(exc), time.monotonic() - started)
     result.seconds = time.monotonic() - started
@@ -131,14 +129,6 @@ def save_adapted(model: torch.nn.Module, result: AdaptResult, path: Path, served
     return registry.save(tuned, path, card)
 
 
-def adapted_summary(path: Path) -> dict | None:
-    """The adaptation summary in the card beside ``path`` (``adapted.safetensors``), or None."""
-    try:
-        return json.loads(path.with_suffix(".json").read_text()).get("adapt")
-    except (OSError, ValueError):
-        return None
-
-
 def prepared_upsampler(
     source: Path,
     request: UpsampleRequest,
@@ -146,7 +136,6 @@ def prepared_upsampler(
     weights_path: Path | None = None,
     progress: Callable[[float, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    force: bool = False,
 ) -> tuple[Upsampler, dict | None]:
     """The upsampler a run renders with and the adaptation's summary: the served model, or with
     ``request.adapt`` seconds the weights adapted to ``source`` where they beat the served ones on the
@@ -154,24 +143,16 @@ def prepared_upsampler(
     if not request.adapt:
         return load_upsampler(request, cache), None
     module = cache.module(request.model, request.device)
-    result = adapt_to_video(source, request, module, request.adapt, progress, should_stop, force)
+    result = adapt_to_video(source, request, module, request.adapt, progress, should_stop)
     if result.used and weights_path is not None and not (should_stop and should_stop()):  # canceled: no folder
         save_adapted(module, result, weights_path, request.model)
-    upsampler = cache.upsampler(
-        request.model, request.device, request.backend, half=request.half, bf16=request.bf16, tile=request.tile,
-        weights=result.state,
-    )  # fmt: skip
-    return upsampler, result.summary()
+    return load_upsampler(request, cache, result.state), result.summary()
 
 
 def saved_upsampler(request: UpsampleRequest, cache: ModelCache, path: Path) -> Upsampler:
     """The upsampler of a job whose adapted weights are at ``path`` (a segment, a preview), or of the served
     model where there are none (the guard kept the served weights)."""
-    weights = load_file(str(path)) if path.is_file() else None
-    return cache.upsampler(
-        request.model, request.device, request.backend, half=request.half, bf16=request.bf16, tile=request.tile,
-        weights=weights,
-    )  # fmt: skip
+    return load_upsampler(request, cache, load_file(str(path)) if path.is_file() else None)
 
 
 def describe(summary: dict) -> str:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from models.videoinr.upsampler import Upsampler
 from worker.errors import CanceledError
 from worker.media import VideoReader, VideoWriter
@@ -35,11 +37,15 @@ class UpsampleResult:
     stages: dict[str, float]
 
 
-def load_upsampler(request: UpsampleRequest, cache: ModelCache | None = None) -> Upsampler:
-    """The request's model on its device, wrapped for whole-frame inference."""
+def load_upsampler(
+    request: UpsampleRequest, cache: ModelCache | None = None, weights: dict[str, torch.Tensor] | None = None
+) -> Upsampler:
+    """The request's model on its device, wrapped for whole-frame inference; ``weights``: a job's adapted
+    weights to run instead of the served ones (``ModelCache.upsampler``)."""
     return (cache or ModelCache()).upsampler(
-        request.model, request.device, request.backend, half=request.half, bf16=request.bf16, tile=request.tile
-    )
+        request.model, request.device, request.backend, half=request.half, bf16=request.bf16, tile=request.tile,
+        weights=weights,
+    )  # fmt: skip
 
 
 class UpsamplePipeline:

@@ -70,12 +70,12 @@ class AdaptError(ValueError):
 class AdaptTask:
     """The self-supervised task made from a video for an upsample by ``scale`` in space and as much in
     time: inputs downscaled by ``scale``, ``gap`` input frames apart, the frames between as targets;
-    examples of ``crop`` pixels a side, cut from windows of ``window`` (height, width) pixels."""
+    examples of ``crop`` pixels a side, cut from square windows of ``side`` pixels."""
 
     scale: float
     gap: int
     crop: int
-    window: tuple[int, int]
+    side: int
 
     @property
     def low(self) -> int:
@@ -96,8 +96,8 @@ def adapt_task(height: int, width: int, scale: float, time_factor: float) -> Ada
     (``1/gap, 2/gap, ...``) are the job's only where ``time_factor`` rounds to the same number, so other
     jobs are refused (on bigbuckbunny, 2x/4x and 4x/2x lost 0.1 to 0.3 dB while every held-out window
     gained, docs/quality.md), and so are factors under 2 (no frame between a pair) or over 8."""
-    window = (min(height, width, MAX_SIDE),) * 2
-    crop = min(*window, MAX_CROP)
+    side = min(height, width, MAX_SIDE)
+    crop = min(side, MAX_CROP)
     chosen = max(scale, 1.0)
     if crop / chosen < MIN_LOW:
         need = math.ceil(MIN_LOW * chosen)
@@ -111,12 +111,12 @@ def adapt_task(height: int, width: int, scale: float, time_factor: float) -> Ada
             f"adapt: it needs the same factor in space and time, 2 to 8 (such as 2x and 2x); this job has "
             f"{scale:g}x in space and {time_factor:g}x in time"
         )
-    return AdaptTask(chosen, gap, crop, window)
+    return AdaptTask(chosen, gap, crop, side)
 
 
 @dataclass(frozen=True)
 class Windows:
-    """Windows of a video: ``clips`` ``(N, length, height, width, 3)`` uint8 and the index of each one's first
+    """Windows of a video: ``clips`` ``(N, length, side, side, 3)`` uint8 and the index of each one's first
     frame in the video (``starts``), so held-out windows can be kept apart from the ones learned from."""
 
     clips: np.ndarray
@@ -149,7 +149,7 @@ class Windows:
 def sample_windows(frames: list[np.ndarray], cuts: set[int], task: AdaptTask, count: int, seed: int = 0) -> Windows:
     """``count`` windows (or as many as fit) of ``task.length`` consecutive frames spread evenly over
     ``frames`` (uint8 ``(H, W, 3)``), none across a cut (``i`` in ``cuts``: a cut between frames i-1 and
-    i), each cropped to ``task.window`` at a random place."""
+    i), each cropped to a ``task.side`` square at a random place."""
     starts = [
         s for s in range(len(frames) - task.length + 1) if not any(c in cuts for c in range(s + 1, s + task.length))
     ]
@@ -159,9 +159,9 @@ def sample_windows(frames: list[np.ndarray], cuts: set[int], task: AdaptTask, co
     rng = np.random.default_rng(seed)
     clips = []
     for start in picks:
-        (height, width), (h, w) = frames[start].shape[:2], task.window
-        y, x = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-        clips.append(np.stack([frame[y : y + h, x : x + w] for frame in frames[start : start + task.length]]))
+        (height, width), side = frames[start].shape[:2], task.side
+        y, x = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+        clips.append(np.stack([frame[y : y + side, x : x + side] for frame in frames[start : start + task.length]]))
     return Windows(np.stack(clips), tuple(picks))
 
 
@@ -210,8 +210,8 @@ class AdaptResult:
 
 def rate_at(fraction: float) -> float:
     """The learning rate's factor ``fraction`` of the way through the budget: a linear warm-up over its first
-    ``WARMUP`` (Adam's first steps move every weight by about the full rate), then a cosine decay, both over
-    the budget's time, not its steps (unknown before they are taken)."""
+    ``WARMUP`` (Adam's first steps move every weight by about the full rate), then a cosine decay; the
+    fraction is of the budget's time or of its most steps, whichever is further (``adapt``)."""
     fraction = min(1.0, max(0.0, fraction))
     if fraction < WARMUP:
         return fraction / WARMUP
@@ -236,8 +236,8 @@ def adapt(
 ) -> AdaptResult:
     """Fine-tune a copy of ``model`` on ``windows`` for about ``seconds`` (the held-out checks included) or
     ``PASSES`` passes over the windows learned from, whichever ends first; ``progress(fraction, steps)`` is
-    called after each step. The copy's weights come back only when it
-    beats ``model`` on the held-out windows, or with ``force`` (tests). ``model`` itself is not changed."""
+    called after each step. The copy's weights come back only when it beats ``model`` on the held-out
+    windows, or with ``force`` (tests). ``model`` itself is not changed."""
     started = time.monotonic()
     device = next(model.parameters()).device
     if len(windows) < 2:
@@ -247,8 +247,7 @@ def adapt(
     served = held_out_db(model, held, task, device)
     check_time = time.monotonic() - checking
     tuned = copy.deepcopy(model).train()
-    trained = list(tuned.parameters())
-    optimizer = torch.optim.Adam(trained, lr=learning_rate)
+    optimizer = torch.optim.Adam(tuned.parameters(), lr=learning_rate)
     rng = np.random.default_rng(seed)
     end = started + max(0.0, seconds - 1.2 * check_time)  # the adapted weights' check fits in the budget
     most = max(1, math.ceil(PASSES * len(learn) / BATCH))

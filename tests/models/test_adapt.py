@@ -27,8 +27,8 @@ def windows():
 
 
 def test_the_task_follows_the_job_and_the_frames():
-    assert adapt.adapt_task(48, 64, 2.0, 2) == adapt.AdaptTask(2.0, 2, 48, (48, 48))
-    largest = (adapt.MAX_SIDE, adapt.MAX_SIDE)  # windows and crops bound memory and step time
+    assert adapt.adapt_task(48, 64, 2.0, 2) == adapt.AdaptTask(2.0, 2, 48, 48)
+    largest = adapt.MAX_SIDE  # windows and crops bound memory and step time
     assert adapt.adapt_task(480, 640, 3.5, 3.5) == adapt.AdaptTask(3.5, 4, adapt.MAX_CROP, largest)
     with pytest.raises(adapt.AdaptError, match=r"too small to learn a 4x upsample from \(the shorter side needs 64"):
         adapt.adapt_task(48, 64, 4.0, 4)  # the job's own scale or nothing: a smaller one does not transfer
@@ -39,7 +39,7 @@ def test_the_task_follows_the_job_and_the_frames():
 
 def test_windows_are_spread_over_the_video_and_never_cross_a_cut():
     frames = [np.full((40, 40, 3), i, np.uint8) for i in range(30)]  # frame i is all i
-    task = adapt.AdaptTask(2.0, 2, 32, (32, 32))
+    task = adapt.AdaptTask(2.0, 2, 32, 32)
     found = adapt.sample_windows(frames, {10, 20}, task, 6)
     firsts = sorted(int(w[0, 0, 0, 0]) for w in found.clips)
     assert len(found) == 6 and firsts[0] == 0 and firsts[-1] == 27  # from the start to the end
@@ -55,13 +55,13 @@ def test_windows_are_spread_over_the_video_and_never_cross_a_cut():
 
 def test_held_out_windows_share_no_frame_with_the_ones_learned_from():
     frames = [np.full((32, 32, 3), i, np.uint8) for i in range(60)]
-    found = adapt.sample_windows(frames, set(), adapt.AdaptTask(2.0, 2, 32, (32, 32)), 40)
+    found = adapt.sample_windows(frames, set(), adapt.AdaptTask(2.0, 2, 32, 32), 40)
     held, learn = found.split()
     held_frames = {int(v) for v in held[:, :, 0, 0, 0].ravel()}
     learn_frames = {int(v) for v in learn[:, :, 0, 0, 0].ravel()}
     assert 1 <= len(held) <= adapt.MAX_HELD and len(learn) >= adapt.MIN_LEARN
     assert not held_frames & learn_frames, sorted(held_frames & learn_frames)
-    short = adapt.sample_windows(frames[:8], set(), adapt.AdaptTask(2.0, 2, 32, (32, 32)), 40)
+    short = adapt.sample_windows(frames[:8], set(), adapt.AdaptTask(2.0, 2, 32, 32), 40)
     with pytest.raises(adapt.AdaptError, match="too short to learn from"):
         short.split()
 
